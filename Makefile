@@ -1,0 +1,43 @@
+# jobstate: the two commands are `make run` and `make test`.
+BUILD_DIR ?= build
+SAN_DIR ?= build-sanitize
+JOBS ?= 2
+DATA_DIR ?= ./jobstate-data
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: all deps build run test test-sanitize bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD_DIR)/CMakeCache.txt:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+run: build
+	$(BUILD_DIR)/app/jobstate serve --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
+
+$(SAN_DIR)/CMakeCache.txt:
+	cmake -S . -B $(SAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DJOBSTATE_SANITIZE=ON
+
+test-sanitize: deps $(SAN_DIR)/CMakeCache.txt
+	cmake --build $(SAN_DIR) -j$(JOBS)
+	cd $(SAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  JOBSTATE_SANITIZE=1 ctest --output-on-failure -j$(JOBS)
+
+bench: build
+	bench/run-all.sh
+
+format:
+	git ls-files '*.h' '*.cpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) $(SAN_DIR)

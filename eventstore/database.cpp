@@ -1,0 +1,183 @@
+#include "eventstore/database.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "eventstore/keys.h"
+
+namespace jobstate {
+
+namespace {
+constexpr uint64_t kSchemaVersion = 1;
+
+rocksdb::CompressionType best_compression() {
+  auto supported = rocksdb::GetSupportedCompressions();
+  for (auto c : {rocksdb::kLZ4Compression, rocksdb::kSnappyCompression, rocksdb::kZSTD})
+    if (std::find(supported.begin(), supported.end(), c) != supported.end()) return c;
+  return rocksdb::kNoCompression;
+}
+}  // namespace
+
+Error rocksdb_error(const rocksdb::Status& s, const std::string& doing) {
+  std::string msg = s.ToString();
+  ErrorCode code = ErrorCode::kUnavailable;
+  if (s.IsCorruption()) code = ErrorCode::kCorruption;
+  if (s.IsIOError() && msg.find("lock") != std::string::npos)
+    msg = "the data directory is in use by another process (is a jobstate server running?)";
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
+  return make_error(code, doing + ": " + msg);
+}
+
+rocksdb::ColumnFamilyOptions Database::column_family_options(size_t block_cache_bytes) {
+  rocksdb::ColumnFamilyOptions cf;
+  cf.level_compaction_dynamic_level_bytes = true;
+  cf.compression = best_compression();
+  rocksdb::BlockBasedTableOptions table;
+  static std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(block_cache_bytes);
+  table.block_cache = cache;
+  table.cache_index_and_filter_blocks = true;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return cf;
+}
+
+Result<std::unique_ptr<Database>> Database::open(const DatabaseOptions& o) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool exists = fs::exists(fs::path(o.path) / "CURRENT", ec);
+  if (!exists && (o.mode != OpenMode::kReadWrite || !o.create_if_missing)) {
+    if (!fs::exists(o.path, ec))
+      return make_error(ErrorCode::kInvalidRequest, "no such directory: " + o.path);
+    return make_error(ErrorCode::kInvalidRequest, "not a jobstate store: " + o.path);
+  }
+
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = o.mode == OpenMode::kReadWrite && o.create_if_missing;
+  dbo.create_missing_column_families = o.mode == OpenMode::kReadWrite;
+  dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  dbo.paranoid_checks = true;
+  dbo.max_background_jobs = 2;
+  dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  dbo.keep_log_file_num = 5;
+  if (o.mode == OpenMode::kSecondary) dbo.max_open_files = -1;  // required by secondaries
+
+  std::vector<std::string> names;
+  if (exists) {
+    auto s = rocksdb::DB::ListColumnFamilies(dbo, o.path, &names);
+    if (!s.ok()) return rocksdb_error(s, "listing column families of " + o.path);
+  } else {
+    names.push_back(rocksdb::kDefaultColumnFamilyName);
+  }
+  if (o.mode == OpenMode::kReadWrite)
+    for (auto& r : o.required_column_families)
+      if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);
+
+  auto cfo = column_family_options(o.block_cache_bytes);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (auto& n : names) descs.emplace_back(n, cfo);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s;
+  switch (o.mode) {
+    case OpenMode::kReadWrite:
+      s = rocksdb::DB::Open(dbo, o.path, descs, &handles, &raw);
+      break;
+    case OpenMode::kReadOnly:
+      s = rocksdb::DB::OpenForReadOnly(dbo, o.path, descs, &handles, &raw);
+      break;
+    case OpenMode::kSecondary:
+      fs::create_directories(o.secondary_dir, ec);
+      s = rocksdb::DB::OpenAsSecondary(dbo, o.path, o.secondary_dir, descs, &handles, &raw);
+      break;
+  }
+  if (!s.ok()) return rocksdb_error(s, "opening " + o.path);
+
+  std::unique_ptr<Database> d(new Database());
+  d->db_.reset(raw);
+  d->mode_ = o.mode;
+  d->path_ = o.path;
+  d->block_cache_bytes_ = o.block_cache_bytes;
+  for (size_t i = 0; i < names.size(); ++i) d->cfs_[names[i]] = handles[i];
+
+  for (auto& r : o.required_column_families)
+    if (!d->cf(r))
+      return make_error(ErrorCode::kInvalidRequest,
+                        "not a jobstate store (no column family '" + r + "'): " + o.path);
+
+  if (auto* meta = d->cf(kMetaCf)) {
+    std::string v;
+    auto gs = raw->Get(rocksdb::ReadOptions(), meta, kMetaSchemaVersion, &v);
+    if (gs.IsNotFound() && o.mode == OpenMode::kReadWrite) {
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      gs = raw->Put(wo, meta, kMetaSchemaVersion, u64_be(kSchemaVersion));
+      if (!gs.ok()) return rocksdb_error(gs, "initialising " + o.path);
+    } else if (gs.ok()) {
+      if (v.size() != 8 || get_u64_be(v) != kSchemaVersion)
+        return make_error(ErrorCode::kInvalidRequest,
+                          "unsupported store schema version in " + o.path);
+    } else if (!gs.IsNotFound()) {
+      return rocksdb_error(gs, "reading " + o.path);
+    }
+  }
+  return d;
+}
+
+Database::~Database() {
+  if (!db_) return;
+  for (auto& [name, h] : cfs_) db_->DestroyColumnFamilyHandle(h);
+  cfs_.clear();
+  db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* Database::cf(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = cfs_.find(name);
+  return it == cfs_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> Database::column_family_names() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (auto& [n, h] : cfs_) out.push_back(n);
+  return out;
+}
+
+Result<rocksdb::ColumnFamilyHandle*> Database::create_column_family(const std::string& name) {
+  if (auto* existing = cf(name)) return existing;
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  auto s = db_->CreateColumnFamily(column_family_options(block_cache_bytes_), name, &h);
+  if (!s.ok()) return rocksdb_error(s, "creating column family " + name);
+  std::lock_guard lock(mu_);
+  cfs_[name] = h;
+  return h;
+}
+
+Status Database::drop_column_family(const std::string& name) {
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto it = cfs_.find(name);
+    if (it == cfs_.end()) return ok_status();
+    h = it->second;
+    cfs_.erase(it);
+  }
+  auto s = db_->DropColumnFamily(h);
+  db_->DestroyColumnFamilyHandle(h);
+  if (!s.ok()) return rocksdb_error(s, "dropping column family " + name);
+  return ok_status();
+}
+
+Status Database::catch_up() {
+  if (mode_ != OpenMode::kSecondary) return ok_status();
+  auto s = db_->TryCatchUpWithPrimary();
+  if (!s.ok()) return rocksdb_error(s, "catching up with the primary");
+  return ok_status();
+}
+
+}  // namespace jobstate

@@ -1,0 +1,234 @@
+#include "projections/status_projection.h"
+
+#include <memory>
+
+#include "eventstore/keys.h"
+#include "eventstore/log_reader.h"
+
+namespace jobstate {
+
+namespace {
+constexpr uint8_t kRowFormat = 1;
+constexpr size_t kRowHeader = 1 + 8 + 1 + 8 + 8 + 8;
+
+std::string newest_first(uint64_t created_seq) { return u64_be(UINT64_MAX - created_seq); }
+
+// The list-index prefix a filter scans.
+std::string list_prefix(const ListFilter& f) {
+  std::string p;
+  if (f.status && f.type) {
+    p = "x";
+    p.push_back(static_cast<char>(*f.status));
+    p += *f.type;
+    p.push_back('\0');
+  } else if (f.status) {
+    p = "s";
+    p.push_back(static_cast<char>(*f.status));
+  } else if (f.type) {
+    p = "t" + *f.type;
+    p.push_back('\0');
+  } else {
+    p = "a";
+  }
+  return p;
+}
+
+std::string deadline_key(TimeMs deadline_ms, const JobId& id) {
+  std::string k = u64_be(static_cast<uint64_t>(deadline_ms));
+  k += id.bytes();
+  return k;
+}
+}  // namespace
+
+std::string encode_status_row(const JobState& s) {
+  std::string text = canonical_dump(job_to_json(s, 0));
+  std::string v;
+  v.reserve(kRowHeader + text.size());
+  v.push_back(static_cast<char>(kRowFormat));
+  put_u64_be(v, s.version);
+  v.push_back(static_cast<char>(s.status));
+  put_u64_be(v, s.created_seq);
+  put_u64_be(v, static_cast<uint64_t>(s.deadline_ms.value_or(0)));
+  put_u64_be(v, static_cast<uint64_t>(s.heartbeat_timeout_s));
+  v += text;
+  return v;
+}
+
+Result<StatusRow> decode_status_row(std::string_view v) {
+  if (v.size() < kRowHeader + 2 || static_cast<uint8_t>(v[0]) != kRowFormat)
+    return make_error(ErrorCode::kCorruption, "status row: unknown format");
+  StatusRow r;
+  r.version = get_u64_be(v.substr(1));
+  auto st = static_cast<uint8_t>(v[9]);
+  if (st < 1 || st > 5) return make_error(ErrorCode::kCorruption, "status row: unknown state");
+  r.status = static_cast<JobStatus>(st);
+  r.created_seq = get_u64_be(v.substr(10));
+  r.deadline_ms = static_cast<TimeMs>(get_u64_be(v.substr(18)));
+  r.heartbeat_timeout_s = static_cast<int64_t>(get_u64_be(v.substr(26)));
+  r.json_text = std::string(v.substr(kRowHeader));
+  return r;
+}
+
+Result<JobState> StatusRow::to_state() const {
+  auto j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return make_error(ErrorCode::kCorruption, "status row: bad JSON");
+  return job_from_json(j, created_seq);
+}
+
+std::string StatusRow::render(TimeMs server_start_ms) const {
+  const bool grace = status == JobStatus::kRunning && deadline_ms != 0 &&
+                     deadline_ms < server_start_ms + heartbeat_timeout_s * 1000;
+  if (!grace) return json_text;
+  auto s = to_state();
+  if (!s) return json_text;
+  return canonical_dump(job_to_json(*s, server_start_ms));
+}
+
+std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row) {
+  std::vector<ProjectionEntry> out;
+  out.reserve(6);
+  const std::string id(s.id.bytes());
+  const std::string order = newest_first(s.created_seq);
+  out.push_back({ProjectionEntry::kJobs, id, with_row ? encode_status_row(s) : std::string()});
+  ListFilter all, by_status{s.status, {}}, by_type{{}, s.type}, by_both{s.status, s.type};
+  for (auto* f : {&all, &by_status, &by_type, &by_both})
+    out.push_back({ProjectionEntry::kList, list_prefix(*f) + order, id});
+  if (s.status == JobStatus::kRunning && s.deadline_ms)
+    out.push_back({ProjectionEntry::kDeadlines, deadline_key(*s.deadline_ms, s.id), ""});
+  return out;
+}
+
+std::string StatusProjection::jobs_cf_name(uint64_t g) { return "jobs.g" + std::to_string(g); }
+std::string StatusProjection::list_cf_name(uint64_t g) { return "job_list.g" + std::to_string(g); }
+std::string StatusProjection::deadlines_cf_name(uint64_t g) {
+  return "deadlines.g" + std::to_string(g);
+}
+
+Result<uint64_t> read_projection_generation(const Database& db) {
+  std::string v;
+  auto s = db.db()->Get(rocksdb::ReadOptions(), db.cf(kMetaCf), kMetaProjectionGeneration, &v);
+  if (s.IsNotFound()) return uint64_t{1};
+  if (!s.ok()) return rocksdb_error(s, "reading the projection generation");
+  if (v.size() != 8) return make_error(ErrorCode::kCorruption, "meta: bad projection generation");
+  return get_u64_be(v);
+}
+
+Result<std::unique_ptr<StatusProjection>> StatusProjection::open(Database& db) {
+  auto gen = read_projection_generation(db);
+  if (!gen) return gen.error();
+  std::unique_ptr<StatusProjection> p(new StatusProjection(db, *gen));
+  auto head = LogReader(db).head();
+  if (!head) return head.error();
+  rocksdb::ColumnFamilyHandle** slots[] = {&p->jobs_, &p->list_, &p->deadlines_};
+  const std::string names[] = {jobs_cf_name(*gen), list_cf_name(*gen), deadlines_cf_name(*gen)};
+  for (int i = 0; i < 3; ++i) {
+    *slots[i] = db.cf(names[i]);
+    if (*slots[i]) continue;
+    // Only an empty log may start with an empty projection; otherwise serving
+    // it would show jobs as missing.
+    if (db.mode() != OpenMode::kReadWrite || head->seq != 0)
+      return make_error(ErrorCode::kInvalidRequest,
+                        "the store has no projection '" + names[i] + "' (run jobstate rebuild)");
+    auto created = db.create_column_family(names[i]);
+    if (!created) return created.error();
+    *slots[i] = *created;
+  }
+  return p;
+}
+
+rocksdb::ColumnFamilyHandle* StatusProjection::family(ProjectionEntry::Family f) const {
+  switch (f) {
+    case ProjectionEntry::kJobs: return jobs_;
+    case ProjectionEntry::kList: return list_;
+    case ProjectionEntry::kDeadlines: return deadlines_;
+  }
+  return nullptr;
+}
+
+Result<std::optional<StatusRow>> StatusProjection::row(const JobId& id) const {
+  rocksdb::PinnableSlice v;
+  auto s = db_.db()->Get(rocksdb::ReadOptions(), jobs_, id.bytes(), &v);
+  if (s.IsNotFound()) return std::optional<StatusRow>();
+  if (!s.ok()) return rocksdb_error(s, "reading a job");
+  auto r = decode_status_row(v.ToStringView());
+  if (!r) return r.error();
+  return std::optional<StatusRow>(std::move(*r));
+}
+
+Result<std::optional<JobState>> StatusProjection::load(const JobId& id) {
+  auto r = row(id);
+  if (!r) return r.error();
+  if (!*r) return std::optional<JobState>();
+  auto s = (*r)->to_state();
+  if (!s) return s.error();
+  return std::optional<JobState>(std::move(*s));
+}
+
+void StatusProjection::project(rocksdb::WriteBatch& batch, const JobState* before,
+                               const JobState& after) {
+  auto new_entries = projection_entries(after);
+  std::vector<ProjectionEntry> old_entries;
+  if (before) old_entries = projection_entries(*before, /*with_row=*/false);
+  auto has = [](const std::vector<ProjectionEntry>& v, const ProjectionEntry& e) {
+    for (auto& x : v)
+      if (x.family == e.family && x.key == e.key) return true;
+    return false;
+  };
+  // Keys the old state had and the new one does not: old status list keys, the old deadline.
+  for (auto& old : old_entries)
+    if (!has(new_entries, old)) batch.Delete(family(old.family), old.key);
+  // The row always changes; index keys only when they are new (their value is the id).
+  for (auto& e : new_entries)
+    if (e.family == ProjectionEntry::kJobs || !has(old_entries, e))
+      batch.Put(family(e.family), e.key, e.value);
+}
+
+Result<ListPage> StatusProjection::list(const ListFilter& filter, std::optional<uint64_t> before_seq,
+                                        size_t limit) const {
+  const std::string prefix = list_prefix(filter);
+  std::string upper = prefix;
+  upper.back() = static_cast<char>(upper.back() + 1);  // prefixes end in a byte < 0xFF
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_.db()->NewIterator(ro, list_));
+  it->Seek(before_seq ? prefix + newest_first(*before_seq - 1) : prefix);
+  std::vector<std::string> ids;
+  for (; it->Valid() && ids.size() <= limit; it->Next()) ids.push_back(it->value().ToString());
+  if (!it->status().ok()) return rocksdb_error(it->status(), "listing jobs");
+  ListPage page;
+  const bool more = ids.size() > limit;
+  if (more) ids.pop_back();
+  if (ids.empty()) return page;
+  std::vector<rocksdb::Slice> keys(ids.begin(), ids.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_.db()->MultiGet(rocksdb::ReadOptions(), jobs_, keys.size(), keys.data(), values.data(),
+                     statuses.data());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!statuses[i].ok()) return rocksdb_error(statuses[i], "reading a listed job");
+    auto r = decode_status_row(values[i].ToStringView());
+    if (!r) return r.error();
+    page.jobs.push_back(std::move(*r));
+  }
+  if (more) page.next_before_seq = page.jobs.back().created_seq;
+  return page;
+}
+
+Result<std::vector<ExpiredDeadline>> StatusProjection::expired(TimeMs now_ms, size_t limit) const {
+  const std::string upper = u64_be(static_cast<uint64_t>(now_ms) + 1);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_.db()->NewIterator(ro, deadlines_));
+  std::vector<ExpiredDeadline> out;
+  for (it->SeekToFirst(); it->Valid() && out.size() < limit; it->Next()) {
+    auto k = it->key().ToStringView();
+    if (k.size() != 24) return make_error(ErrorCode::kCorruption, "deadlines: malformed key");
+    out.push_back({static_cast<TimeMs>(get_u64_be(k)), *JobId::from_bytes(k.substr(8))});
+  }
+  if (!it->status().ok()) return rocksdb_error(it->status(), "reading deadlines");
+  return out;
+}
+
+}  // namespace jobstate

@@ -1,0 +1,115 @@
+// StatusProjection: the read side the API and the watchdog use, folded from
+// the log and written in the same batch as the events (so it never lags):
+//
+//   jobs.g<N>       job id (16 bytes) → status row (see StatusRow)
+//   job_list.g<N>   list indexes, newest first (~created_seq, big-endian):
+//                     'a' ~seq                      all jobs
+//                     's' status ~seq               by state
+//                     't' type 0x00 ~seq            by type
+//                     'x' status type 0x00 ~seq     by state and type
+//                   value: job id (16 bytes)
+//   deadlines.g<N>  big-endian deadline ms + job id → "" (running jobs only)
+//
+// <N> is the projection generation (meta key "projection_generation"):
+// rebuild writes generation N+1 from the log and switches to it atomically.
+//
+// Thread safety: all methods are safe to call concurrently.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "domain/job.h"
+#include "eventstore/database.h"
+#include "eventstore/writer.h"
+
+namespace jobstate {
+
+inline constexpr const char* kMetaProjectionGeneration = "projection_generation";
+
+// A decoded status row; json_text is job_to_json(state, 0) as stored.
+struct StatusRow {
+  uint64_t version = 0;
+  JobStatus status = JobStatus::kQueued;
+  uint64_t created_seq = 0;
+  TimeMs deadline_ms = 0;  // 0: none
+  int64_t heartbeat_timeout_s = 0;
+  std::string json_text;
+
+  Result<JobState> to_state() const;
+  // The API's job JSON, with deadline_at moved to the grace deadline when the
+  // server restarted after it (effective_deadline_ms).
+  std::string render(TimeMs server_start_ms) const;
+};
+
+std::string encode_status_row(const JobState& s);
+Result<StatusRow> decode_status_row(std::string_view value);
+
+// Which projection keys a job in state `s` has: used both by the inline
+// projection and by rebuild, so the two cannot disagree.
+struct ProjectionEntry {
+  enum Family { kJobs, kList, kDeadlines } family;
+  std::string key;
+  std::string value;
+};
+// with_row = false leaves the status row's value empty (only keys wanted).
+std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row = true);
+
+struct ListFilter {
+  std::optional<JobStatus> status;
+  std::optional<std::string> type;
+};
+
+struct ListPage {
+  std::vector<StatusRow> jobs;
+  // created_seq of the last job when more may follow; pass it as before_seq.
+  std::optional<uint64_t> next_before_seq;
+};
+
+struct ExpiredDeadline {
+  TimeMs deadline_ms;
+  JobId job_id;
+};
+
+class StatusProjection final : public BatchProjector {
+ public:
+  // Finds the current generation's column families; in kReadWrite mode
+  // creates them when missing (a new store). Fails with kInvalidRequest when a
+  // read-only store has no projection (run `jobstate rebuild`).
+  static Result<std::unique_ptr<StatusProjection>> open(Database& db);
+
+  // BatchProjector
+  Result<std::optional<JobState>> load(const JobId& id) override;
+  void project(rocksdb::WriteBatch& batch, const JobState* before, const JobState& after) override;
+
+  // The job's status row; nullopt when there is no such job.
+  Result<std::optional<StatusRow>> row(const JobId& id) const;
+  // Newest first; only jobs created before `before_seq` when given.
+  // REQUIRES: limit >= 1.
+  Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
+                        size_t limit) const;
+  // Running jobs whose stored deadline is <= now_ms, earliest first, at most `limit`.
+  Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit) const;
+
+  uint64_t generation() const { return generation_; }
+
+  static std::string jobs_cf_name(uint64_t generation);
+  static std::string list_cf_name(uint64_t generation);
+  static std::string deadlines_cf_name(uint64_t generation);
+
+ private:
+  StatusProjection(Database& db, uint64_t generation) : db_(db), generation_(generation) {}
+  rocksdb::ColumnFamilyHandle* family(ProjectionEntry::Family f) const;
+  Database& db_;
+  uint64_t generation_;
+  rocksdb::ColumnFamilyHandle* jobs_ = nullptr;
+  rocksdb::ColumnFamilyHandle* list_ = nullptr;
+  rocksdb::ColumnFamilyHandle* deadlines_ = nullptr;
+};
+
+// The stored generation (1 when the store has none yet).
+Result<uint64_t> read_projection_generation(const Database& db);
+
+}  // namespace jobstate
