@@ -1,0 +1,15 @@
+#include "app/commands.h"
+
+namespace jobstate::app {
+
+// Placeholder until its issue lands; see the issue list.
+void add_serve_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "(not built yet)");
+  cmd->allow_extras();
+  cmd->callback([] {
+    std::fprintf(stderr, "jobstate serve: not built yet\n");
+    exit_code() = kExitFailure;
+  });
+}
+
+}  // namespace jobstate::app
