@@ -1,15 +1,121 @@
+// jobstate serve: opens the store, starts the writer, the watchdog and the
+// HTTP API, and stops them cleanly on SIGTERM/SIGINT.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "api/long_poll.h"
+#include "api/request_json.h"
+#include "api/server.h"
 #include "app/commands.h"
+#include "projections/job_store.h"
+#include "watchdog/watchdog.h"
 
 namespace jobstate::app {
 
-// Placeholder until its issue lands; see the issue list.
+namespace {
+struct ServeFlags {
+  std::string data_dir = "./jobstate-data";
+  std::string listen = "127.0.0.1:8080";
+  int threads = 2;
+  size_t max_parked = 10'000;
+  int64_t watchdog_interval_ms = 200;
+  std::string log_level = "info";
+};
+
+bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  host = listen.substr(0, colon);
+  auto p = api::parse_int64(listen.substr(colon + 1));
+  if (!p || *p < 0 || *p > 65535) return false;
+  port = static_cast<uint16_t>(*p);
+  return true;
+}
+
+int serve(const ServeFlags& f) {
+  api::ServerOptions server_options;
+  if (!parse_listen(f.listen, server_options.host, server_options.port)) {
+    std::fprintf(stderr, "jobstate serve: --listen must be HOST:PORT, got '%s'\n", f.listen.c_str());
+    return kExitUsage;
+  }
+  server_options.threads = f.threads;
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+
+  // Signals are taken by sigwait() below, never by a random thread; a client
+  // that hangs up must not kill the server with SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  SystemClock clock;
+  auto registry = std::make_unique<api::LongPollRegistry>(f.max_parked);
+  JobStoreOptions store_options;
+  store_options.data_dir = f.data_dir;
+  store_options.clock = &clock;
+  store_options.writer.on_commit = [r = registry.get()](const CommitInfo& info) { r->on_commit(info); };
+  auto store = JobStore::open(store_options);
+  if (!store) {
+    std::fprintf(stderr, "jobstate serve: %s\n", store.error().message.c_str());
+    return kExitFailure;
+  }
+  WatchdogOptions watchdog_options;
+  watchdog_options.interval_ms = f.watchdog_interval_ms;
+  Watchdog watchdog((*store)->projection(), (*store)->writer(), clock, watchdog_options);
+  watchdog.start();
+  api::ApiServer server(**store, *registry, &watchdog, server_options);
+  if (auto s = server.start(); !s) {
+    std::fprintf(stderr, "jobstate serve: %s\n", s.error().message.c_str());
+    return kExitFailure;
+  }
+  std::printf("jobstate serving on http://%s:%u (data: %s)\n", server_options.host.c_str(),
+              server.port(), f.data_dir.c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  // Stop taking writes, finish every write already queued (each is answered),
+  // answer the parked long-polls, then stop serving.
+  server.stop_accepting_writes();
+  watchdog.stop();
+  (*store)->writer().stop();
+  registry->answer_all();
+  server.shutdown();
+  store->reset();
+  std::printf("jobstate stopped\n");
+  return kExitOk;
+}
+}  // namespace
+
 void add_serve_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("serve", "(not built yet)");
-  cmd->allow_extras();
-  cmd->callback([] {
-    std::fprintf(stderr, "jobstate serve: not built yet\n");
-    exit_code() = kExitFailure;
-  });
+  auto flags = std::make_shared<ServeFlags>();
+  auto* cmd = app.add_subcommand("serve", "Serve the HTTP API on a store");
+  cmd->add_option("--data-dir", flags->data_dir, "Store directory (created when missing)")
+      ->capture_default_str();
+  cmd->add_option("--listen", flags->listen, "HOST:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
+  cmd->add_option("--threads", flags->threads, "HTTP reactor threads")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--max-waiting", flags->max_parked,
+                  "Most long-poll requests parked at once (503 beyond)")
+      ->check(CLI::Range(size_t{1}, size_t{1'000'000}))
+      ->capture_default_str();
+  cmd->add_option("--watchdog-interval-ms", flags->watchdog_interval_ms,
+                  "Time between watchdog sweeps")
+      ->check(CLI::Range(int64_t{10}, int64_t{1000}))
+      ->capture_default_str();
+  cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  cmd->callback([flags] { exit_code() = serve(*flags); });
 }
 
 }  // namespace jobstate::app

@@ -1,0 +1,163 @@
+#include "api/request_json.h"
+
+#include <openssl/sha.h>
+
+#include <charconv>
+
+namespace jobstate::api {
+
+using nlohmann::json;
+
+namespace {
+Error invalid(std::string msg) { return make_error(ErrorCode::kInvalidRequest, std::move(msg)); }
+
+// Depth of [ / { nesting outside strings, without parsing.
+int max_depth(std::string_view s) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : s) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') deepest = std::max(deepest, ++depth);
+    else if (c == ']' || c == '}') --depth;
+  }
+  return deepest;
+}
+
+Result<const json*> object_body(const std::optional<json>& body, bool required) {
+  if (!body) {
+    if (required) return invalid("a JSON object body is required");
+    return static_cast<const json*>(nullptr);
+  }
+  if (!body->is_object()) return invalid("the body must be a JSON object");
+  return &*body;
+}
+
+// Rejects members other than `allowed`: a typo must not be silently ignored.
+Status only_members(const json& obj, std::initializer_list<const char*> allowed) {
+  for (auto& [k, v] : obj.items()) {
+    bool ok = false;
+    for (auto* a : allowed) ok = ok || k == a;
+    if (!ok) return invalid("unknown member '" + k + "'");
+  }
+  return ok_status();
+}
+
+Result<std::string> optional_string(const json* obj, const char* key, size_t max_len) {
+  if (!obj) return std::string();
+  auto it = obj->find(key);
+  if (it == obj->end() || it->is_null()) return std::string();
+  if (!it->is_string()) return invalid(std::string(key) + " must be a string");
+  if (it->get_ref<const std::string&>().size() > max_len)
+    return invalid(std::string(key) + " must be at most " + std::to_string(max_len) + " bytes");
+  return it->get<std::string>();
+}
+}  // namespace
+
+Result<std::optional<json>> parse_body(std::string_view body) {
+  size_t first = body.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return std::optional<json>();
+  if (max_depth(body) > kMaxJsonDepth)
+    return invalid("JSON nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return invalid("the body is not valid JSON (or not valid UTF-8)");
+  return std::optional<json>(std::move(j));
+}
+
+Result<CreateJob> create_job_from_body(const std::optional<json>& body) {
+  auto obj = object_body(body, true);
+  if (!obj) return obj.error();
+  const json& b = **obj;
+  if (auto s = only_members(b, {"type", "params", "heartbeat_timeout_s", "labels"}); !s)
+    return s.error();
+  CreateJob c;
+  auto type = b.find("type");
+  if (type == b.end() || !type->is_string()) return invalid("type is required: a string");
+  c.type = type->get<std::string>();
+  if (auto p = b.find("params"); p != b.end() && !p->is_null()) c.params = *p;
+  if (auto t = b.find("heartbeat_timeout_s"); t != b.end() && !t->is_null()) {
+    if (!t->is_number_integer()) return invalid("heartbeat_timeout_s must be an integer from 1 to 86400");
+    c.heartbeat_timeout_s = t->is_number_unsigned() && t->get<uint64_t>() > INT64_MAX
+                                ? INT64_MAX
+                                : t->get<int64_t>();
+  }
+  if (auto l = b.find("labels"); l != b.end() && !l->is_null()) c.labels = *l;
+  return c;
+}
+
+Result<Command> transition_from_body(std::string_view action, const std::optional<json>& body) {
+  const bool required = action == "fail";
+  auto obj = object_body(body, required);
+  if (!obj) return obj.error();
+  const json* b = *obj;
+  auto member = [&](const char* key) -> json {
+    if (!b) return json();
+    auto it = b->find(key);
+    return it == b->end() ? json() : *it;
+  };
+  if (action == "start") {
+    if (b) if (auto s = only_members(*b, {"worker"}); !s) return s.error();
+    auto w = optional_string(b, "worker", 256);
+    if (!w) return w.error();
+    return Command(StartJob{*w});
+  }
+  if (action == "heartbeat") {
+    if (b) if (auto s = only_members(*b, {"progress"}); !s) return s.error();
+    return Command(Heartbeat{member("progress")});
+  }
+  if (action == "succeed") {
+    if (b) if (auto s = only_members(*b, {"result"}); !s) return s.error();
+    return Command(SucceedJob{member("result")});
+  }
+  if (action == "fail") {
+    if (auto s = only_members(*b, {"error"}); !s) return s.error();
+    json e = member("error");
+    if (e.is_null()) return invalid("error is required: {\"code\": \"...\", \"message\": \"...\"}");
+    return Command(FailJob{std::move(e)});
+  }
+  if (action == "cancel" || action == "cancelled") {
+    if (b) if (auto s = only_members(*b, {"reason"}); !s) return s.error();
+    auto r = optional_string(b, "reason", 4096);
+    if (!r) return r.error();
+    if (action == "cancel") return Command(RequestCancel{*r});
+    return Command(ConfirmCancelled{*r});
+  }
+  return invalid("unknown action");
+}
+
+std::string create_fingerprint(const CreateJob& c) {
+  json j = {{"type", c.type},
+            {"params", c.params},
+            {"heartbeat_timeout_s", c.heartbeat_timeout_s},
+            {"labels", c.labels}};
+  std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
+  return std::string(reinterpret_cast<const char*>(md), sizeof md);
+}
+
+std::optional<int64_t> parse_int64(std::string_view text) {
+  if (text.empty() || text.size() > 20) return std::nullopt;
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size()) return std::nullopt;
+  if (text[0] == '+') return std::nullopt;
+  return v;
+}
+
+std::optional<uint64_t> parse_etag_version(std::string_view text) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"')
+    text = text.substr(1, text.size() - 2);
+  auto v = parse_int64(text);
+  if (!v || *v < 0 || text[0] == '-') return std::nullopt;
+  return static_cast<uint64_t>(*v);
+}
+
+}  // namespace jobstate::api

@@ -1,0 +1,590 @@
+#include "api/server.h"
+
+#include <pistache/endpoint.h>
+#include <pistache/http.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+#include <string_view>
+#include <vector>
+
+#include "api/problem.h"
+#include "api/request_json.h"
+
+namespace jobstate::api {
+
+using namespace Pistache;
+
+struct ApiServer::Context {
+  JobStore& store;
+  LongPollRegistry& registry;
+  const Watchdog* watchdog;
+  const ServerOptions& options;
+  const std::atomic<bool>& accepting_writes;
+
+  TimeMs server_start_ms() const { return store.writer().server_start_ms(); }
+};
+
+namespace {
+
+using Context = ApiServer::Context;
+constexpr size_t kDefaultListLimit = 50;
+constexpr size_t kDefaultEventLimit = 100;
+constexpr size_t kMaxLimit = 1000;
+constexpr int64_t kDefaultWaitS = 30;
+
+const char* const kJsonType = "application/json";
+const char* const kProblemType = "application/problem+json";
+
+// A response header with a name chosen at run time. Pistache writes only
+// typed headers (addRaw() values never reach the wire), so ETag, Location,
+// Retry-After and Content-Type go through this.
+class TextHeader : public Http::Header::Header {
+ public:
+  TextHeader(std::string name, std::string value) : name_(std::move(name)), value_(std::move(value)) {}
+  const char* name() const override { return name_.c_str(); }
+  void parse(const std::string& data) override { value_ = data; }
+  void write(std::ostream& os) const override { os << value_; }
+#ifdef SAFE_HEADER_CAST
+  // Only typed lookups (tryGet<H>) use the hash; these headers are never looked up.
+  uint64_t hash() const override { return Http::Header::detail::hash(name_.c_str()); }
+#endif
+
+ private:
+  std::string name_;
+  std::string value_;
+};
+
+// A request in flight: answered exactly once, from whichever thread finishes it.
+class Call {
+ public:
+  Call(Http::ResponseWriter rw, bool head, bool keep_alive) : rw_(std::move(rw)), head_(head) {
+    // Pistache answers "Connection: Close" to requests without a Connection
+    // header, which makes every HTTP/1.1 client reconnect: keep-alive is the default.
+    rw_.headers().remove<Http::Header::Connection>();
+    rw_.headers().add<Http::Header::Connection>(keep_alive ? Http::ConnectionControl::KeepAlive
+                                                           : Http::ConnectionControl::Close);
+  }
+
+  void header(const std::string& name, const std::string& value) {
+    rw_.headers().add(std::make_shared<TextHeader>(name, value));
+  }
+
+  void send(int status, const std::string& body, const char* content_type = kJsonType) {
+    if (sent_.exchange(true)) return;
+    try {
+      if (status != 304) header("Content-Type", content_type);
+      rw_.send(static_cast<Http::Code>(status), head_ ? std::string() : body);
+    } catch (const std::exception& e) {
+      spdlog::debug("sending a response failed: {}", e.what());
+    }
+  }
+
+  void problem(const Problem& p) {
+    if (p.status == 405) header("Allow", allow_);
+    if (p.status == 413) {
+      rw_.headers().remove<Http::Header::Connection>();
+      rw_.headers().add<Http::Header::Connection>(Http::ConnectionControl::Close);
+    }
+    send(p.status, p.body(), kProblemType);
+  }
+  void error(const Error& e) { problem(problem_from_error(e)); }
+
+  bool sent() const { return sent_.load(); }
+  void set_allow(std::string allow) { allow_ = std::move(allow); }
+
+ private:
+  Http::ResponseWriter rw_;
+  bool head_;
+  std::atomic<bool> sent_{false};
+  std::string allow_;
+};
+using CallPtr = std::shared_ptr<Call>;
+
+// Thrown inside this file only, for bad input found while parsing a request.
+struct BadRequest {
+  Problem problem;
+};
+[[noreturn]] void bad_request(std::string detail) {
+  throw BadRequest{api::problem("invalid-request", std::move(detail))};
+}
+
+std::optional<std::string> header_text(const Http::Request& req, const std::string& name) {
+  if (auto raw = req.headers().tryGetRaw(name)) return raw->value();
+  if (auto typed = req.headers().tryGet(name)) {
+    std::ostringstream os;
+    typed->write(os);
+    return os.str();
+  }
+  return std::nullopt;
+}
+
+std::optional<int64_t> query_int(const Http::Request& req, const std::string& name) {
+  auto v = req.query().get(name);
+  if (!v) return std::nullopt;
+  auto n = parse_int64(*v);
+  if (!n) bad_request(name + " must be an integer");
+  return n;
+}
+
+size_t query_limit(const Http::Request& req, size_t default_limit) {
+  auto limit = query_int(req, "limit");
+  if (!limit) return default_limit;
+  if (*limit <= 0) bad_request("limit must be at least 1");
+  return static_cast<size_t>(std::min<int64_t>(*limit, kMaxLimit));
+}
+
+uint64_t query_non_negative(const Http::Request& req, const std::string& name, uint64_t dflt) {
+  auto v = query_int(req, name);
+  if (!v) return dflt;
+  if (*v < 0) bad_request(name + " must not be negative");
+  return static_cast<uint64_t>(*v);
+}
+
+int64_t query_wait_s(const Context& ctx, const Http::Request& req, const std::string& name,
+                     int64_t dflt) {
+  auto v = query_int(req, name);
+  if (!v) return dflt;
+  if (*v < 0) bad_request(name + " must not be negative");
+  return std::min(*v, ctx.options.max_wait_s);
+}
+
+JobId path_job_id(std::string_view segment) {
+  auto id = JobId::parse(segment);
+  if (!id) bad_request("job ids are lowercase UUID v4 (8-4-4-4-12)");
+  return *id;
+}
+
+std::optional<uint64_t> if_match(const Http::Request& req, const char* name) {
+  auto v = header_text(req, name);
+  if (!v) return std::nullopt;
+  auto version = parse_etag_version(*v);
+  if (!version) bad_request(std::string(name) + " must be a quoted job version, e.g. \"3\"");
+  return version;
+}
+
+std::string etag(uint64_t version) { return "\"" + std::to_string(version) + "\""; }
+
+// Headers every job response carries.
+void job_headers(Call& call, uint64_t version, JobStatus status) {
+  call.header("ETag", etag(version));
+  if (!is_terminal(status)) call.header("Retry-After", "1");
+}
+
+void send_job(Call& call, int status, const JobState& s, TimeMs server_start_ms) {
+  job_headers(call, s.version, s.status);
+  call.send(status, canonical_dump(job_to_json(s, server_start_ms)));
+}
+
+void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms) {
+  job_headers(call, row.version, row.status);
+  call.send(200, row.render(server_start_ms));
+}
+
+// The job's row, or a 404 already sent.
+std::optional<StatusRow> row_or_404(const Context& ctx, Call& call, const JobId& id) {
+  auto row = ctx.store.projection().row(id);
+  if (!row) {
+    call.error(row.error());
+    return std::nullopt;
+  }
+  if (!*row) {
+    Problem p = problem("job-not-found", "no job with this id");
+    p.extra["job_id"] = id.to_string();
+    call.problem(p);
+    return std::nullopt;
+  }
+  return std::move(**row);
+}
+
+std::optional<nlohmann::json> json_body(const Http::Request& req) {
+  const std::string& body = req.body();
+  if (body.size() > kMaxBodyBytes) throw BadRequest{problem("payload-too-large", "request bodies are limited to 1 MiB")};
+  if (!body.empty()) {
+    auto ct = req.headers().tryGet<Http::Header::ContentType>();
+    const bool json = ct && ct->mime().top() == Http::Mime::Type::Application &&
+                      ct->mime().sub() == Http::Mime::Subtype::Json;
+    if (!json)
+      throw BadRequest{problem("unsupported-media-type", "send bodies as Content-Type: application/json")};
+  }
+  auto parsed = parse_body(body);
+  if (!parsed) bad_request(parsed.error().message);
+  return std::move(*parsed);
+}
+
+// A refused command: the problem, plus the job's current state and version.
+void send_refusal(const Context& ctx, Call& call, const JobId& id, const Error& e) {
+  Problem p = problem_from_error(e);
+  p.extra["job_id"] = id.to_string();
+  if (e.code == ErrorCode::kJobTerminal || e.code == ErrorCode::kVersionMismatch ||
+      e.code == ErrorCode::kInvalidTransition) {
+    if (auto row = ctx.store.projection().row(id); row && *row) {
+      p.extra["state"] = job_status_name((*row)->status);
+      p.extra["version"] = (*row)->version;
+    }
+  }
+  call.problem(p);
+}
+
+bool refuse_write_if_stopping(const Context& ctx, Call& call) {
+  if (ctx.accepting_writes.load()) return false;
+  call.problem(problem("unavailable", "the server is shutting down"));
+  return true;
+}
+
+// POST /v1/jobs
+void create_job(const Context& ctx, const Http::Request& req, const CallPtr& call) {
+  auto cmd = create_job_from_body(json_body(req));
+  if (!cmd) bad_request(cmd.error().message);
+  if (refuse_write_if_stopping(ctx, *call)) return;
+  CommandRequest r;
+  r.job_id = JobId::generate();
+  if (auto key = header_text(req, "Idempotency-Key")) {
+    if (key->empty() || key->size() > 255) bad_request("Idempotency-Key must be 1 to 255 characters");
+    r.idempotency_key = *key;
+    r.request_fingerprint = create_fingerprint(*cmd);
+  }
+  r.command = std::move(*cmd);
+  const TimeMs start = ctx.server_start_ms();
+  ctx.store.writer().submit(std::move(r), [call, start](Result<CommandOutcome> out) {
+    if (!out) return call->error(out.error());
+    call->header("Location", "/v1/jobs/" + out->job.id.to_string());
+    send_job(*call, 202, out->job, start);
+  });
+}
+
+// POST /v1/jobs/{id}/<action>
+void transition(const Context& ctx, const Http::Request& req, const CallPtr& call,
+                const JobId& id, std::string_view action) {
+  auto cmd = transition_from_body(action, json_body(req));
+  if (!cmd) bad_request(cmd.error().message);
+  auto expected = if_match(req, "If-Match");
+  if (refuse_write_if_stopping(ctx, *call)) return;
+  CommandRequest r{id, std::move(*cmd), expected, std::nullopt, {}};
+  const TimeMs start = ctx.server_start_ms();
+  ctx.store.writer().submit(std::move(r), [&ctx, call, id, start](Result<CommandOutcome> out) {
+    if (!out) return send_refusal(ctx, *call, id, out.error());
+    send_job(*call, 200, out->job, start);
+  });
+}
+
+// GET /v1/jobs/{id}
+void get_job(const Context& ctx, const Http::Request& req, const CallPtr& call, const JobId& id) {
+  if (auto as_of = query_int(req, "as_of_seq")) {
+    if (*as_of < 0) bad_request("as_of_seq must not be negative");
+    const uint64_t n = static_cast<uint64_t>(*as_of);
+    if (n > ctx.store.writer().committed_head().seq)
+      bad_request("as_of_seq is beyond the newest event");
+    std::optional<JobState> state;
+    std::optional<Error> err;
+    Status s = ctx.store.log().scan_job(id, 0, SIZE_MAX, [&](const StoredEventView& v) {
+      if (v.seq > n) return false;
+      auto e = v.to_event();
+      auto next = e ? apply(state ? &*state : nullptr, *e) : Result<JobState>(e.error());
+      if (!next) {
+        err = next.error();
+        return false;
+      }
+      state = std::move(*next);
+      return true;
+    });
+    if (!s) return call->error(s.error());
+    if (err) return call->error(*err);
+    if (!state) {
+      Problem p = problem("job-not-found", "the job did not exist at as_of_seq");
+      p.extra["job_id"] = id.to_string();
+      return call->problem(p);
+    }
+    return send_job(*call, 200, *state, 0);
+  }
+  auto row = row_or_404(ctx, *call, id);
+  if (!row) return;
+  if (auto none_match = if_match(req, "If-None-Match"); none_match && *none_match == row->version) {
+    job_headers(*call, row->version, row->status);
+    return call->send(304, "");
+  }
+  send_row(*call, *row, ctx.server_start_ms());
+}
+
+// GET /v1/jobs/{id}/wait
+void wait_job(const Context& ctx, const Http::Request& req, const CallPtr& call, const JobId& id) {
+  const int64_t timeout_s = query_wait_s(ctx, req, "timeout_s", kDefaultWaitS);
+  std::optional<uint64_t> after_version;
+  if (req.query().has("after_version")) after_version = query_non_negative(req, "after_version", 0);
+  auto row = row_or_404(ctx, *call, id);
+  if (!row) return;
+  auto satisfied = [&](const StatusRow& r) {
+    return is_terminal(r.status) || (after_version && r.version > *after_version);
+  };
+  if (satisfied(*row) || timeout_s == 0) return send_row(*call, *row, ctx.server_start_ms());
+
+  auto w = std::make_shared<Waiter>();
+  w->kind = Waiter::Kind::kJob;
+  w->job_id = id;
+  w->after_version = after_version;
+  w->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  w->answer = [&ctx, call, id](const JobState* committed) {
+    if (committed) return send_job(*call, 200, *committed, ctx.server_start_ms());
+    if (auto fresh = row_or_404(ctx, *call, id)) send_row(*call, *fresh, ctx.server_start_ms());
+  };
+  if (!ctx.registry.park(w))
+    return call->problem(problem("unavailable", "too many requests are waiting; retry later"));
+  // A commit between the first read and park() would have been missed: look again.
+  auto again = ctx.store.projection().row(id);
+  if (again && *again && satisfied(**again) && ctx.registry.claim(*w))
+    send_row(*call, **again, ctx.server_start_ms());
+}
+
+// GET /v1/jobs
+void list_jobs(const Context& ctx, const Http::Request& req, const CallPtr& call) {
+  ListFilter filter;
+  if (auto s = req.query().get("state")) {
+    filter.status = parse_job_status(*s);
+    if (!filter.status) bad_request("state must be one of queued, running, succeeded, failed, cancelled");
+  }
+  if (auto t = req.query().get("type")) {
+    if (!is_valid_job_type(*t)) bad_request("type must be 1 to 128 of A-Za-z0-9._:-");
+    filter.type = *t;
+  }
+  const size_t limit = query_limit(req, kDefaultListLimit);
+  std::optional<uint64_t> before;
+  if (auto token = req.query().get("page_token")) {
+    auto n = parse_int64(*token);
+    if (!n || *n < 1) bad_request("page_token is not one this server issued");
+    before = static_cast<uint64_t>(*n);
+  }
+  auto page = ctx.store.projection().list(filter, before, limit);
+  if (!page) return call->error(page.error());
+  std::string body = "{\"jobs\":[";
+  for (size_t i = 0; i < page->jobs.size(); ++i) {
+    if (i) body += ',';
+    body += page->jobs[i].render(ctx.server_start_ms());
+  }
+  body += "],\"next_page_token\":";
+  body += page->next_before_seq ? "\"" + std::to_string(*page->next_before_seq) + "\"" : "null";
+  body += '}';
+  call->send(200, body);
+}
+
+// GET /v1/jobs/{id}/events
+void job_events(const Context& ctx, const Http::Request& req, const CallPtr& call, const JobId& id) {
+  const uint64_t after = query_non_negative(req, "after_version", 0);
+  const size_t limit = query_limit(req, kDefaultEventLimit);
+  if (!row_or_404(ctx, *call, id)) return;
+  std::vector<std::string> texts;
+  uint64_t last_version = after;
+  size_t seen = 0;
+  Status s = ctx.store.log().scan_job(id, after, limit + 1, [&](const StoredEventView& v) {
+    if (++seen > limit) return false;
+    texts.push_back(v.json_text());
+    last_version = v.version;
+    return true;
+  });
+  if (!s) return call->error(s.error());
+  std::string body = "{\"events\":[";
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (i) body += ',';
+    body += texts[i];
+  }
+  body += "],\"next_after_version\":";
+  body += seen > limit ? std::to_string(last_version) : "null";
+  body += '}';
+  call->send(200, body);
+}
+
+// The body of GET /v1/events for (after_seq, after_seq + limit].
+Result<std::string> feed_page(const Context& ctx, uint64_t after_seq, size_t limit) {
+  std::string body = "{\"events\":[";
+  uint64_t last = after_seq;
+  bool first = true;
+  const uint64_t until = after_seq + limit;
+  Status s = ctx.store.log().scan(after_seq, until, [&](const StoredEventView& v) {
+    if (!first) body += ',';
+    first = false;
+    body += v.json_text();
+    last = v.seq;
+    return true;
+  });
+  if (!s) return s.error();
+  body += "],\"next_after_seq\":" + std::to_string(last) + "}";
+  return body;
+}
+
+// GET /v1/events
+void feed(const Context& ctx, const Http::Request& req, const CallPtr& call) {
+  const uint64_t after = query_non_negative(req, "after_seq", 0);
+  const size_t limit = query_limit(req, kDefaultEventLimit);
+  const int64_t wait_s = query_wait_s(ctx, req, "wait_s", 0);
+  auto answer = [&ctx, call, after, limit] {
+    auto body = feed_page(ctx, after, limit);
+    if (!body) return call->error(body.error());
+    call->send(200, *body);
+  };
+  if (wait_s == 0 || ctx.store.writer().committed_head().seq > after) return answer();
+  auto w = std::make_shared<Waiter>();
+  w->kind = Waiter::Kind::kFeed;
+  w->after_seq = after;
+  w->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+  w->answer = [answer](const JobState*) { answer(); };
+  if (!ctx.registry.park(w))
+    return call->problem(problem("unavailable", "too many requests are waiting; retry later"));
+  if (ctx.store.writer().committed_head().seq > after && ctx.registry.claim(*w)) answer();
+}
+
+void audit_head(const Context& ctx, const CallPtr& call) {
+  LogHead head = ctx.store.writer().committed_head();
+  call->send(200, nlohmann::json{{"seq", head.seq}, {"hash", head.hash}}.dump());
+}
+
+void readiness(const Context& ctx, const CallPtr& call) {
+  const bool watchdog_ok = ctx.watchdog && ctx.watchdog->running();
+  const bool ready = watchdog_ok && ctx.accepting_writes.load();
+  nlohmann::json body = {{"status", ready ? "ready" : "not-ready"},
+                         {"store", "open"},
+                         {"watchdog", watchdog_ok ? "running" : "stopped"},
+                         {"accepting_writes", ctx.accepting_writes.load()}};
+  call->send(ready ? 200 : 503, body.dump());
+}
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  if (path.empty() || path[0] != '/') return parts;
+  path.remove_prefix(1);
+  while (true) {
+    size_t slash = path.find('/');
+    parts.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return parts;
+}
+
+bool is_transition(std::string_view action) {
+  for (auto a : {"start", "heartbeat", "succeed", "fail", "cancel", "cancelled"})
+    if (action == a) return true;
+  return false;
+}
+
+// Routes a request. Returns the Allow value when the path exists but the
+// method does not fit ("" for unknown paths), after answering otherwise.
+void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call) {
+  const auto m = req.method();
+  const bool get = m == Http::Method::Get || m == Http::Method::Head;
+  const bool post = m == Http::Method::Post;
+  auto p = split_path(req.resource());
+  auto not_allowed = [&](const char* allow) {
+    call->set_allow(allow);
+    call->problem(problem("method-not-allowed", "this resource allows " + std::string(allow)));
+  };
+  auto n = p.size();
+  if (n == 1 && (p[0] == "healthz" || p[0] == "readyz")) {
+    if (!get) return not_allowed("GET, HEAD");
+    if (p[0] == "healthz") return call->send(200, "{\"status\":\"ok\"}");
+    return readiness(ctx, call);
+  }
+  if (n >= 2 && p[0] == "v1") {
+    if (n == 2 && p[1] == "jobs") {
+      if (post) return create_job(ctx, req, call);
+      if (get) return list_jobs(ctx, req, call);
+      return not_allowed("GET, HEAD, POST");
+    }
+    if (n == 2 && p[1] == "events") {
+      if (!get) return not_allowed("GET, HEAD");
+      return feed(ctx, req, call);
+    }
+    if (n == 3 && p[1] == "audit" && p[2] == "head") {
+      if (!get) return not_allowed("GET, HEAD");
+      return audit_head(ctx, call);
+    }
+    if (p[1] == "jobs" && (n == 3 || n == 4)) {
+      if (n == 3) {
+        if (!get) return not_allowed("GET, HEAD");
+        return get_job(ctx, req, call, path_job_id(p[2]));
+      }
+      if (p[3] == "wait" || p[3] == "events") {
+        if (!get) return not_allowed("GET, HEAD");
+        const JobId id = path_job_id(p[2]);
+        return p[3] == "wait" ? wait_job(ctx, req, call, id) : job_events(ctx, req, call, id);
+      }
+      if (is_transition(p[3])) {
+        if (!post) return not_allowed("POST");
+        return transition(ctx, req, call, path_job_id(p[2]), p[3]);
+      }
+    }
+  }
+  call->problem(problem("not-found", "no resource at this path"));
+}
+
+class Handler : public Http::Handler {
+ public:
+  HTTP_PROTOTYPE(Handler)
+  explicit Handler(const Context* ctx) : ctx_(ctx) {}
+
+  void onRequest(const Http::Request& req, Http::ResponseWriter response) override {
+    bool keep_alive = true;
+    if (auto c = req.headers().tryGet<Http::Header::Connection>())
+      keep_alive = c->control() != Http::ConnectionControl::Close;
+    if (req.version() == Http::Version::Http10 && !req.headers().tryGet<Http::Header::Connection>())
+      keep_alive = false;
+    auto call = std::make_shared<Call>(std::move(response), req.method() == Http::Method::Head,
+                                       keep_alive);
+    // The one place where anything thrown while handling becomes a response.
+    try {
+      dispatch(*ctx_, req, call);
+    } catch (const BadRequest& e) {
+      call->problem(e.problem);
+    } catch (const std::exception& e) {
+      spdlog::error("{} {}: {}", Http::methodString(req.method()), req.resource(), e.what());
+      call->problem(problem("internal-error", "the server failed to handle this request"));
+    } catch (...) {
+      call->problem(problem("internal-error", "the server failed to handle this request"));
+    }
+  }
+
+ private:
+  const Context* ctx_;
+};
+
+}  // namespace
+
+ApiServer::ApiServer(JobStore& store, LongPollRegistry& registry, const Watchdog* watchdog,
+                     ServerOptions options)
+    : options_(std::move(options)) {
+  ctx_.reset(new Context{store, registry, watchdog, options_, accepting_writes_});
+}
+
+ApiServer::~ApiServer() { shutdown(); }
+
+Status ApiServer::start() {
+  try {
+    Address addr(options_.host, Port(options_.port));
+    endpoint_ = std::make_unique<Http::Endpoint>(addr);
+    auto opts = Http::Endpoint::options()
+                    .threads(options_.threads)
+                    .flags(Tcp::Options::ReuseAddr)
+                    .maxRequestSize(kMaxBodyBytes + (64u << 10))
+                    .maxResponseSize(64u << 20)
+                    .headerTimeout(std::chrono::seconds(options_.request_timeout_s))
+                    .bodyTimeout(std::chrono::seconds(options_.request_timeout_s));
+    endpoint_->init(opts);
+    endpoint_->setHandler(Http::make_handler<Handler>(ctx_.get()));
+    endpoint_->serveThreaded();
+  } catch (const std::exception& e) {
+    endpoint_.reset();
+    return make_error(ErrorCode::kUnavailable, "cannot listen on " + options_.host + ":" +
+                                                   std::to_string(options_.port) + ": " + e.what());
+  }
+  return ok_status();
+}
+
+uint16_t ApiServer::port() const { return endpoint_ ? static_cast<uint16_t>(endpoint_->getPort()) : 0; }
+
+void ApiServer::shutdown() {
+  accepting_writes_ = false;
+  if (endpoint_) {
+    endpoint_->shutdown();
+    endpoint_.reset();
+  }
+}
+
+}  // namespace jobstate::api

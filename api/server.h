@@ -1,0 +1,67 @@
+// ApiServer: the REST API of API.md on Pistache 0.0.5, hardened against the
+// pitfalls in DESIGN.md:
+// - our own dispatch (no Pistache Router: no per-method map races, #1238);
+// - HTTP/1.1 keep-alive unless the client asks to close;
+// - one place turns any exception into a generic problem response;
+// - explicit size limits and timeouts (header/body timeouts above the
+//   longest long-poll);
+// - writes are answered from the writer thread once durable; long-polls from
+//   the LongPollRegistry thread: reactor threads never wait on fsync.
+//
+// Thread safety: start/stop from one thread; the rest is internal.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "api/long_poll.h"
+#include "projections/job_store.h"
+#include "watchdog/watchdog.h"
+
+namespace Pistache::Http {
+class Endpoint;
+}
+
+namespace jobstate::api {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;  // 0: an ephemeral port (see ApiServer::port())
+  int threads = 2;       // Pistache reactor threads
+  // Longest accepted wait of /wait and /events?wait_s=, seconds (API.md: 60).
+  int64_t max_wait_s = 60;
+  // A request that has not fully arrived after this is answered 408; also
+  // bounds how long a response may stay pending. Must exceed max_wait_s.
+  int64_t request_timeout_s = 75;
+};
+
+class ApiServer {
+ public:
+  // REQUIRES: store, registry and watchdog (may be null) outlive the server.
+  ApiServer(JobStore& store, LongPollRegistry& registry, const Watchdog* watchdog,
+            ServerOptions options);
+  ~ApiServer();
+
+  // Binds and serves on background threads. kUnavailable when the address
+  // cannot be bound.
+  Status start();
+  // The bound port (after start()).
+  uint16_t port() const;
+  // From now on, writes get 503 unavailable (shutdown begins).
+  void stop_accepting_writes() { accepting_writes_ = false; }
+  // Stops serving. Call after the writer was drained and parked requests answered.
+  void shutdown();
+
+  // Used by the request handler.
+  struct Context;
+
+ private:
+  std::unique_ptr<Context> ctx_;
+  std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
+  std::atomic<bool> accepting_writes_{true};
+  ServerOptions options_;
+};
+
+}  // namespace jobstate::api

@@ -1,0 +1,63 @@
+// Watchdog: fails running jobs whose heartbeats stopped, so a crashed worker
+// never leaves a job "running" forever.
+//
+// Each sweep reads only the expired range of the deadline index (keys below
+// now: the cost follows the expired jobs, not the running ones), re-reads each
+// job's row and submits ExpireHeartbeat through the writer with the version it
+// saw. A heartbeat or success that commits first wins: the command is refused
+// with a version mismatch or decides nothing, and the next sweep re-checks.
+// Deadlines that passed while the server was down get one heartbeat_timeout
+// of grace from the writer's start (effective_deadline_ms).
+//
+// Thread safety: start/stop from one thread; sweep_once() from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+#include "domain/clock.h"
+#include "eventstore/writer.h"
+#include "projections/status_projection.h"
+
+namespace jobstate {
+
+struct WatchdogOptions {
+  // Time between sweeps; failure lands within deadline + interval + one fsync.
+  int64_t interval_ms = 200;
+  // Most jobs expired per sweep (the rest wait for the next one).
+  size_t max_per_sweep = 10'000;
+};
+
+class Watchdog {
+ public:
+  // REQUIRES: all three outlive the watchdog.
+  Watchdog(const StatusProjection& projection, Writer& writer, const Clock& clock,
+           WatchdogOptions options = {});
+  ~Watchdog();  // stop()
+
+  void start();
+  void stop();
+  bool running() const { return running_.load(); }
+
+  // One sweep now; returns how many jobs it asked the writer to fail and
+  // waits until those commands are decided. For tests with a ManualClock.
+  size_t sweep_once();
+
+ private:
+  void loop();
+
+  const StatusProjection& projection_;
+  Writer& writer_;
+  const Clock& clock_;
+  WatchdogOptions options_;
+  std::atomic<bool> running_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_requested_ = false;
+  std::thread thread_;
+};
+
+}  // namespace jobstate
