@@ -14,6 +14,17 @@ std::string idempotency_value(const JobId& id, std::string_view fingerprint) {
   return v;
 }
 
+namespace {
+// A callback that throws must not take the writer thread (and every later
+// write) down with it.
+void finish(const CommandCallback& done, Result<CommandOutcome> result) {
+  try {
+    done(std::move(result));
+  } catch (...) {
+  }
+}
+}  // namespace
+
 Writer::Writer(Database& db, BatchProjector& projector, const Clock& clock, WriterOptions options)
     : db_(db), projector_(projector), clock_(clock), options_(std::move(options)) {}
 
@@ -237,7 +248,7 @@ void Writer::process(std::vector<Pending>& batch) {
       err.code = ErrorCode::kUnavailable;
       for (auto& r : results)
         if (r && r->ok()) r = err;
-      for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(*results[i]));
+      for (size_t i = 0; i < batch.size(); ++i) finish(batch[i].done, std::move(*results[i]));
       return;
     }
     head_seq_ = seq;
@@ -249,7 +260,7 @@ void Writer::process(std::vector<Pending>& batch) {
       head_ = LogHead{seq, hash};
     }
   }
-  for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(*results[i]));
+  for (size_t i = 0; i < batch.size(); ++i) finish(batch[i].done, std::move(*results[i]));
   if (options_.on_commit && !changed.empty()) {
     CommitInfo info{LogHead{head_seq_, head_hash_}, {}};
     info.changed_jobs.reserve(changed.size());
