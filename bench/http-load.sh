@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# HTTP load on a real `jobstate serve`, side by side with what users build
+# instead (../shared/bench: PostgreSQL jobs+events tables, Redis status keys
+# with appendfsync always), all in one run so ratios are comparable.
+#   durable heartbeats/s on 1,000 running jobs, status reads/s, /healthz/s.
+# Usage: bench/http-load.sh [connections=64] [seconds=10] [--no-baselines]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+C=${1:-64}; T=${2:-10}; BASELINES=${3:-}
+BIN=${JOBSTATE_BIN:-build/app/jobstate}
+SHARED=${JOBSTATE_SHARED:-../shared}
+[ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+# A real disk, not tmpfs: fsync must cost what it costs.
+D=$(mktemp -d /var/tmp/jobstate-bench.XXXXXX)
+LOG=$D/serve.log
+"$BIN" serve --data-dir "$D/data" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
+for _ in $(seq 100); do grep -q "serving on" "$LOG" && break; sleep 0.05; done
+URL=$(sed -n 's/.*serving on \(http:[^ ]*\).*/\1/p' "$LOG")
+[ -n "$URL" ] || { cat "$LOG" >&2; exit 1; }
+
+# 1,000 running jobs with a long heartbeat timeout.
+IDS=$D/ids.txt
+python3 - "$URL" "$IDS" <<'PY'
+import http.client, json, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1]); c = http.client.HTTPConnection(u.hostname, u.port)
+ids = []
+for i in range(1000):
+    c.request("POST", "/v1/jobs", json.dumps({"type": "bench", "heartbeat_timeout_s": 3600}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse(); job = json.loads(r.read()); assert r.status == 202, job
+    c.request("POST", f"/v1/jobs/{job['id']}/start", json.dumps({"worker": "bench"}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse(); r.read(); assert r.status == 200
+    ids.append(job["id"])
+open(sys.argv[2], "w").write("\n".join(ids) + "\n")
+PY
+
+rate() { awk '/^Requests\/sec/{print $2}'; }
+non2xx() { awk -F= '/^non2xx=/{print $2}'; }
+run_wrk() {  # name, wrk args...
+  local name=$1; shift
+  local out; out=$(JOBSTATE_IDS=$IDS wrk -t2 -c"$C" -d"${T}s" "$@")
+  local r; r=$(echo "$out" | rate); local e; e=$(echo "$out" | non2xx); e=${e:-0}
+  echo "$name=$r" >&2
+  [ "$e" = "0" ] || echo "WARNING: $name had $e non-2xx answers" >&2
+  echo "$r"
+}
+HB=$(run_wrk heartbeats_per_s -s bench/wrk/heartbeat.lua "$URL")
+RD=$(run_wrk status_reads_per_s -s bench/wrk/status.lua "$URL")
+HZ=$(run_wrk healthz_per_s "$URL/healthz")
+echo "jobstate heartbeats_per_s=$HB status_reads_per_s=$RD healthz_per_s=$HZ connections=$C seconds=$T"
+
+if [ "$BASELINES" != "--no-baselines" ]; then
+  PG=$("$SHARED/bench/postgres-baseline.sh" "$C" "$T" | tail -1); echo "$PG"
+  RE=$("$SHARED/bench/redis-baseline.sh" "$C" | tail -1); echo "$RE"
+  PGHB=$(echo "$PG" | sed -n 's/.*heartbeat_tps=\([0-9.]*\).*/\1/p')
+  REHB=$(echo "$RE" | sed -n 's/.*heartbeat_ops=\([0-9.]*\).*/\1/p')
+  python3 -c "
+hb, rd, hz, pg, re = map(float, '$HB $RD $HZ ${PGHB:-0} ${REHB:-0}'.split())
+print(f'ratios: heartbeats/postgres={hb/pg if pg else 0:.2f} (target >= 4)  status/healthz={rd/hz:.2f} (target >= 0.7)  heartbeats/redis={hb/re if re else 0:.2f}')"
+fi

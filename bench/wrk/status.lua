@@ -1,0 +1,10 @@
+-- GET /v1/jobs/{id} on a random one of the jobs listed in JOBSTATE_IDS.
+local ids = {}
+for line in io.lines(os.getenv("JOBSTATE_IDS")) do ids[#ids + 1] = line end
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/v1/jobs/" .. ids[math.random(#ids)])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("non2xx=%d\n", summary.errors.status))
+end
