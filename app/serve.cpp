@@ -11,6 +11,7 @@
 #include "api/request_json.h"
 #include "api/server.h"
 #include "app/commands.h"
+#include "executors/executor_pool.h"
 #include "projections/job_store.h"
 #include "watchdog/watchdog.h"
 
@@ -24,6 +25,7 @@ struct ServeFlags {
   size_t max_parked = 10'000;
   int64_t watchdog_interval_ms = 200;
   std::string log_level = "info";
+  std::string config_file;  // --config: built-in executors (docs/executors.md)
 };
 
 bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -54,12 +56,28 @@ int serve(const ServeFlags& f) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Built-in executors. Without --config the pool runs nothing, but its
+  // start() still fails the jobs a previous server's executors left running.
+  executors::ExecutorConfig executor_config;
+  if (!f.config_file.empty()) {
+    auto loaded = executors::load_executor_config(f.config_file);
+    if (!loaded) {
+      std::fprintf(stderr, "jobstate serve: --config: %s\n", loaded.error().message.c_str());
+      return kExitUsage;
+    }
+    executor_config = std::move(*loaded);
+  }
+  auto executor_pool = std::make_unique<executors::ExecutorPool>(std::move(executor_config));
+
   SystemClock clock;
   auto registry = std::make_unique<api::LongPollRegistry>(f.max_parked);
   JobStoreOptions store_options;
   store_options.data_dir = f.data_dir;
   store_options.clock = &clock;
-  store_options.writer.on_commit = [r = registry.get()](const CommitInfo& info) { r->on_commit(info); };
+  store_options.writer.on_commit = [r = registry.get(), e = executor_pool.get()](const CommitInfo& info) {
+    r->on_commit(info);
+    e->on_commit(info);
+  };
   auto store = JobStore::open(store_options);
   if (!store) {
     std::fprintf(stderr, "jobstate serve: %s\n", store.error().message.c_str());
@@ -69,9 +87,14 @@ int serve(const ServeFlags& f) {
   watchdog_options.interval_ms = f.watchdog_interval_ms;
   Watchdog watchdog((*store)->projection(), (*store)->writer(), clock, watchdog_options);
   watchdog.start();
+  if (auto s = executor_pool->start((*store)->projection(), (*store)->writer()); !s) {
+    std::fprintf(stderr, "jobstate serve: executors: %s\n", s.error().message.c_str());
+    return kExitFailure;
+  }
   api::ApiServer server(**store, *registry, &watchdog, server_options);
   if (auto s = server.start(); !s) {
     std::fprintf(stderr, "jobstate serve: %s\n", s.error().message.c_str());
+    executor_pool->stop();  // before the store it reads closes
     return kExitFailure;
   }
   std::printf("jobstate serving on http://%s:%u (data: %s)\n", server_options.host.c_str(),
@@ -84,6 +107,7 @@ int serve(const ServeFlags& f) {
   // Stop taking writes, finish every write already queued (each is answered),
   // answer the parked long-polls, then stop serving.
   server.stop_accepting_writes();
+  executor_pool->stop();  // no new starts; running commands get SIGTERM and are reported
   watchdog.stop();
   (*store)->writer().stop();
   registry->answer_all();
@@ -112,6 +136,8 @@ void add_serve_command(CLI::App& app) {
                   "Time between watchdog sweeps")
       ->check(CLI::Range(int64_t{10}, int64_t{1000}))
       ->capture_default_str();
+  cmd->add_option("--config", flags->config_file,
+                  "JSON file of built-in executors: job type -> command (docs/executors.md)");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -1,0 +1,299 @@
+// `jobstate serve --config FILE` end to end: the real binary, real HTTP
+// (libcurl), real child processes. A configured type runs when POSTed; an
+// unconfigured one stays queued; cancel reaches the process; a bad config is
+// refused with its line; a server killed while a command runs fails that job
+// as abandoned when it starts again.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "http_client.h"
+#include "test_util.h"
+
+namespace jobstate::testing {
+namespace {
+
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// `jobstate serve ARGS...` with stdout and stderr in a file; the URL it
+// prints once it serves.
+class ServeProcess {
+ public:
+  ServeProcess(std::vector<std::string> args, const std::string& out_path) : out_path_(out_path) {
+    args.insert(args.begin(), {JOBSTATE_BIN, "serve"});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ == 0) {
+      int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (out >= 0) {
+        dup2(out, STDOUT_FILENO);
+        dup2(out, STDERR_FILENO);
+      }
+      execv(JOBSTATE_BIN, argv.data());
+      _exit(127);
+    }
+    const auto end = SteadyClock::now() + std::chrono::seconds(60);
+    while (SteadyClock::now() < end && url_.empty()) {
+      std::string text = read_file(out_path);
+      auto at = text.find("serving on http://");
+      if (at != std::string::npos) {
+        auto start = at + std::string("serving on ").size();
+        auto stop = text.find_first_of(" \n", start);
+        if (stop != std::string::npos) url_ = text.substr(start, stop - start);
+      }
+      if (url_.empty()) {
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+          pid_ = -1;
+          exit_status_ = status;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  }
+  ~ServeProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  const std::string& url() const { return url_; }
+  std::string output() const { return read_file(out_path_); }
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  // The exit status (as from waitpid); nullopt when it has not exited in 60 s.
+  std::optional<int> wait_exit() {
+    const auto end = SteadyClock::now() + std::chrono::seconds(60);
+    while (pid_ > 0 && SteadyClock::now() < end) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        exit_status_ = status;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return exit_status_;
+  }
+
+ private:
+  std::string out_path_;
+  pid_t pid_ = -1;
+  std::string url_;
+  std::optional<int> exit_status_;
+};
+
+// A literal for an argv template: braces doubled (single ones are placeholders).
+std::string literal(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    out += c;
+    if (c == '{' || c == '}') out += c;
+  }
+  return out;
+}
+
+// Waits for a file a command creates; bounded (a script fragment).
+std::string wait_for_file(const std::string& path) {
+  return "i=0; while [ ! -e '" + path + "' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; ";
+}
+
+class ExecutorsServeTest : public ::testing::Test {
+ protected:
+  std::string write_config(const json& executors) {
+    const std::string path = dir_.sub("executors.json");
+    std::ofstream(path) << json{{"executors", executors}}.dump(2);
+    return path;
+  }
+  std::unique_ptr<ServeProcess> serve(const std::string& config) {
+    auto p = std::make_unique<ServeProcess>(
+        std::vector<std::string>{"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config",
+                                 config, "--log-level", "warn"},
+        dir_.sub("serve-" + std::to_string(++serves_) + ".log"));
+    EXPECT_FALSE(p->url().empty()) << p->output();
+    return p;
+  }
+  std::string post_job(HttpClient& http, const json& body) {
+    auto r = http.request("POST", "/v1/jobs", {}, body.dump());
+    EXPECT_EQ(r.status, 202) << r.body;
+    return r.json().value("id", "");
+  }
+  // Long-polls until the job is terminal (or `done` holds); bounded.
+  json wait_job(HttpClient& http, const std::string& id,
+                const std::function<bool(const json&)>& done = nullptr) {
+    json job;
+    for (int i = 0; i < 60; ++i) {
+      const std::string after =
+          job.is_null() ? "" : "&after_version=" + std::to_string(job["version"].get<int>());
+      auto r = http.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=1" + after);
+      EXPECT_EQ(r.status, 200) << r.body;
+      if (r.status != 200) break;
+      job = r.json();
+      const std::string state = job["state"];
+      if (done ? done(job) : (state == "succeeded" || state == "failed" || state == "cancelled")) break;
+    }
+    return job;
+  }
+
+  TempDir dir_;
+  int serves_ = 0;
+};
+
+TEST_F(ExecutorsServeTest, ConfiguredTypeRunsOverHttp) {
+  const std::string got_term = dir_.sub("got-term");
+  auto config = write_config(
+      {{"thumbnail",
+        {{"argv", {"/bin/sh", "-c",
+                   literal("echo 'PROGRESS 0.3 resizing'; "
+                           "printf '{\"src\": \"%s\", \"width\": %s}\\n' \"$1\" \"$2\""),
+                   "sh", "{params.src}", "{params.width}"}},
+         {"concurrency", 2}}},
+       {"sleeper",
+        {{"argv", {"/bin/sh", "-c",
+                   "trap 'touch " + got_term + "; exit 1' TERM; echo 'PROGRESS 0 waiting'; " +
+                       wait_for_file(dir_.sub("never")) + "exit 0"}},
+         {"cancel_grace_s", 5}}}});
+  auto server = serve(config);
+  ASSERT_FALSE(server->url().empty());
+  HttpClient http(server->url());
+  http.set_timeout_s(30);
+
+  // Trigger, then poll: the job runs in the server's own executor.
+  std::string id = post_job(http, {{"type", "thumbnail"}, {"params", {{"src", "cat.png"}, {"width", 200}}}});
+  json job = wait_job(http, id);
+  EXPECT_EQ(job["state"], "succeeded") << job.dump();
+  EXPECT_EQ(job["result"], json({{"src", "cat.png"}, {"width", 200}}));
+  EXPECT_EQ(job["progress"]["fraction"], 0.3);
+  EXPECT_EQ(job["worker"].get<std::string>().rfind("jobstate-executor/", 0), 0u);
+  auto events = http.request("GET", "/v1/jobs/" + id + "/events").json()["events"];
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events.front()["type"], "created");
+  EXPECT_EQ(events.back()["type"], "succeeded");
+
+  // A type nobody configured waits for an external worker.
+  std::string external = post_job(http, {{"type", "transcode"}});
+  // A missing param fails with the reason.
+  std::string bad = post_job(http, {{"type", "thumbnail"}, {"params", {{"src", "x.png"}}}});
+  json bad_job = wait_job(http, bad);
+  EXPECT_EQ(bad_job["state"], "failed");
+  EXPECT_EQ(bad_job["error"]["code"], "invalid_params");
+  EXPECT_NE(bad_job["error"]["message"].get<std::string>().find("params.width is missing"),
+            std::string::npos);
+  auto ext = http.request("GET", "/v1/jobs/" + external).json();
+  EXPECT_EQ(ext["state"], "queued");
+  EXPECT_EQ(ext["version"], 1);
+
+  // Cancel over HTTP reaches the process as SIGTERM.
+  std::string sleeper = post_job(http, {{"type", "sleeper"}});
+  wait_job(http, sleeper, [](const json& j) { return !j["progress"].is_null(); });
+  auto c = http.request("POST", "/v1/jobs/" + sleeper + "/cancel", {}, R"({"reason": "enough"})");
+  EXPECT_EQ(c.status, 200) << c.body;
+  json cancelled = wait_job(http, sleeper);
+  EXPECT_EQ(cancelled["state"], "cancelled") << cancelled.dump();
+  EXPECT_TRUE(std::ifstream(got_term).good());
+
+  server->signal(SIGTERM);
+  auto status = server->wait_exit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server->output();
+}
+
+TEST_F(ExecutorsServeTest, KilledServerJobsAreAbandonedAtRestart) {
+  const std::string pid_file = dir_.sub("pid");
+  auto config = write_config(
+      {{"long", {{"argv", {"/bin/sh", "-c",
+                           "echo $$ > " + pid_file + "; echo 'PROGRESS 0 up'; " +
+                               wait_for_file(dir_.sub("release")) + "exit 0"}}}}});
+  std::string id;
+  {
+    auto server = serve(config);
+    ASSERT_FALSE(server->url().empty());
+    HttpClient http(server->url());
+    http.set_timeout_s(30);
+    id = post_job(http, {{"type", "long"}, {"heartbeat_timeout_s", 3600}});
+    wait_job(http, id, [](const json& j) { return !j["progress"].is_null(); });
+    server->signal(SIGKILL);
+    server->wait_exit();
+  }
+  // The orphaned command is still out there; let it go.
+  std::ofstream(dir_.sub("release")) << "x";
+
+  auto server = serve(config);
+  ASSERT_FALSE(server->url().empty());
+  HttpClient http(server->url());
+  // Failed at start-up, not an hour later at its heartbeat deadline.
+  auto job = http.request("GET", "/v1/jobs/" + id).json();
+  EXPECT_EQ(job["state"], "failed") << job.dump();
+  EXPECT_EQ(job["error"]["code"], "abandoned");
+}
+
+TEST_F(ExecutorsServeTest, StoppedServerFailsItsRunningJobs) {
+  auto config = write_config(
+      {{"long", {{"argv", {"/bin/sh", "-c",
+                           "echo 'PROGRESS 0 up'; " + wait_for_file(dir_.sub("never")) + "exit 0"}},
+                 {"cancel_grace_s", 1}}}});
+  std::string id;
+  {
+    auto server = serve(config);
+    ASSERT_FALSE(server->url().empty());
+    HttpClient http(server->url());
+    http.set_timeout_s(30);
+    id = post_job(http, {{"type", "long"}});
+    wait_job(http, id, [](const json& j) { return !j["progress"].is_null(); });
+    server->signal(SIGTERM);
+    auto status = server->wait_exit();
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server->output();
+  }
+  auto server = serve(config);
+  HttpClient http(server->url());
+  auto job = http.request("GET", "/v1/jobs/" + id).json();
+  EXPECT_EQ(job["state"], "failed") << job.dump();
+  EXPECT_EQ(job["error"]["code"], "abandoned");
+  EXPECT_EQ(job["error"]["details"]["signal"], SIGTERM);
+}
+
+TEST_F(ExecutorsServeTest, ConfigWithErrorsIsRefusedWithLineAndReason) {
+  const std::string path = dir_.sub("broken.json");
+  std::ofstream(path) << "{\n  \"executors\": {\n    \"thumbnail\": {\n      \"argv\": [\"/bin/true\"],\n"
+                         "      \"concurrency\": -1\n    }\n  }\n}\n";
+  ServeProcess server({"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config", path},
+                      dir_.sub("broken.log"));
+  EXPECT_TRUE(server.url().empty());
+  auto status = server.wait_exit();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << *status;
+  const std::string out = server.output();
+  EXPECT_NE(out.find(path + ":5: executors.thumbnail.concurrency must be an integer from 1 to 1024"),
+            std::string::npos)
+      << out;
+
+  std::ofstream(path, std::ios::trunc) << "{\n  \"executors\": {\n    \"a\": {\"argv\": [\"/bin/true\"]\n  }\n";
+  ServeProcess syntax({"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config", path},
+                      dir_.sub("syntax.log"));
+  EXPECT_TRUE(syntax.url().empty());
+  syntax.wait_exit();
+  EXPECT_NE(syntax.output().find(path + ":5:"), std::string::npos) << syntax.output();
+}
+
+}  // namespace
+}  // namespace jobstate::testing
