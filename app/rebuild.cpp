@@ -1,15 +1,93 @@
+#include <chrono>
+#include <cstdio>
+#include <string>
+
 #include "app/commands.h"
+#include "app/offline_store.h"
+#include "projections/rebuild.h"
 
 namespace jobstate::app {
 
-// Placeholder until its issue lands; see the issue list.
+namespace {
+
+struct RebuildFlags {
+  std::string data_dir;
+  bool check_only = false;
+};
+
+// Draws "\rrebuild: N events replayed (R events/s)" on a terminal once the
+// run has taken longer than a second; erases it when done.
+class ProgressLine {
+ public:
+  ProgressLine() : enabled_(stderr_is_terminal()), start_(std::chrono::steady_clock::now()) {}
+  ~ProgressLine() {
+    if (drawn_) std::fputs("\r\033[K", stderr);
+  }
+  void update(uint64_t events) {
+    if (!enabled_) return;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    if (s < 1.0) return;
+    std::fprintf(stderr, "\rrebuild: %llu events replayed (%.0f events/s)",
+                 static_cast<unsigned long long>(events), events / s);
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_;
+};
+
+int run_rebuild(const RebuildFlags& flags) {
+  const char* cmd = "rebuild";
+  auto store = OfflineStore::open(
+      flags.data_dir, flags.check_only ? OfflineAccess::kFollow : OfflineAccess::kExclusive);
+  if (!store) {
+    if (!flags.check_only && store.error().message.find("in use by") != std::string::npos) {
+      print_error(cmd, store.error().message +
+                           ": stop the server before rebuilding (rebuild --check works on a live store)");
+    } else {
+      print_error(cmd, store.error().message);
+    }
+    return kExitFailure;
+  }
+  Result<RebuildStats> stats = RebuildStats{};
+  {
+    ProgressLine progress;
+    RebuildOptions options;
+    options.check_only = flags.check_only;
+    options.on_progress = [&progress](uint64_t events) { progress.update(events); };
+    stats = rebuild_projections((*store)->db(), options);
+  }
+  if (!stats) {
+    print_error(cmd, flags.check_only
+                         ? "the stored projection differs from a replay of the log: " +
+                               stats.error().message
+                         : stats.error().message);
+    return kExitFailure;
+  }
+  const double rate = stats->seconds > 0 ? static_cast<double>(stats->events) / stats->seconds : 0;
+  std::printf("%s: %llu events replayed, %llu jobs, %.3f s, %.0f events/s (projection generation %llu)\n",
+              flags.check_only ? "projection matches the log" : "projection rebuilt",
+              static_cast<unsigned long long>(stats->events),
+              static_cast<unsigned long long>(stats->jobs), stats->seconds, rate,
+              static_cast<unsigned long long>(stats->generation));
+  return kExitOk;
+}
+
+}  // namespace
+
 void add_rebuild_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("rebuild", "(not built yet)");
-  cmd->allow_extras();
-  cmd->callback([] {
-    std::fprintf(stderr, "jobstate rebuild: not built yet\n");
-    exit_code() = kExitFailure;
-  });
+  auto flags = std::make_shared<RebuildFlags>();
+  auto* cmd = app.add_subcommand(
+      "rebuild",
+      "Rebuild the status projection from the log (needs the server stopped); --check only "
+      "compares, and works on a live store");
+  cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
+  cmd->add_flag("--check", flags->check_only,
+                "Compare the stored projection with a replay; exit 1 on a difference");
+  cmd->callback([flags] { exit_code() = run_guarded("rebuild", [&] { return run_rebuild(*flags); }); });
 }
 
 }  // namespace jobstate::app

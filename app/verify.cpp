@@ -1,15 +1,63 @@
+#include <chrono>
+#include <cstdio>
+#include <string>
+
 #include "app/commands.h"
+#include "app/offline_store.h"
+#include "projections/verify.h"
 
 namespace jobstate::app {
 
-// Placeholder until its issue lands; see the issue list.
+namespace {
+
+struct VerifyFlags {
+  std::string data_dir;
+};
+
+int run_verify(const VerifyFlags& flags) {
+  const char* cmd = "verify";
+  auto store = OfflineStore::open(flags.data_dir, OfflineAccess::kFollow);
+  if (!store) {
+    print_error(cmd, store.error().message);
+    return kExitFailure;
+  }
+  const bool terminal = stderr_is_terminal();
+  const auto start = std::chrono::steady_clock::now();
+  bool drawn = false;
+  VerifyOptions options;
+  options.on_progress = [&](uint64_t events) {
+    if (!terminal) return;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (s < 1.0) return;
+    std::fprintf(stderr, "\rverify: %llu events checked", static_cast<unsigned long long>(events));
+    std::fflush(stderr);
+    drawn = true;
+  };
+  auto report = verify_store((*store)->db(), options);
+  if (drawn) std::fputs("\r\033[K", stderr);
+  if (!report) {
+    print_error(cmd, (report.error().code == ErrorCode::kCorruption ? "FAILED: " : "") +
+                         report.error().message);
+    return kExitFailure;
+  }
+  std::printf("ok: %llu events, %llu jobs; head seq %llu hash %s (%.3f s)\n",
+              static_cast<unsigned long long>(report->events),
+              static_cast<unsigned long long>(report->jobs),
+              static_cast<unsigned long long>(report->head.seq), report->head.hash.c_str(),
+              report->seconds);
+  return kExitOk;
+}
+
+}  // namespace
+
 void add_verify_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("verify", "(not built yet)");
-  cmd->allow_extras();
-  cmd->callback([] {
-    std::fprintf(stderr, "jobstate verify: not built yet\n");
-    exit_code() = kExitFailure;
-  });
+  auto flags = std::make_shared<VerifyFlags>();
+  auto* cmd = app.add_subcommand(
+      "verify",
+      "Check the hash chain, gapless seq, every job's history and the stored projection; works on "
+      "a live store");
+  cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
+  cmd->callback([flags] { exit_code() = run_guarded("verify", [&] { return run_verify(*flags); }); });
 }
 
 }  // namespace jobstate::app

@@ -14,8 +14,14 @@ struct RebuildOptions {
   // Compare with the stored projection instead of writing: kCorruption naming
   // the first job or key that differs.
   bool check_only = false;
-  // Called every ~100k events with the number replayed so far.
+  // Called every ~100k events with the number replayed so far, on the
+  // calling thread.
   std::function<void(uint64_t events_replayed)> on_progress;
+  // Parse every event's data and fold it through apply() as stored, so that
+  // malformed data anywhere in the log is reported (verify sets this). By
+  // default only the data the final states need is parsed: a heartbeat's
+  // progress is parsed only when no later heartbeat of the job replaces it.
+  bool parse_every_event = false;
 };
 
 struct RebuildStats {
@@ -30,7 +36,8 @@ struct RebuildStats {
 // before that leaves generation N in use), then drops generation N. Works when
 // generation N's column families are missing. REQUIRES for writing: db is
 // kReadWrite and no writer is running on it. A log that breaks the state
-// machine fails with kCorruption naming the seq; nothing is switched.
+// machine fails with kCorruption naming the first broken seq; nothing is
+// switched. Uses up to three threads (one reads the log, two fold jobs).
 Result<RebuildStats> rebuild_projections(Database& db, const RebuildOptions& options = {});
 
 }  // namespace jobstate
