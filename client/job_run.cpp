@@ -142,7 +142,11 @@ JobRun::~JobRun() {
       }
       // A heartbeat stuck on a hanging server must not hold the destructor.
       heartbeat_client_.abort_calls();
-      report(options_.destructor_timeout_ms, "failed",
+      // How far the task got is worth a third of the time budget; the
+      // failure gets the rest.
+      const auto deadline = Clock::now() + milliseconds(options_.destructor_timeout_ms);
+      flush_progress(std::max<int64_t>(options_.destructor_timeout_ms / 3, 1));
+      report(std::max<int64_t>(ms_until(deadline), 1), "failed",
              [&](Client& c) { return c.fail(job_id_, "abandoned", message, details); });
     }
   } catch (...) {
@@ -261,7 +265,7 @@ void JobRun::heartbeat_loop() {
   }
 }
 
-void JobRun::flush_progress() {
+void JobRun::flush_progress(int64_t timeout_ms) {
   std::optional<Progress> progress;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -270,7 +274,8 @@ void JobRun::flush_progress() {
   }
   if (!progress) return;
   ClientOptions o = client_options_;
-  o.request_timeout_ms = std::min<int64_t>(o.request_timeout_ms, 5000);
+  o.request_timeout_ms = std::min<int64_t>(o.request_timeout_ms, timeout_ms);
+  o.connect_timeout_ms = std::min(o.connect_timeout_ms, o.request_timeout_ms);
   Client c(o);
   if (auto r = c.heartbeat(job_id_, progress)) remember(*r);
 }
@@ -344,20 +349,20 @@ void JobRun::stop_heartbeats() {
 }
 
 Result<Job> JobRun::succeed(const nlohmann::json& result) {
-  flush_progress();
+  flush_progress(std::min<int64_t>(options_.report_timeout_ms, 5000));
   return report(options_.report_timeout_ms, "succeeded",
                 [&](Client& c) { return c.succeed(job_id_, result); });
 }
 
 Result<Job> JobRun::fail(const std::string& code, const std::string& message,
                          const nlohmann::json& details) {
-  flush_progress();
+  flush_progress(std::min<int64_t>(options_.report_timeout_ms, 5000));
   return report(options_.report_timeout_ms, "failed",
                 [&](Client& c) { return c.fail(job_id_, code, message, details); });
 }
 
 Result<Job> JobRun::cancelled(const std::string& reason) {
-  flush_progress();
+  flush_progress(std::min<int64_t>(options_.report_timeout_ms, 5000));
   return report(options_.report_timeout_ms, "cancelled",
                 [&](Client& c) { return c.cancelled(job_id_, reason); });
 }

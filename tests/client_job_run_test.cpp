@@ -292,6 +292,7 @@ TEST(JobRunServerDownTest, DestructorIsBoundedWhenTheServerIsFrozenOrGone) {
     auto run = JobRun::start(client_options, o);
     ASSERT_TRUE(run.ok()) << run.problem().describe();
     server.pause();  // accepts connections, answers nothing
+    (*run)->set_progress(0.5, "half");  // a heartbeat now hangs too
     const auto before = SteadyClock::now();
     run->reset();
     const auto took = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - before);

@@ -88,8 +88,9 @@ class JobRun {
   // before start failed stays queued (the problem's detail names it).
   static Result<std::unique_ptr<JobRun>> start(const ClientOptions& client, JobRunOptions options);
 
-  // Reports failed/"abandoned" unless an outcome landed or the job is lost,
-  // then stops the heartbeat thread. Never throws; returns within about
+  // Reports failed/"abandoned" unless an outcome landed or the job is lost
+  // (after sending pending progress, so the job shows how far it got), then
+  // stops the heartbeat thread. Never throws; returns within about
   // destructor_timeout_ms + 1 s even when the server hangs or is down.
   ~JobRun();
   JobRun(const JobRun&) = delete;
@@ -153,8 +154,9 @@ class JobRun {
  private:
   JobRun(const ClientOptions& client, JobRunOptions options, Job job);
   void heartbeat_loop();
-  // Sends a pending progress update, if any, before an outcome.
-  void flush_progress();
+  // Sends a pending progress update, if any, before an outcome (one
+  // attempt, at most timeout_ms).
+  void flush_progress(int64_t timeout_ms);
   // One outcome call, retried on retryable problems for up to timeout_ms.
   // expected_state: the state the outcome leads to (a retry that finds the
   // job already there means an earlier attempt landed).
