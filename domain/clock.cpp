@@ -31,6 +31,12 @@ void civil_from_days(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
+unsigned days_in_month(unsigned y, unsigned m) {
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+  return m == 2 && leap ? 29 : kDays[m - 1];
+}
+
 bool digits(std::string_view s, size_t pos, size_t n, unsigned& out) {
   out = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -71,7 +77,8 @@ std::optional<TimeMs> parse_rfc3339_ms(std::string_view s) {
   if (!digits(s, 0, 4, y) || !digits(s, 5, 2, mo) || !digits(s, 8, 2, d) || !digits(s, 11, 2, h) ||
       !digits(s, 14, 2, mi) || !digits(s, 17, 2, sec) || !digits(s, 20, 3, ms))
     return std::nullopt;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59) return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
+    return std::nullopt;  // "2023-02-29" would otherwise silently become March 1st
   int64_t days = days_from_civil(y, mo, d);
   return days * 86'400'000 + h * 3'600'000LL + mi * 60'000LL + sec * 1000LL + ms;
 }
