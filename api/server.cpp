@@ -6,6 +6,7 @@
 
 #include <sstream>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "api/problem.h"
@@ -21,6 +22,12 @@ struct ApiServer::Context {
   const Watchdog* watchdog;
   const ServerOptions& options;
   const std::atomic<bool>& accepting_writes;
+  // Responses handed to Pistache and not yet written. send() from another
+  // thread only queues the bytes for a reactor thread: shutdown() waits for
+  // this to reach zero so answers given during shutdown (drained writes,
+  // released long-polls) reach their clients. Shared: a late write completion
+  // may run after the server is gone.
+  std::shared_ptr<std::atomic<int64_t>> unsent = std::make_shared<std::atomic<int64_t>>(0);
 
   TimeMs server_start_ms() const { return store.writer().server_start_ms(); }
 };
@@ -58,7 +65,8 @@ class TextHeader : public Http::Header::Header {
 // A request in flight: answered exactly once, from whichever thread finishes it.
 class Call {
  public:
-  Call(Http::ResponseWriter rw, bool head, bool keep_alive) : rw_(std::move(rw)), head_(head) {
+  Call(Http::ResponseWriter rw, bool head, bool keep_alive, std::shared_ptr<std::atomic<int64_t>> unsent)
+      : rw_(std::move(rw)), head_(head), unsent_(std::move(unsent)) {
     // Pistache answers "Connection: Close" to requests without a Connection
     // header, which makes every HTTP/1.1 client reconnect: keep-alive is the default.
     rw_.headers().remove<Http::Header::Connection>();
@@ -72,10 +80,14 @@ class Call {
 
   void send(int status, const std::string& body, const char* content_type = kJsonType) {
     if (sent_.exchange(true)) return;
+    unsent_->fetch_add(1);
     try {
       if (status != 304) header("Content-Type", content_type);
-      rw_.send(static_cast<Http::Code>(status), head_ ? std::string() : body);
+      rw_.send(static_cast<Http::Code>(status), head_ ? std::string() : body)
+          .then([u = unsent_](ssize_t) { u->fetch_sub(1); },
+                [u = unsent_](std::exception_ptr) { u->fetch_sub(1); });
     } catch (const std::exception& e) {
+      unsent_->fetch_sub(1);
       spdlog::debug("sending a response failed: {}", e.what());
     }
   }
@@ -96,6 +108,7 @@ class Call {
  private:
   Http::ResponseWriter rw_;
   bool head_;
+  std::shared_ptr<std::atomic<int64_t>> unsent_;
   std::atomic<bool> sent_{false};
   std::string allow_;
 };
@@ -527,7 +540,7 @@ class Handler : public Http::Handler {
     if (req.version() == Http::Version::Http10 && !req.headers().tryGet<Http::Header::Connection>())
       keep_alive = false;
     auto call = std::make_shared<Call>(std::move(response), req.method() == Http::Method::Head,
-                                       keep_alive);
+                                       keep_alive, ctx_->unsent);
     // The one place where anything thrown while handling becomes a response.
     try {
       dispatch(*ctx_, req, call);
@@ -582,6 +595,11 @@ uint16_t ApiServer::port() const { return endpoint_ ? static_cast<uint16_t>(endp
 void ApiServer::shutdown() {
   accepting_writes_ = false;
   if (endpoint_) {
+    // Let the reactor threads write the answers already given (a bounded
+    // wait: a client that stopped reading must not hold up the exit).
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (ctx_->unsent->load() > 0 && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     endpoint_->shutdown();
     endpoint_.reset();
   }
