@@ -1,0 +1,256 @@
+// The API tests' server: a real ApiServer on 127.0.0.1 with an ephemeral
+// port, wired the way `jobstate serve` wires it (store, writer → long-poll
+// registry, watchdog on the system clock), in this process so tests can also
+// look at the store directly.
+//
+// Pistache leaks file descriptors for every endpoint started and stopped
+// (#1158), so each test binary runs ONE server for all its tests: register a
+// ServerEnvironment and reach the server through ServerEnvironment::server().
+//
+// Also: assertions and builders shared by the API test binaries.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "api/long_poll.h"
+#include "api/server.h"
+#include "domain/clock.h"
+#include "projections/job_store.h"
+#include "http_client.h"
+#include "test_util.h"
+#include "watchdog/watchdog.h"
+
+namespace jobstate::testing {
+
+struct TestServerOptions {
+  size_t max_parked = 1000;  // long-polls parked at once before 503
+  int threads = 2;
+  int64_t watchdog_interval_ms = 100;
+};
+
+class TestServer {
+ public:
+  explicit TestServer(TestServerOptions o) {
+    registry_ = std::make_unique<api::LongPollRegistry>(o.max_parked);
+    JobStoreOptions so;
+    so.data_dir = dir_.sub("data");
+    so.clock = &clock_;
+    so.writer.on_commit = [r = registry_.get()](const CommitInfo& info) { r->on_commit(info); };
+    // The store's own synced write, unless a test asks the disk to fail.
+    so.writer.write_for_test = [this](rocksdb::WriteBatch& wb) {
+      if (fail_writes_.load()) return rocksdb::Status::IOError("injected failure at /secret/disk/path");
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      return store_->db().db()->Write(wo, &wb);
+    };
+    auto store = JobStore::open(so);
+    if (!store) throw std::runtime_error("opening the test store: " + store.error().message);
+    store_ = std::move(*store);
+    WatchdogOptions wo;
+    wo.interval_ms = o.watchdog_interval_ms;
+    watchdog_ = std::make_unique<Watchdog>(store_->projection(), store_->writer(), clock_, wo);
+    watchdog_->start();
+    api::ServerOptions opts;
+    opts.host = "127.0.0.1";
+    opts.port = 0;
+    opts.threads = o.threads;
+    server_ = std::make_unique<api::ApiServer>(*store_, *registry_, watchdog_.get(), opts);
+    if (auto s = server_->start(); !s) throw std::runtime_error("starting the server: " + s.error().message);
+    url_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+
+  // The shutdown order of `jobstate serve`.
+  ~TestServer() {
+    server_->stop_accepting_writes();
+    watchdog_->stop();
+    store_->writer().stop();
+    registry_->answer_all();
+    server_->shutdown();
+    server_.reset();
+    watchdog_.reset();
+    store_.reset();
+    registry_.reset();
+  }
+
+  const std::string& url() const { return url_; }
+  JobStore& store() { return *store_; }
+  api::LongPollRegistry& registry() { return *registry_; }
+  // While true, every batch the writer commits fails as if the disk did.
+  void set_fail_writes(bool fail) { fail_writes_ = fail; }
+
+ private:
+  TempDir dir_;
+  SystemClock clock_;
+  std::atomic<bool> fail_writes_{false};
+  std::unique_ptr<api::LongPollRegistry> registry_;
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<Watchdog> watchdog_;
+  std::unique_ptr<api::ApiServer> server_;
+  std::string url_;
+};
+
+// One server for the whole test binary:
+//   static auto* const env = ::testing::AddGlobalTestEnvironment(new ServerEnvironment());
+class ServerEnvironment : public ::testing::Environment {
+ public:
+  explicit ServerEnvironment(TestServerOptions o = {}) : options_(o) {}
+  void SetUp() override { instance() = new TestServer(options_); }
+  void TearDown() override {
+    delete instance();
+    instance() = nullptr;
+  }
+  static TestServer& server() { return *instance(); }
+
+ private:
+  static TestServer*& instance() {
+    static TestServer* s = nullptr;
+    return s;
+  }
+  TestServerOptions options_;
+};
+
+// ---- assertions -------------------------------------------------------------
+
+inline bool is_rfc3339_ms(const nlohmann::json& v) {
+  static const std::regex re(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
+  return v.is_string() && std::regex_match(v.get<std::string>(), re) &&
+         parse_rfc3339_ms(v.get<std::string>()).has_value();
+}
+
+inline bool is_job_id(const nlohmann::json& v) {
+  static const std::regex re(R"([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})");
+  return v.is_string() && std::regex_match(v.get<std::string>(), re);
+}
+
+inline TimeMs ms_of(const nlohmann::json& v) { return parse_rfc3339_ms(v.get<std::string>()).value_or(-1); }
+
+// Every member of the job resource is present (unset ones null, or {} for
+// labels/params) and has its type.
+inline ::testing::AssertionResult is_job_resource(const nlohmann::json& j) {
+  static const char* const kFields[] = {
+      "id",          "type",     "state",           "version",           "created_at",
+      "started_at",  "last_heartbeat_at", "finished_at", "heartbeat_timeout_s", "deadline_at",
+      "progress",    "params",   "labels",          "worker",            "cancel_requested",
+      "result",      "error"};
+  if (!j.is_object()) return ::testing::AssertionFailure() << "not an object: " << j.dump();
+  for (const char* f : kFields)
+    if (!j.contains(f)) return ::testing::AssertionFailure() << "missing '" << f << "' in " << j.dump();
+  if (j.size() != std::size(kFields))
+    return ::testing::AssertionFailure() << "unexpected members in " << j.dump();
+  if (!is_job_id(j["id"])) return ::testing::AssertionFailure() << "id " << j["id"];
+  if (!j["type"].is_string()) return ::testing::AssertionFailure() << "type " << j["type"];
+  static const std::regex states("queued|running|succeeded|failed|cancelled");
+  if (!j["state"].is_string() || !std::regex_match(j["state"].get<std::string>(), states))
+    return ::testing::AssertionFailure() << "state " << j["state"];
+  if (!j["version"].is_number_unsigned() || j["version"].get<uint64_t>() < 1)
+    return ::testing::AssertionFailure() << "version " << j["version"];
+  if (!is_rfc3339_ms(j["created_at"])) return ::testing::AssertionFailure() << "created_at " << j["created_at"];
+  for (const char* t : {"started_at", "last_heartbeat_at", "finished_at", "deadline_at"})
+    if (!j[t].is_null() && !is_rfc3339_ms(j[t]))
+      return ::testing::AssertionFailure() << t << " " << j[t];
+  if (!j["heartbeat_timeout_s"].is_number_integer())
+    return ::testing::AssertionFailure() << "heartbeat_timeout_s " << j["heartbeat_timeout_s"];
+  if (!j["labels"].is_object()) return ::testing::AssertionFailure() << "labels " << j["labels"];
+  if (!j["worker"].is_null() && !j["worker"].is_string())
+    return ::testing::AssertionFailure() << "worker " << j["worker"];
+  if (!j["cancel_requested"].is_boolean())
+    return ::testing::AssertionFailure() << "cancel_requested " << j["cancel_requested"];
+  const std::string state = j["state"];
+  const bool terminal = state == "succeeded" || state == "failed" || state == "cancelled";
+  if (terminal != !j["finished_at"].is_null())
+    return ::testing::AssertionFailure() << "finished_at vs state in " << j.dump();
+  if ((state == "running") != !j["deadline_at"].is_null())
+    return ::testing::AssertionFailure() << "deadline_at vs state in " << j.dump();
+  if (state != "failed" && !j["error"].is_null())
+    return ::testing::AssertionFailure() << "error on a " << state << " job";
+  return ::testing::AssertionSuccess();
+}
+
+// An RFC 9457 problem response with this status and slug.
+inline ::testing::AssertionResult is_problem(const HttpResponse& r, long status, const std::string& slug) {
+  if (r.status != status)
+    return ::testing::AssertionFailure() << "status " << r.status << " (want " << status << "), body "
+                                         << r.body << (r.curl_error.empty() ? "" : ", curl: " + r.curl_error);
+  if (r.header("Content-Type").rfind("application/problem+json", 0) != 0)
+    return ::testing::AssertionFailure() << "Content-Type '" << r.header("Content-Type") << "'";
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return ::testing::AssertionFailure() << "body " << r.body;
+  if (j.value("type", "") != "/problems/" + slug)
+    return ::testing::AssertionFailure() << "type " << j.value("type", "") << " (want " << slug << ")";
+  if (j.value("status", 0) != status) return ::testing::AssertionFailure() << "status member " << j["status"];
+  if (!j.contains("title") || !j["title"].is_string() || !j.contains("detail") || !j["detail"].is_string())
+    return ::testing::AssertionFailure() << "title/detail missing: " << r.body;
+  return ::testing::AssertionSuccess();
+}
+
+inline ::testing::AssertionResult is_json_response(const HttpResponse& r, long status) {
+  if (r.status != status)
+    return ::testing::AssertionFailure() << "status " << r.status << " (want " << status << "), body "
+                                         << r.body << (r.curl_error.empty() ? "" : ", curl: " + r.curl_error);
+  if (r.header("Content-Type").rfind("application/json", 0) != 0)
+    return ::testing::AssertionFailure() << "Content-Type '" << r.header("Content-Type") << "'";
+  return ::testing::AssertionSuccess();
+}
+
+// ---- builders ---------------------------------------------------------------
+
+// A unique job type per call, so tests can list "their" jobs on a shared server.
+inline std::string unique_type(const std::string& prefix) {
+  static std::atomic<int> n{0};
+  return prefix + "." + std::to_string(n.fetch_add(1)) + "." +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+// POST /v1/jobs; the created job (a test failure and null when not 202).
+inline nlohmann::json create_job(HttpClient& c, nlohmann::json body) {
+  auto r = c.post_json("/v1/jobs", body);
+  EXPECT_EQ(r.status, 202) << r.body;
+  return r.status == 202 ? r.json() : nlohmann::json();
+}
+inline nlohmann::json create_job(HttpClient& c, const std::string& type) {
+  return create_job(c, nlohmann::json{{"type", type}});
+}
+inline nlohmann::json create_job(HttpClient& c, const char* type) { return create_job(c, std::string(type)); }
+
+inline std::string job_path(const nlohmann::json& job) { return "/v1/jobs/" + job["id"].get<std::string>(); }
+
+// POST /v1/jobs/{id}/<action> expecting 200; the job afterwards.
+inline nlohmann::json act(HttpClient& c, const nlohmann::json& job, const std::string& action,
+                          const std::optional<nlohmann::json>& body = std::nullopt) {
+  auto r = body ? c.post_json(job_path(job) + "/" + action, *body) : c.post(job_path(job) + "/" + action);
+  EXPECT_EQ(r.status, 200) << action << ": " << r.body;
+  return r.status == 200 ? r.json() : nlohmann::json();
+}
+
+// The job's whole history through the API.
+inline std::vector<nlohmann::json> job_history(HttpClient& c, const nlohmann::json& job) {
+  auto r = c.get(job_path(job) + "/events?limit=1000");
+  EXPECT_EQ(r.status, 200) << r.body;
+  std::vector<nlohmann::json> out;
+  if (r.status == 200) {
+    const nlohmann::json body = r.json();
+    for (const auto& e : body["events"]) out.push_back(e);
+  }
+  return out;
+}
+
+// Polls `pred` every 10 ms until it holds or `limit` passes.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+}  // namespace jobstate::testing

@@ -1,0 +1,191 @@
+// A small blocking HTTP client for the API tests, on libcurl.
+//
+// One HttpClient owns one CURL easy handle and reuses it for every request,
+// so consecutive requests travel on the same kept-alive connection when the
+// server allows it (that is what the keep-alive test checks). Not
+// thread-safe: give each thread its own client.
+//
+// Requests never carry `Expect: 100-continue` (Pistache ignores it and the
+// client would stall for a second on large bodies) and carry no Connection
+// header unless the caller adds one: the server must keep the connection open
+// by default.
+#pragma once
+
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace jobstate::testing {
+
+// Header names compare case-insensitively (RFC 9110).
+struct CaseInsensitiveLess {
+  bool operator()(const std::string& a, const std::string& b) const {
+    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+      return std::tolower(static_cast<unsigned char>(x)) < std::tolower(static_cast<unsigned char>(y));
+    });
+  }
+};
+using HeaderMap = std::map<std::string, std::string, CaseInsensitiveLess>;
+
+struct HttpResponse {
+  // 0 when the transfer failed (curl_error says why).
+  long status = 0;
+  HeaderMap headers;  // the last value of each header of the final response
+  std::string body;
+  std::string curl_error;
+  // libcurl's view of the connection that carried the request.
+  long new_connections = 0;  // CURLINFO_NUM_CONNECTS: 0 when an open one was reused
+  long local_port = 0;       // CURLINFO_LOCAL_PORT
+
+  bool has_header(const std::string& name) const { return headers.count(name) != 0; }
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+  // The body parsed as JSON; a null json (and a test failure) when it is not JSON.
+  nlohmann::json json() const {
+    auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      ADD_FAILURE() << "response body is not JSON (status " << status << "): " << body.substr(0, 300);
+      return nlohmann::json();
+    }
+    return j;
+  }
+};
+
+class HttpClient {
+ public:
+  // base_url: "http://127.0.0.1:PORT".
+  explicit HttpClient(std::string base_url) : base_url_(std::move(base_url)) {
+    static std::once_flag init;
+    std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    curl_ = curl_easy_init();
+    if (!curl_) throw std::runtime_error("curl_easy_init failed");
+  }
+  ~HttpClient() { curl_easy_cleanup(curl_); }
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Longest a single request may take, in seconds (long-polls need more than the default).
+  void set_timeout_s(long seconds) { timeout_s_ = seconds; }
+  const std::string& base_url() const { return base_url_; }
+
+  // `headers` are "Name: value" lines. A non-empty body without an explicit
+  // Content-Type header is sent as application/json; pass "Content-Type:" to
+  // send none at all.
+  HttpResponse request(const std::string& method, const std::string& path,
+                       const std::vector<std::string>& headers = {},
+                       const std::optional<std::string>& body = std::nullopt) {
+    HttpResponse r;
+    curl_easy_reset(curl_);  // keeps the connection cache: reuse still happens
+    const std::string url = base_url_ + path;
+    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl_, CURLOPT_TIMEOUT, timeout_s_);
+    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(curl_, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(curl_, CURLOPT_PATH_AS_IS, 1L);
+    if (method == "HEAD") {
+      curl_easy_setopt(curl_, CURLOPT_NOBODY, 1L);
+    } else if (method != "GET") {
+      curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method.c_str());
+    }
+    if (body) {
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body->data());
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+    } else if (method == "POST") {
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, "");
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
+    }
+
+    curl_slist* list = nullptr;
+    bool has_content_type = false;
+    for (const auto& h : headers) {
+      list = curl_slist_append(list, h.c_str());
+      has_content_type = has_content_type || starts_with_ci(h, "content-type:");
+    }
+    if (body && !body->empty() && !has_content_type)
+      list = curl_slist_append(list, "Content-Type: application/json");
+    list = curl_slist_append(list, "Expect:");  // no 100-continue
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, list);
+
+    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &HttpClient::on_body);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &r.body);
+    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &HttpClient::on_header);
+    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &r.headers);
+
+    CURLcode rc = curl_easy_perform(curl_);
+    curl_slist_free_all(list);
+    if (rc != CURLE_OK) {
+      r.curl_error = curl_easy_strerror(rc);
+      r.status = 0;
+      curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &r.status);
+      return r;
+    }
+    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_easy_getinfo(curl_, CURLINFO_NUM_CONNECTS, &r.new_connections);
+    curl_easy_getinfo(curl_, CURLINFO_LOCAL_PORT, &r.local_port);
+    return r;
+  }
+
+  HttpResponse get(const std::string& path, const std::vector<std::string>& headers = {}) {
+    return request("GET", path, headers);
+  }
+  HttpResponse post(const std::string& path, const std::optional<std::string>& body = std::nullopt,
+                    const std::vector<std::string>& headers = {}) {
+    return request("POST", path, headers, body);
+  }
+  HttpResponse post_json(const std::string& path, const nlohmann::json& body,
+                         const std::vector<std::string>& headers = {}) {
+    return request("POST", path, headers, body.dump());
+  }
+
+ private:
+  static bool starts_with_ci(const std::string& s, const std::string& prefix) {
+    if (s.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+    return true;
+  }
+
+  static size_t on_body(char* data, size_t size, size_t n, void* user) {
+    static_cast<std::string*>(user)->append(data, size * n);
+    return size * n;
+  }
+
+  // Keeps the headers of the final response only (a new status line clears them).
+  static size_t on_header(char* data, size_t size, size_t n, void* user) {
+    auto* headers = static_cast<HeaderMap*>(user);
+    std::string line(data, size * n);
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+    if (line.rfind("HTTP/", 0) == 0) {
+      headers->clear();
+      return size * n;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string::npos) return size * n;
+    std::string name = line.substr(0, colon);
+    std::string value = line.substr(colon + 1);
+    size_t first = value.find_first_not_of(" \t");
+    value = first == std::string::npos ? std::string() : value.substr(first);
+    (*headers)[name] = value;
+    return size * n;
+  }
+
+  std::string base_url_;
+  CURL* curl_ = nullptr;
+  long timeout_s_ = 20;
+};
+
+}  // namespace jobstate::testing
