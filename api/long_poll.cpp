@@ -139,8 +139,12 @@ void LongPollRegistry::run() {
     if (!commits_.empty()) continue;
     if (timeouts_.empty())
       cv_.wait(lock);
-    else
-      cv_.wait_until(lock, timeouts_.top().first);
+    else {
+      // A copy: wait_until re-reads its deadline after waking, and a park()
+      // meanwhile may reallocate the heap under a reference to top().
+      const auto next_timeout = timeouts_.top().first;
+      cv_.wait_until(lock, next_timeout);
+    }
   }
 }
 
