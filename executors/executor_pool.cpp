@@ -652,18 +652,23 @@ void ExecutorPool::Impl::terminate(Run& run, StopReason why, TimePoint now) {
   // first reason wins otherwise.
   if (run.stop == StopReason::kNone || (run.stop == StopReason::kShutdown && why != StopReason::kShutdown))
     run.stop = why;
-  if (!run.child || run.sigterm_sent) return;
-  int64_t grace = run.grace_ms;
-  if (why == StopReason::kShutdown) grace = std::min(grace, options.shutdown_grace_ms);
-  run.sigterm_sent = true;
-  if (grace <= 0) {
+  if (!run.child || run.sigkill_sent) return;
+  int64_t grace_ms = run.grace_ms;
+  // Shutdown waits at most shutdown_grace_ms, even for a cancel already under way.
+  if (why == StopReason::kShutdown) grace_ms = std::min(grace_ms, options.shutdown_grace_ms);
+  const TimePoint kill_at = now + milliseconds(std::max<int64_t>(grace_ms, 0));
+  if (!run.sigterm_sent) {
+    run.sigterm_sent = true;
+    run.kill_at = kill_at;
+    if (grace_ms > 0) run.child->signal_group(SIGTERM);
+  } else {
+    run.kill_at = std::min(run.kill_at, kill_at);
+  }
+  if (run.kill_at <= now) {
     run.child->signal_group(SIGKILL);
     run.sigkill_sent = true;
     run.give_up_at = now + milliseconds(options.kill_wait_ms);
-    return;
   }
-  run.child->signal_group(SIGTERM);
-  run.kill_at = now + milliseconds(grace);
 }
 
 void ExecutorPool::Impl::timers(TimePoint now) {
@@ -671,8 +676,8 @@ void ExecutorPool::Impl::timers(TimePoint now) {
   for (auto& [id, run] : runs) {
     if (!run->child) continue;
     if (run->sigterm_sent && !run->sigkill_sent && now >= run->kill_at) {
-      spdlog::info("executors: job {}: no exit {} ms after SIGTERM; sending SIGKILL", id.to_string(),
-                   run->grace_ms);
+      spdlog::info("executors: job {}: still running after SIGTERM and its grace; sending SIGKILL",
+                   id.to_string());
       run->child->signal_group(SIGKILL);
       run->sigkill_sent = true;
       run->give_up_at = now + milliseconds(options.kill_wait_ms);

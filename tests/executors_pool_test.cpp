@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -60,10 +61,19 @@ pid_t read_pid(const std::string& path) {
 }
 
 // A store in a temp dir with an executor pool wired to its writer.
+size_t open_fds() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
 class ExecutorPoolTest : public ::testing::Test {
  protected:
+  void SetUp() override { fds_at_start_ = open_fds(); }
   void TearDown() override {
     close();
+    // Every pipe and pidfd was closed.
+    EXPECT_EQ(open_fds(), fds_at_start_);
     // Every child was reaped: this process has none left (no zombies).
     int status = 0;
     EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1);
@@ -139,6 +149,7 @@ class ExecutorPoolTest : public ::testing::Test {
     return out;
   }
 
+  size_t fds_at_start_ = 0;
   TempDir dir_;
   SystemClock clock_;
   std::unique_ptr<ExecutorPool> pool_;
@@ -409,6 +420,25 @@ TEST_F(ExecutorPoolTest, StopTerminatesRunningProcessesAndFailsTheirJobs) {
   EXPECT_EQ(s.error["code"], "abandoned");
   EXPECT_EQ(s.error["details"]["signal"], SIGTERM);
   EXPECT_EQ(state(waiting).status, JobStatus::kQueued);  // the next server runs it
+}
+
+TEST_F(ExecutorPoolTest, StopDuringALongCancelGraceStillEnds) {
+  // A cancel with a long grace is under way when the server stops: the
+  // shutdown grace (here 0.2 s) bounds the wait, and the job ends cancelled.
+  ExecutorPoolOptions options;
+  options.shutdown_grace_ms = 200;
+  open({{"stubborn", sh_executor("trap '' TERM; echo 'PROGRESS 0.1 ignoring TERM'; " +
+                                     wait_for_file(dir_.sub("never")) + "exit 0",
+                                 {{"cancel_grace_s", 600}})}},
+       options);
+  JobId id = create("stubborn");
+  wait_for(id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
+  ASSERT_OK(run(id, RequestCancel{"stop"}));
+  wait_for(id, [](const JobState& s) { return s.cancel_requested; }, "cancel requested");
+  pool_->stop();
+  JobState s = state(id);
+  EXPECT_EQ(s.status, JobStatus::kCancelled);
+  EXPECT_NE(history(id).back().data["reason"].get<std::string>().find("SIGKILL"), std::string::npos);
 }
 
 }  // namespace

@@ -134,7 +134,7 @@ class ExecutorsServeTest : public ::testing::Test {
   }
   std::string post_job(HttpClient& http, const json& body) {
     auto r = http.request("POST", "/v1/jobs", {}, body.dump());
-    EXPECT_EQ(r.status, 202) << r.body;
+    EXPECT_EQ(r.status, 202) << r.body << r.curl_error;
     return r.json().value("id", "");
   }
   // Long-polls until the job is terminal (or `done` holds); bounded.
@@ -145,7 +145,7 @@ class ExecutorsServeTest : public ::testing::Test {
       const std::string after =
           job.is_null() ? "" : "&after_version=" + std::to_string(job["version"].get<int>());
       auto r = http.request("GET", "/v1/jobs/" + id + "/wait?timeout_s=1" + after);
-      EXPECT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(r.status, 200) << r.body << r.curl_error;
       if (r.status != 200) break;
       job = r.json();
       const std::string state = job["state"];
@@ -194,6 +194,7 @@ TEST_F(ExecutorsServeTest, ConfiguredTypeRunsOverHttp) {
   // A missing param fails with the reason.
   std::string bad = post_job(http, {{"type", "thumbnail"}, {"params", {{"src", "x.png"}}}});
   json bad_job = wait_job(http, bad);
+  ASSERT_FALSE(bad_job.is_null()) << server->output();
   EXPECT_EQ(bad_job["state"], "failed");
   EXPECT_EQ(bad_job["error"]["code"], "invalid_params");
   EXPECT_NE(bad_job["error"]["message"].get<std::string>().find("params.width is missing"),
