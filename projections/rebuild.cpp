@@ -165,6 +165,13 @@ class FamilyEntries {
   static bool key_less(const FamilyEntries& a, size_t i, const FamilyEntries& b, size_t j) {
     return less(a.refs_[i], b.refs_[j]);
   }
+  // The first entry whose key is not below `key`. REQUIRES: sorted.
+  size_t lower_bound(std::string_view key) const {
+    const Ref probe{prefix_of(key, 0), prefix_of(key, 8), key.data(),
+                    static_cast<uint32_t>(key.size()), 0};
+    return static_cast<size_t>(std::lower_bound(refs_.begin(), refs_.end(), probe, less) -
+                               refs_.begin());
+  }
 
  private:
   static constexpr size_t kBlockBytes = 4 << 20;
@@ -312,17 +319,51 @@ void append_json(std::string& out, std::string_view text, const nlohmann::json& 
     out += canonical_dump(j);
 }
 
-void append_time(std::string& out, std::optional<TimeMs> t) {
-  if (!t) {
-    out += "null";
-    return;
+// format_rfc3339_ms without a snprintf per timestamp: the date part comes
+// from format_rfc3339_ms once per day, the time of day is plain arithmetic.
+class TimeFormatter {
+ public:
+  // Appends the JSON of t: "\"<format_rfc3339_ms(*t)>\"", or null.
+  void append(std::string& out, std::optional<TimeMs> t) {
+    if (!t) {
+      out += "null";
+      return;
+    }
+    constexpr int64_t kDayMs = 86'400'000;
+    const int64_t day = *t / kDayMs - (*t % kDayMs < 0 ? 1 : 0);
+    if (!date_ || day != day_) {
+      const std::string full = format_rfc3339_ms(*t);
+      date_ = full.substr(0, full.size() - 13);  // all but "HH:MM:SS.mmmZ"
+      day_ = day;
+    }
+    int64_t ms = *t - day * kDayMs;
+    char time[13];
+    auto two = [&](char* at, int64_t v) {
+      at[0] = static_cast<char>('0' + v / 10);
+      at[1] = static_cast<char>('0' + v % 10);
+    };
+    two(time, ms / 3'600'000);
+    time[2] = ':';
+    two(time + 3, ms / 60'000 % 60);
+    time[5] = ':';
+    two(time + 6, ms / 1000 % 60);
+    time[8] = '.';
+    time[9] = static_cast<char>('0' + ms % 1000 / 100);
+    two(time + 10, ms % 100);
+    time[12] = 'Z';
+    out += '"';
+    out += *date_;
+    out.append(time, 13);
+    out += '"';
   }
-  out += '"';
-  out += format_rfc3339_ms(*t);
-  out += '"';
-}
 
-std::string encode_status_row_fast(const JobState& s, const RowTexts& texts) {
+ private:
+  std::optional<std::string> date_;
+  int64_t day_ = 0;
+};
+
+std::string encode_status_row_fast(const JobState& s, const RowTexts& texts,
+                                   TimeFormatter& times) {
   std::string v;
   v.reserve(512);
   v.push_back(static_cast<char>(kRowFormat));
@@ -335,15 +376,15 @@ std::string encode_status_row_fast(const JobState& s, const RowTexts& texts) {
   v += R"({"cancel_requested":)";
   v += s.cancel_requested ? "true" : "false";
   v += R"(,"created_at":)";
-  append_time(v, s.created_at_ms);
+  times.append(v, s.created_at_ms);
   v += R"(,"deadline_at":)";
-  append_time(v, s.status == JobStatus::kRunning && s.deadline_ms
+  times.append(v, s.status == JobStatus::kRunning && s.deadline_ms
                      ? std::optional<TimeMs>(effective_deadline_ms(s, 0))
                      : std::nullopt);
   v += R"(,"error":)";
   append_json(v, {}, s.error);
   v += R"(,"finished_at":)";
-  append_time(v, s.finished_at_ms);
+  times.append(v, s.finished_at_ms);
   v += R"(,"heartbeat_timeout_s":)";
   v += std::to_string(s.heartbeat_timeout_s);
   v += R"(,"id":")";
@@ -351,7 +392,7 @@ std::string encode_status_row_fast(const JobState& s, const RowTexts& texts) {
   v += R"(","labels":)";
   append_json(v, texts.labels, s.labels);
   v += R"(,"last_heartbeat_at":)";
-  append_time(v, s.last_heartbeat_at_ms);
+  times.append(v, s.last_heartbeat_at_ms);
   v += R"(,"params":)";
   append_json(v, texts.params, s.params);
   v += R"(,"progress":)";
@@ -359,7 +400,7 @@ std::string encode_status_row_fast(const JobState& s, const RowTexts& texts) {
   v += R"(,"result":)";
   append_json(v, texts.result, s.result);
   v += R"(,"started_at":)";
-  append_time(v, s.started_at_ms);
+  times.append(v, s.started_at_ms);
   v += R"(,"state":")";
   v += job_status_name(s.status);
   v += R"(","type":)";
@@ -606,7 +647,7 @@ class JobFolder {
         texts.progress = *only_member_text(job.progress_data, "progress");
       }
       if (!job.result_data.empty()) texts.result = *only_member_text(job.result_data, "result");
-      std::string row = encode_status_row_fast(s, texts);
+      std::string row = encode_status_row_fast(s, texts, times_);
       if (job.check_row) {
         if (!texts.progress.empty()) s.progress = nlohmann::json::parse(texts.progress);
         if (!texts.result.empty()) s.result = nlohmann::json::parse(texts.result);
@@ -638,23 +679,31 @@ class JobFolder {
   const bool exact_;  // parse every event; rows by encode_status_row
   uint64_t created_jobs_ = 0;
   Event event_;  // reused: its members keep their allocations between events
+  TimeFormatter times_;
   JobIndex index_;
   std::vector<JobSlot> slots_;
 };
 
 using Folders = std::array<std::unique_ptr<JobFolder>, kFolders>;
 
-// The folders' sorted entries of one family, merged in key order.
+// The folders' sorted entries of one family, merged in key order; only
+// those from `from_key` (inclusive) to `to_key` (exclusive) when given.
 class MergedEntries {
  public:
-  MergedEntries(const Folders& folders, size_t family) {
-    for (auto& f : folders) runs_.push_back({&f->out[family], 0});
+  MergedEntries(const Folders& folders, size_t family,
+                std::optional<std::string_view> from_key = std::nullopt,
+                std::optional<std::string_view> to_key = std::nullopt) {
+    for (auto& f : folders) {
+      const FamilyEntries& e = f->out[family];
+      runs_.push_back({&e, from_key ? e.lower_bound(*from_key) : 0,
+                       to_key ? e.lower_bound(*to_key) : e.size()});
+    }
   }
   // The next entry; false at the end.
   bool next(std::string_view& key, std::string_view& value) {
     Run* best = nullptr;
     for (auto& r : runs_)
-      if (r.pos < r.entries->size() &&
+      if (r.pos < r.end &&
           (!best || FamilyEntries::key_less(*r.entries, r.pos, *best->entries, best->pos)))
         best = &r;
     if (!best) return false;
@@ -668,6 +717,7 @@ class MergedEntries {
   struct Run {
     const FamilyEntries* entries;
     size_t pos;
+    size_t end;
   };
   std::vector<Run> runs_;
 };
@@ -842,26 +892,59 @@ Status write_generation(Database& db, uint64_t current_gen, const Folders& folde
     }
   } remove_tmp{tmp_dir};
 
-  std::array<std::string, kFamilies> files;
-  std::array<bool, kFamilies> has_file{};
-  Status written = for_each_family([&](size_t f) -> Status {
-    files[f] = (tmp_dir / (fresh[f] + ".sst")).string();
-    auto w = write_sst(MergedEntries(folders, f), files[f]);
+  // Four table files written by two threads: the status rows (most of the
+  // bytes) in two halves split at the middle key of one folder's rows, then
+  // the list and deadline indexes. Each family's files are ingested at once.
+  const FamilyEntries& some_rows = folders[0]->out[ProjectionEntry::kJobs];
+  const std::string middle_row_key =
+      some_rows.size() > 0 ? std::string(some_rows.key(some_rows.size() / 2)) : std::string();
+  struct SstTask {
+    size_t family;
+    std::optional<std::string_view> from_key, to_key;
+    std::string file;
+    bool written = false;
+  };
+  std::vector<SstTask> tasks;
+  auto add_task = [&](size_t family, std::optional<std::string_view> from_key,
+                      std::optional<std::string_view> to_key) {
+    tasks.push_back(SstTask{family, from_key, to_key, std::string(), false});
+  };
+  if (middle_row_key.empty()) {
+    add_task(ProjectionEntry::kJobs, std::nullopt, std::nullopt);
+  } else {
+    add_task(ProjectionEntry::kJobs, std::nullopt, middle_row_key);
+    add_task(ProjectionEntry::kJobs, middle_row_key, std::nullopt);
+  }
+  add_task(ProjectionEntry::kList, std::nullopt, std::nullopt);
+  add_task(ProjectionEntry::kDeadlines, std::nullopt, std::nullopt);
+  auto write_task = [&](SstTask& t) -> Status {
+    t.file = (tmp_dir / (fresh[t.family] + "." + std::to_string(&t - tasks.data()) + ".sst")).string();
+    auto w = write_sst(MergedEntries(folders, t.family, t.from_key, t.to_key), t.file);
     if (!w) return w.error();
-    has_file[f] = *w;
+    t.written = *w;
     return ok_status();
+  };
+  Status other_half = ok_status();
+  std::thread other([&] {
+    for (size_t i = 1; i < tasks.size() && other_half; ++i) other_half = write_task(tasks[i]);
   });
-  if (!written) return written;
+  Status first_half = write_task(tasks[0]);
+  other.join();
+  if (!first_half) return first_half;
+  if (!other_half) return other_half;
 
   for (size_t f = 0; f < kFamilies; ++f) {
     // Leftovers of an interrupted rebuild are dropped, never reused.
     if (auto s = db.drop_column_family(fresh[f]); !s) return s;
     auto h = db.create_column_family(fresh[f]);
     if (!h) return h.error();
-    if (!has_file[f]) continue;
+    std::vector<std::string> files;
+    for (auto& t : tasks)
+      if (t.family == f && t.written) files.push_back(t.file);
+    if (files.empty()) continue;
     rocksdb::IngestExternalFileOptions ingest;
-    ingest.move_files = true;  // the file is synced and linked in, not copied
-    if (auto s = db.db()->IngestExternalFile(*h, {files[f]}, ingest); !s.ok())
+    ingest.move_files = true;  // the files are synced and linked in, not copied
+    if (auto s = db.db()->IngestExternalFile(*h, files, ingest); !s.ok())
       return rocksdb_error(s, "loading the rebuilt " + fresh[f]);
   }
   rocksdb::WriteOptions synced;

@@ -1,0 +1,312 @@
+// `jobstate verify` and verify_store(): a clean store passes (stopped or
+// live); an edited byte in any part of a stored event, a removed event, a
+// tampered status row or index, a broken job_events index and a chain-valid
+// log that breaks the state machine each fail with one line naming the
+// first broken seq or job. Every tampering is written into a copy of a store
+// with the plain RocksDB API.
+#include <gtest/gtest.h>
+
+#include "eventstore/event_codec.h"
+#include "eventstore/hash_chain.h"
+#include "ops_test_util.h"
+#include "projections/verify.h"
+
+namespace jobstate::testing {
+namespace {
+
+using nlohmann::json;
+
+class VerifyTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    filled_ = new FilledStore(fill_varied_store(dir_->sub("store")));
+  }
+  static void TearDownTestSuite() {
+    delete filled_;
+    delete dir_;
+  }
+  // A fresh copy of the suite's store, to tamper with.
+  std::string copy() {
+    std::string to = tmp_.sub("copy" + std::to_string(copies_++));
+    copy_store(dir_->sub("store"), to);
+    return to;
+  }
+  static CommandResult verify(const std::string& dir) {
+    return run_jobstate({"verify", "--data-dir", dir});
+  }
+
+  static TempDir* dir_;
+  static FilledStore* filled_;
+  TempDir tmp_;
+  int copies_ = 0;
+};
+TempDir* VerifyTest::dir_ = nullptr;
+FilledStore* VerifyTest::filled_ = nullptr;
+
+std::string seq_key(uint64_t seq) { return u64_be(seq); }
+
+TEST_F(VerifyTest, AnIntactStorePasses) {
+  auto r = verify(dir_->sub("store"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("ok: " + std::to_string(filled_->head.seq) + " events, " +
+                      std::to_string(filled_->jobs.size()) + " jobs"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(filled_->head.hash), std::string::npos) << r.out;
+}
+
+TEST_F(VerifyTest, TheLibraryReportsTheHead) {
+  DatabaseOptions o;
+  o.path = dir_->sub("store");
+  o.mode = OpenMode::kReadOnly;
+  auto db = Database::open(o);
+  ASSERT_OK(db);
+  auto report = verify_store(**db);
+  ASSERT_OK(report);
+  EXPECT_EQ(report->head, filled_->head);
+  EXPECT_EQ(report->events, filled_->head.seq);
+  EXPECT_EQ(report->jobs, filled_->jobs.size());
+}
+
+// One byte changed in each part of the stored record of seq 20: the format,
+// the stored hash, the version, the type, the time, the job id, the data.
+TEST_F(VerifyTest, AnEditedByteInAStoredEventNamesItsSeq) {
+  constexpr uint64_t kSeq = 20;
+  struct Edit {
+    const char* part;
+    size_t offset;  // from event_codec.h's layout; SIZE_MAX: inside the data
+    uint8_t xor_mask;
+  };
+  for (const Edit& edit : {Edit{"format", 0, 0x02}, Edit{"hash", 7, 0x01}, Edit{"version", 40, 0x01},
+                           Edit{"type", 41, 0x01}, Edit{"time", 49, 0x01}, Edit{"job id", 60, 0x10},
+                           Edit{"data", SIZE_MAX, 0x01}}) {
+    SCOPED_TRACE(edit.part);
+    const std::string dir = copy();
+    with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+      std::string v;
+      ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs.at(kEventsCf), seq_key(kSeq), &v).ok());
+      const size_t at = edit.offset == SIZE_MAX ? v.size() - 3 : edit.offset;
+      v[at] = static_cast<char>(v[at] ^ edit.xor_mask);
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs.at(kEventsCf), seq_key(kSeq), v).ok());
+    });
+    auto r = verify(dir);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(is_one_line_error(r, "seq 20"));
+  }
+}
+
+TEST_F(VerifyTest, ARemovedEventIsNamed) {
+  const std::string dir = copy();
+  with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs.at(kEventsCf), seq_key(33)).ok());
+  });
+  auto r = verify(dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(r, "seq 33 is missing"));
+}
+
+TEST_F(VerifyTest, ARemovedLastEventIsNamed) {
+  const std::string dir = copy();
+  const uint64_t last = filled_->head.seq;
+  with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs.at(kEventsCf), seq_key(last)).ok());
+  });
+  auto r = verify(dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(r, "seq " + std::to_string(last)));
+}
+
+// Cutting the log's tail and rewinding the head to match keeps the chain
+// valid; the job whose events went is still caught (and the auditor's
+// published head would not be found any more).
+TEST_F(VerifyTest, ATruncatedLogWithARewoundHeadIsCaught) {
+  const std::string dir = copy();
+  const uint64_t last = filled_->head.seq;
+  std::string cut_job;
+  with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+    std::string v;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs.at(kEventsCf), seq_key(last), &v).ok());
+    auto last_event = decode_stored_event(last, v);
+    ASSERT_OK(last_event);
+    cut_job = last_event->job_id.to_string();
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs.at(kEventsCf), seq_key(last - 1), &v).ok());
+    auto previous = decode_stored_event(last - 1, v);
+    ASSERT_OK(previous);
+    rocksdb::WriteBatch wb;
+    wb.Delete(cfs.at(kEventsCf), seq_key(last));
+    wb.Delete(cfs.at(kJobEventsCf), job_event_key(last_event->job_id, last_event->version));
+    wb.Put(cfs.at(kMetaCf), kMetaHeadSeq, u64_be(last - 1));
+    wb.Put(cfs.at(kMetaCf), kMetaHeadHash, std::string(previous->hash_raw));
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &wb).ok());
+  });
+  auto r = verify(dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(r, "job " + cut_job));
+}
+
+TEST_F(VerifyTest, ATamperedStatusRowNamesTheJob) {
+  const std::string dir = copy();
+  const JobId job = filled_->succeeded_job;
+  with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+    auto* jobs = cfs.at(StatusProjection::jobs_cf_name(1));
+    std::string v;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), jobs, job.bytes(), &v).ok());
+    const auto at = v.find("\"state\":\"succeeded\"");
+    ASSERT_NE(at, std::string::npos);
+    v.replace(at, 19, "\"state\":\"cancelled\"");
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), jobs, job.bytes(), v).ok());
+  });
+  auto r = verify(dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(r, "job " + job.to_string()));
+  EXPECT_TRUE(is_one_line_error(r, "differs from a replay"));
+  // rebuild --check sees the same, and a rebuild repairs it.
+  auto check = run_jobstate({"rebuild", "--data-dir", dir, "--check"});
+  EXPECT_EQ(check.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(check, "job " + job.to_string()));
+  auto rebuilt = run_jobstate({"rebuild", "--data-dir", dir});
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  EXPECT_EQ(verify(dir).exit_code, 0);
+}
+
+TEST_F(VerifyTest, TamperedListAndDeadlineIndexesAreNamed) {
+  {
+    const std::string dir = copy();
+    with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+      auto* list = cfs.at(StatusProjection::list_cf_name(1));
+      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), list));
+      it->SeekToFirst();
+      ASSERT_TRUE(it->Valid());
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), list, it->key()).ok());
+    });
+    auto r = verify(dir);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(is_one_line_error(r, "job_list.g1 key"));
+  }
+  {
+    const std::string dir = copy();
+    with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+      std::string key = u64_be(static_cast<uint64_t>(kOpsT0) + 1);  // a deadline nobody has
+      key += filled_->succeeded_job.bytes();
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs.at(StatusProjection::deadlines_cf_name(1)), key, "").ok());
+    });
+    auto r = verify(dir);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(is_one_line_error(r, "deadlines.g1 key"));
+    EXPECT_TRUE(is_one_line_error(r, "not in a replay"));
+  }
+}
+
+TEST_F(VerifyTest, AMissingProjectionIsNamed) {
+  const std::string dir = copy();
+  with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+    ASSERT_TRUE(db->DropColumnFamily(cfs.at(StatusProjection::jobs_cf_name(1))).ok());
+  });
+  auto r = verify(dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(r, "projection 'jobs.g1' is missing"));
+}
+
+TEST_F(VerifyTest, ABrokenJobEventsIndexIsNamed) {
+  const JobId job = filled_->succeeded_job;
+  {  // an entry removed
+    const std::string dir = copy();
+    with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs.at(kJobEventsCf), job_event_key(job, 2)).ok());
+    });
+    auto r = verify(dir);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(is_one_line_error(r, "job " + job.to_string() + " version 2) has no job_events entry"));
+  }
+  {  // an entry pointing at another event
+    const std::string dir = copy();
+    with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs.at(kJobEventsCf), job_event_key(job, 2), u64_be(1)).ok());
+    });
+    auto r = verify(dir);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(is_one_line_error(r, "job_events entry for job " + job.to_string() + " version 2 points at seq 1"));
+  }
+}
+
+// An event appended after a terminal one, with a correct hash chain, head and
+// index: only the state machine catches it.
+TEST_F(VerifyTest, AChainValidEventAfterATerminalOneNamesItsSeq) {
+  const std::string dir = copy();
+  const JobId job = filled_->succeeded_job;
+  const uint64_t seq = filled_->head.seq + 1;
+  with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+    std::string last_seq;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs.at(kJobEventsCf), job_event_key(job, 99), &last_seq)
+                    .IsNotFound());
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs.at(kJobEventsCf)));
+    uint64_t version = 0;
+    for (it->Seek(job_event_key(job, 1)); it->Valid() && it->key().starts_with(job.bytes()); it->Next())
+      ++version;
+    Event e;
+    e.seq = seq;
+    e.job_id = job;
+    e.version = version + 1;
+    e.type = EventType::kHeartbeat;
+    e.at_ms = kOpsT0 + 999'000;
+    e.data = {{"progress", nullptr}};
+    const std::string data = canonical_dump(e.data);
+    e.hash = chain_hash(filled_->head.hash, canonical_event_json(e));
+    rocksdb::WriteBatch wb;
+    wb.Put(cfs.at(kEventsCf), seq_key(seq), encode_stored_event(e, data));
+    wb.Put(cfs.at(kJobEventsCf), job_event_key(job, e.version), u64_be(seq));
+    wb.Put(cfs.at(kMetaCf), kMetaHeadSeq, u64_be(seq));
+    wb.Put(cfs.at(kMetaCf), kMetaHeadHash, hex_to_raw(e.hash));
+    ASSERT_TRUE(db->Write(rocksdb::WriteOptions(), &wb).ok());
+  });
+  auto r = verify(dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(r, "seq " + std::to_string(seq)));
+  EXPECT_TRUE(is_one_line_error(r, "after a terminal event"));
+  EXPECT_TRUE(is_one_line_error(r, "job " + job.to_string()));
+  // rebuild refuses such a log and leaves the projection as it was.
+  auto rebuilt = run_jobstate({"rebuild", "--data-dir", dir});
+  EXPECT_EQ(rebuilt.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(rebuilt, "seq " + std::to_string(seq)));
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
+  EXPECT_NE(std::find(names.begin(), names.end(), "jobs.g1"), names.end());
+  EXPECT_EQ(std::find(names.begin(), names.end(), "jobs.g2"), names.end());
+}
+
+TEST(VerifyLiveTest, PassesWhileAnotherProcessAppends) {
+  TempDir dir;
+  LiveWriter writer(dir.sub("store"));
+  ASSERT_TRUE(writer.wait_for_seq(40)) << "the live writer did not get going";
+  for (int i = 0; i < 2; ++i) {
+    const uint64_t before = writer.seq();
+    auto r = run_jobstate({"verify", "--data-dir", dir.sub("store")});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // Its report names a head at least as new as what was committed before.
+    auto at = r.out.find("head seq ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    EXPECT_GE(std::stoull(r.out.substr(at + 9)), before);
+  }
+  EXPECT_TRUE(writer.wait_for_seq(writer.seq() + 8)) << "the writer was blocked";
+}
+
+TEST(VerifyBadInputTest, OneLineErrors) {
+  TempDir dir;
+  std::filesystem::create_directory(dir.sub("empty"));
+  for (auto args : {std::vector<std::string>{"--data-dir", dir.sub("missing")},
+                    std::vector<std::string>{"--data-dir", dir.sub("empty")},
+                    std::vector<std::string>{"--data-dir", dir.sub("empty"), "--extra"},
+                    std::vector<std::string>{}}) {
+    SCOPED_TRACE(::testing::PrintToString(args));
+    args.insert(args.begin(), "verify");
+    auto r = run_jobstate(args);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(is_one_line_error(r, ""));
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.sub("empty")));
+}
+
+}  // namespace
+}  // namespace jobstate::testing
