@@ -35,7 +35,7 @@ struct JobContext::Shared {
   SteadyClock::time_point last_cancel_check{};
 };
 
-Status JobContext::progress(double fraction, std::string message, json details) {
+Status JobContext::progress(double fraction, const std::string& message, json details) {
   if (!std::isfinite(fraction) || fraction < 0.0 || fraction > 1.0)
     return make_error(ErrorCode::kInvalidRequest, "progress fraction must be from 0 to 1");
   json p = {{"fraction", fraction},
@@ -74,15 +74,17 @@ bool JobContext::finished() const {
   return shared_->outcome_recorded || shared_->ended_elsewhere;
 }
 
-Status JobContext::succeed(json result) { return report(SucceedJob{std::move(result)}); }
+Status JobContext::succeed(json result) {
+  return report(SucceedJob{std::move(result)});
+}
 
-Status JobContext::fail(std::string code, std::string message, json details) {
+Status JobContext::fail(std::string code, const std::string& message, json details) {
   return report(FailJob{json{{"code", std::move(code)},
                              {"message", executors::sanitize_utf8(message)},
                              {"details", std::move(details)}}});
 }
 
-Status JobContext::cancelled(std::string reason) {
+Status JobContext::cancelled(const std::string& reason) {
   return report(ConfirmCancelled{executors::sanitize_utf8(reason)});
 }
 
@@ -102,7 +104,7 @@ Status JobContext::report(Command command) {
     CommandRequest hb;
     hb.job_id = id_;
     hb.command = Heartbeat{std::move(*progress)};
-    writer.submit(std::move(hb), [](Result<CommandOutcome>) {});
+    writer.submit(std::move(hb), [](const Result<CommandOutcome>&) {});
   }
   CommandRequest request;
   request.job_id = id_;
@@ -124,7 +126,9 @@ EmbeddedRunner::EmbeddedRunner(JobStore& store, EmbeddedRunnerOptions options)
   options_.threads = std::max<size_t>(1, options_.threads);
 }
 
-EmbeddedRunner::~EmbeddedRunner() { stop(); }
+EmbeddedRunner::~EmbeddedRunner() {
+  stop();
+}
 
 Status EmbeddedRunner::register_handler(const std::string& type, JobHandler handler) {
   std::lock_guard lock(mu_);
@@ -133,7 +137,8 @@ Status EmbeddedRunner::register_handler(const std::string& type, JobHandler hand
     return make_error(ErrorCode::kInvalidRequest, "type must be 1 to 128 of A-Za-z0-9._:-");
   if (!handler) return make_error(ErrorCode::kInvalidRequest, "empty handler for '" + type + "'");
   if (!handlers_.emplace(type, std::move(handler)).second)
-    return make_error(ErrorCode::kInvalidRequest, "a handler for '" + type + "' is already registered");
+    return make_error(ErrorCode::kInvalidRequest,
+                      "a handler for '" + type + "' is already registered");
   return ok_status();
 }
 
@@ -168,12 +173,14 @@ Status EmbeddedRunner::start() {
   return ok_status();
 }
 
-Result<JobId> EmbeddedRunner::trigger(const std::string& type, json params, TriggerOptions options) {
+Result<JobId> EmbeddedRunner::trigger(const std::string& type, json params,
+                                      TriggerOptions options) {
   if (!handlers_.count(type))
     return make_error(ErrorCode::kInvalidRequest, "no handler registered for type '" + type + "'");
   {
     std::lock_guard lock(mu_);
-    if (!started_ || stopping_) return make_error(ErrorCode::kUnavailable, "the runner is not running");
+    if (!started_ || stopping_)
+      return make_error(ErrorCode::kUnavailable, "the runner is not running");
     if (waiting_.size() + reserved_ >= options_.max_waiting)
       return make_error(ErrorCode::kUnavailable,
                         std::to_string(options_.max_waiting) + " jobs are already waiting");
@@ -181,7 +188,8 @@ Result<JobId> EmbeddedRunner::trigger(const std::string& type, json params, Trig
   }
   CommandRequest request;
   request.job_id = JobId::generate();
-  request.command = CreateJob{type, std::move(params), options.heartbeat_timeout_s, std::move(options.labels)};
+  request.command =
+      CreateJob{type, std::move(params), options.heartbeat_timeout_s, std::move(options.labels)};
   const JobId id = request.job_id;
   auto created = store_.writer().execute(std::move(request));
   {
@@ -268,7 +276,8 @@ void EmbeddedRunner::run_job(const JobId& id) {
   ctx.shared_->heartbeat_interval_ms =
       std::max(options_.min_heartbeat_interval_ms, job.heartbeat_timeout_s * 1000 / 3);
   ctx.shared_->last_heartbeat = SteadyClock::now();  // the start set the deadline
-  ctx.shared_->last_progress = ctx.shared_->last_heartbeat - milliseconds(options_.progress_min_interval_ms);
+  ctx.shared_->last_progress =
+      ctx.shared_->last_heartbeat - milliseconds(options_.progress_min_interval_ms);
   ctx.shared_->cancel_requested = job.cancel_requested;
   {
     std::lock_guard lock(hb_mu_);
@@ -293,7 +302,8 @@ void EmbeddedRunner::run_job(const JobId& id) {
     // The guard: a job whose handler did not report must not stay running.
     json error = {{"code", "abandoned"}, {"details", nullptr}};
     if (thrown) {
-      error["message"] = executors::sanitize_utf8("the handler for '" + job.type + "' threw: " + *thrown);
+      error["message"] =
+          executors::sanitize_utf8("the handler for '" + job.type + "' threw: " + *thrown);
       error["details"] = {{"exception", executors::sanitize_utf8(*thrown)}};
     } else {
       error["message"] = "the handler for '" + job.type +
@@ -344,7 +354,7 @@ void EmbeddedRunner::heartbeat_loop() {
     }
     lock.unlock();
     for (size_t i = 0; i < due.size(); ++i) {
-      store_.writer().submit(std::move(due[i]), [s = owners[i]](Result<CommandOutcome> r) {
+      store_.writer().submit(std::move(due[i]), [s = owners[i]](const Result<CommandOutcome>& r) {
         std::lock_guard run_lock(s->mu);
         s->heartbeat_in_flight = false;
         if (r) {

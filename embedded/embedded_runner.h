@@ -86,7 +86,8 @@ class JobContext {
 
   // Records progress; the next heartbeat (soon) carries it. kInvalidRequest
   // unless 0 <= fraction <= 1.
-  Status progress(double fraction, std::string message = "", nlohmann::json details = nullptr);
+  Status progress(double fraction, const std::string& message = "",
+                  nlohmann::json details = nullptr);
   // True once a client asked to cancel: stop and call cancelled(). Reads the
   // job's status row at most every 100 ms, so calling it often is cheap.
   bool cancel_requested() const;
@@ -98,9 +99,9 @@ class JobContext {
   // when the job already ended, e.g. the watchdog failed it). After an
   // outcome is recorded, the others answer kInvalidRequest.
   Status succeed(nlohmann::json result = nullptr);
-  Status fail(std::string code, std::string message, nlohmann::json details = nullptr);
+  Status fail(std::string code, const std::string& message, nlohmann::json details = nullptr);
   // Confirms a cancel request. kInvalidTransition when none is pending.
-  Status cancelled(std::string reason = "");
+  Status cancelled(const std::string& reason = "");
 
   // Whether an outcome was recorded (or the job ended elsewhere).
   bool finished() const;

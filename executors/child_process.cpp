@@ -57,7 +57,8 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnRequest& request) {
   if (fds.fd[4] < 0) return make_error(ErrorCode::kInternal, "/dev/null: " + errno_text(errno));
 
   SpawnSetup setup;
-  if (posix_spawnattr_init(&setup.attr) != 0) return make_error(ErrorCode::kInternal, "posix_spawnattr_init");
+  if (posix_spawnattr_init(&setup.attr) != 0)
+    return make_error(ErrorCode::kInternal, "posix_spawnattr_init");
   setup.attr_ok = true;
   if (posix_spawn_file_actions_init(&setup.actions) != 0)
     return make_error(ErrorCode::kInternal, "posix_spawn_file_actions_init");
@@ -93,8 +94,9 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnRequest& request) {
   pid_t pid = -1;
   const bool search_path = request.argv[0].find('/') == std::string::npos;
   // glibc reports exec failures (ENOENT, EACCES, a bad cwd) as the return value.
-  rc = search_path ? posix_spawnp(&pid, argv[0], &setup.actions, &setup.attr, argv.data(), envp.data())
-                   : posix_spawn(&pid, argv[0], &setup.actions, &setup.attr, argv.data(), envp.data());
+  rc = search_path
+           ? posix_spawnp(&pid, argv[0], &setup.actions, &setup.attr, argv.data(), envp.data())
+           : posix_spawn(&pid, argv[0], &setup.actions, &setup.attr, argv.data(), envp.data());
   if (rc != 0) {
     std::string why = errno_text(rc);
     if (!request.cwd.empty() && rc == ENOENT && ::access(request.cwd.c_str(), F_OK) != 0)
@@ -119,7 +121,9 @@ Result<ChildProcess> ChildProcess::spawn(const SpawnRequest& request) {
   return child;
 }
 
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept { *this = std::move(other); }
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept {
+  *this = std::move(other);
+}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   if (this != &other) {
@@ -133,7 +137,9 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   return *this;
 }
 
-ChildProcess::~ChildProcess() { close_all(); }
+ChildProcess::~ChildProcess() {
+  close_all();
+}
 
 void ChildProcess::close_all() {
   close_pipes();

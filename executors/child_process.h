@@ -31,8 +31,8 @@ struct SpawnRequest {
 // How a process ended.
 struct ExitStatus {
   bool signaled = false;
-  int code = 0;    // exit code when !signaled
-  int signal = 0;  // terminating signal when signaled
+  int code = 0;          // exit code when !signaled
+  int signal = 0;        // terminating signal when signaled
   bool unknown = false;  // reaped by someone else (SIGCHLD ignored): no status
 };
 

@@ -3,7 +3,9 @@
 namespace jobstate::executors {
 
 namespace {
-Error invalid(std::string msg) { return make_error(ErrorCode::kInvalidRequest, std::move(msg)); }
+Error invalid(std::string msg) {
+  return make_error(ErrorCode::kInvalidRequest, std::move(msg));
+}
 
 std::vector<std::string> split_dots(std::string_view name) {
   std::vector<std::string> out;
@@ -64,9 +66,10 @@ Result<CommandTemplate> CommandTemplate::parse(std::string_view text) {
     } else {
       p.path = split_dots(name);
       if (p.path.front() != "params")
-        return invalid("unknown placeholder " + p.text + " in \"" + t.source_ +
-                       "\" (known: {params}, {params.NAME...}, {job.id}, {job.type}; write {{ and }} for "
-                       "literal braces)");
+        return invalid(
+            "unknown placeholder " + p.text + " in \"" + t.source_ +
+            "\" (known: {params}, {params.NAME...}, {job.id}, {job.type}; write {{ and }} for "
+            "literal braces)");
       for (const auto& key : p.path)
         if (key.empty())
           return invalid("empty name in placeholder " + p.text + " in \"" + t.source_ + "\"");
@@ -118,7 +121,8 @@ Result<std::string> CommandTemplate::render(const JobState& job) const {
     }
   }
   if (out.find('\0') != std::string::npos)
-    return invalid("\"" + source_ + "\" would contain a NUL byte, which a command argument cannot carry");
+    return invalid("\"" + source_ +
+                   "\" would contain a NUL byte, which a command argument cannot carry");
   return out;
 }
 

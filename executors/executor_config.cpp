@@ -161,9 +161,12 @@ ExecutorSpec parse_spec(const std::string& type, const json& v) {
         if (!value[i].is_string())
           throw ConfigProblem{item_path, name + "[" + std::to_string(i) + "] must be a string"};
         auto t = CommandTemplate::parse(value[i].get<std::string>());
-        if (!t) throw ConfigProblem{item_path, name + "[" + std::to_string(i) + "]: " + t.error().message};
+        if (!t)
+          throw ConfigProblem{item_path,
+                              name + "[" + std::to_string(i) + "]: " + t.error().message};
         if (i == 0 && (t->has_placeholders() || t->source().empty()))
-          throw ConfigProblem{item_path, name + "[0] (the program) must be a literal, non-empty path "
+          throw ConfigProblem{item_path, name +
+                                             "[0] (the program) must be a literal, non-empty path "
                                              "or name: params must not choose what runs"};
         spec.argv.push_back(std::move(*t));
       }
@@ -207,11 +210,13 @@ ExecutorSpec parse_spec(const std::string& type, const json& v) {
 }
 
 ExecutorConfig parse_config(const json& doc) {
-  if (!doc.is_object()) throw ConfigProblem{"", "the config must be a JSON object with \"executors\""};
+  if (!doc.is_object())
+    throw ConfigProblem{"", "the config must be a JSON object with \"executors\""};
   ExecutorConfig config;
   for (auto& [key, value] : doc.items()) {
     if (key != "executors")
-      throw ConfigProblem{"/" + key, "unknown top-level setting \"" + key + "\" (known: executors)"};
+      throw ConfigProblem{"/" + key,
+                          "unknown top-level setting \"" + key + "\" (known: executors)"};
     if (!value.is_object())
       throw ConfigProblem{"/executors", "\"executors\" must be an object: job type → executor"};
     for (auto& [type, spec] : value.items()) {
@@ -256,7 +261,8 @@ Result<ExecutorConfig> parse_executor_config(std::string_view text, std::string_
     const size_t pos = e.byte == 0 ? 0 : e.byte - 1;
     const size_t line = line_of(text, pos);
     size_t line_start = pos;
-    while (line_start > 0 && line_start <= text.size() && text[line_start - 1] != '\n') --line_start;
+    while (line_start > 0 && line_start <= text.size() && text[line_start - 1] != '\n')
+      --line_start;
     const size_t column = pos - line_start + 1;
     return make_error(ErrorCode::kInvalidRequest, source + ":" + std::to_string(line) + ":" +
                                                       std::to_string(column) + ": " +

@@ -36,7 +36,7 @@ struct ExecutorSpec {
   int64_t cancel_grace_ms = 10'000;   // 0–3600 s, from cancel_grace_s (fractions allowed)
   std::string cwd;                    // empty: the server's working directory
   std::map<std::string, CommandTemplate> env;  // set in the child's environment
-  bool inherit_env = true;            // false: the child sees only `env`
+  bool inherit_env = true;                     // false: the child sees only `env`
 };
 
 struct ExecutorConfig {

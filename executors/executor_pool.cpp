@@ -28,9 +28,9 @@ using TimePoint = SteadyClock::time_point;
 using std::chrono::milliseconds;
 
 namespace {
-constexpr size_t kReadPerRoundBytes = 64 * 1024;       // per pipe per poll round: fairness
-constexpr size_t kDrainAfterExitBytes = 4 * 1024 * 1024;  // what is read after the exit
-constexpr int kNoPidfdPollMs = 50;                     // when the kernel has no pidfd
+constexpr size_t kReadPerRoundBytes = size_t{64} * 1024;  // per pipe per poll round: fairness
+constexpr size_t kDrainAfterExitBytes = size_t{4} * 1024 * 1024;  // what is read after the exit
+constexpr int kNoPidfdPollMs = 50;                                // when the kernel has no pidfd
 constexpr int kMaxReportAttempts = 5;
 constexpr milliseconds kReportRetryDelay{500};
 constexpr milliseconds kStartRetryDelay{1000};
@@ -50,7 +50,8 @@ json exit_details(const ExitStatus& s, const ProcessOutput& out) {
 
 std::string describe_exit(const ExitStatus& s) {
   if (s.unknown) return "ended with an unknown status";
-  if (s.signaled) return "was killed by signal " + std::to_string(s.signal) + " (" + signal_name(s.signal) + ")";
+  if (s.signaled)
+    return "was killed by signal " + std::to_string(s.signal) + " (" + signal_name(s.signal) + ")";
   return "exited with status " + std::to_string(s.code);
 }
 
@@ -88,11 +89,11 @@ Result<size_t> fail_abandoned_jobs(const StatusProjection& projection, Writer& w
     CommandRequest request;
     request.job_id = a.id;
     request.expected_version = a.version;
-    request.command = FailJob{json{
-        {"code", "abandoned"},
-        {"message", "the jobstate server that ran this job's command (" + a.worker +
-                        ") stopped before the command finished; its outcome is unknown"},
-        {"details", {{"worker", a.worker}}}}};
+    request.command = FailJob{
+        json{{"code", "abandoned"},
+             {"message", "the jobstate server that ran this job's command (" + a.worker +
+                             ") stopped before the command finished; its outcome is unknown"},
+             {"details", {{"worker", a.worker}}}}};
     auto r = writer.execute(std::move(request));
     if (r) {
       ++failed;
@@ -205,9 +206,9 @@ struct ExecutorPool::Impl {
   Writer* writer = nullptr;
 
   std::mutex mu;
-  std::deque<Note> notes;  // guarded by mu
+  std::deque<Note> notes;       // guarded by mu
   bool stop_requested = false;  // guarded by mu
-  bool closed = false;  // guarded by mu: no more notes accepted
+  bool closed = false;          // guarded by mu: no more notes accepted
   int wake_fd = -1;
 
   std::map<std::string, TypeState> types;
@@ -220,9 +221,13 @@ struct ExecutorPool::Impl {
 ExecutorPool::ExecutorPool(ExecutorConfig config, ExecutorPoolOptions options)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(options), active_)) {}
 
-ExecutorPool::~ExecutorPool() { stop(); }
+ExecutorPool::~ExecutorPool() {
+  stop();
+}
 
-const ExecutorConfig& ExecutorPool::config() const { return impl_->config; }
+const ExecutorConfig& ExecutorPool::config() const {
+  return impl_->config;
+}
 
 void ExecutorPool::on_commit(const CommitInfo& info) {
   for (const auto& job : info.changed_jobs) {
@@ -239,7 +244,8 @@ void ExecutorPool::on_commit(const CommitInfo& info) {
 }
 
 Status ExecutorPool::start(const StatusProjection& projection, Writer& writer) {
-  if (thread_.joinable()) return make_error(ErrorCode::kInvalidRequest, "executors already started");
+  if (thread_.joinable())
+    return make_error(ErrorCode::kInvalidRequest, "executors already started");
   if (impl_->wake_fd < 0) return make_error(ErrorCode::kInternal, "eventfd failed");
   impl_->projection = &projection;
   impl_->writer = &writer;
@@ -453,15 +459,18 @@ void ExecutorPool::Impl::handle(Note& note, TimePoint now) {
                      note.id.to_string(), note.message);
         terminate(run, StopReason::kGone, now);
       } else if (note.code != ErrorCode::kUnavailable) {
-        spdlog::warn("executors: heartbeat for job {} refused: {}", note.id.to_string(), note.message);
+        spdlog::warn("executors: heartbeat for job {} refused: {}", note.id.to_string(),
+                     note.message);
       }
       return;
     }
     case Note::Kind::kReported:
       --in_flight;
       if (note.ok) return;
-      if (note.code == ErrorCode::kUnavailable && note.attempt < kMaxReportAttempts && note.request) {
-        retries.push_back(Retry{std::move(*note.request), note.attempt + 1, now + kReportRetryDelay});
+      if (note.code == ErrorCode::kUnavailable && note.attempt < kMaxReportAttempts &&
+          note.request) {
+        retries.push_back(
+            Retry{std::move(*note.request), note.attempt + 1, now + kReportRetryDelay});
       } else if (note.code == ErrorCode::kJobTerminal) {
         spdlog::info("executors: job {} had already ended: {}", note.id.to_string(), note.message);
       } else {
@@ -558,7 +567,7 @@ void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t cr
                                    {"message", problem->message},
                                    {"details", {{"executor", spec.type}}}}};
     ++in_flight;
-    writer->submit(std::move(request), [this, id](Result<CommandOutcome> r) {
+    writer->submit(std::move(request), [this, id](const Result<CommandOutcome>& r) {
       Note n;
       n.kind = Note::Kind::kReported;
       n.id = id;
@@ -586,7 +595,7 @@ void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t cr
   request.expected_version = state->version;
   request.command = StartJob{options.worker_name};
   ++in_flight;
-  writer->submit(std::move(request), [this, id](Result<CommandOutcome> r) {
+  writer->submit(std::move(request), [this, id](const Result<CommandOutcome>& r) {
     Note n;
     n.kind = Note::Kind::kStarted;
     n.id = id;
@@ -619,9 +628,10 @@ void ExecutorPool::Impl::on_started(const Note& note, TimePoint now) {
   }
   run.started = true;
   if (stopping) {
-    submit_report(run.id, FailJob{json{{"code", "abandoned"},
-                                       {"message", "jobstate serve stopped before the command was started"},
-                                       {"details", nullptr}}});
+    submit_report(run.id,
+                  FailJob{json{{"code", "abandoned"},
+                               {"message", "jobstate serve stopped before the command was started"},
+                               {"details", nullptr}}});
     release(note.id);
     return;
   }
@@ -633,15 +643,14 @@ void ExecutorPool::Impl::on_started(const Note& note, TimePoint now) {
   auto child = ChildProcess::spawn(run.spawn);
   if (!child) {
     spdlog::warn("executors: job {}: {}", note.id.to_string(), child.error().message);
-    submit_report(run.id,
-                  FailJob{json{{"code", "spawn_failed"},
-                               {"message", child.error().message},
-                               {"details", {{"command", run.spawn.argv[0]}}}}});
+    submit_report(run.id, FailJob{json{{"code", "spawn_failed"},
+                                       {"message", child.error().message},
+                                       {"details", {{"command", run.spawn.argv[0]}}}}});
     release(note.id);
     return;
   }
-  spdlog::info("executors: job {} ({}) running as pid {}", note.id.to_string(), run.type->spec->type,
-               child->pid());
+  spdlog::info("executors: job {} ({}) running as pid {}", note.id.to_string(),
+               run.type->spec->type, child->pid());
   run.child.emplace(std::move(*child));
   run.last_heartbeat = now;  // the start set the deadline
   run.last_progress = now - milliseconds(options.progress_min_interval_ms);
@@ -650,7 +659,8 @@ void ExecutorPool::Impl::on_started(const Note& note, TimePoint now) {
 void ExecutorPool::Impl::terminate(Run& run, StopReason why, TimePoint now) {
   // A cancel or the job ending elsewhere outranks a plain shutdown; the
   // first reason wins otherwise.
-  if (run.stop == StopReason::kNone || (run.stop == StopReason::kShutdown && why != StopReason::kShutdown))
+  if (run.stop == StopReason::kNone ||
+      (run.stop == StopReason::kShutdown && why != StopReason::kShutdown))
     run.stop = why;
   if (!run.child || run.sigkill_sent) return;
   int64_t grace_ms = run.grace_ms;
@@ -686,9 +696,11 @@ void ExecutorPool::Impl::timers(TimePoint now) {
       continue;
     }
     if (run->heartbeat_in_flight || run->stop == StopReason::kGone) continue;
-    const bool progress_due = run->output.has_new_progress() &&
-                              now >= run->last_progress + milliseconds(options.progress_min_interval_ms);
-    const bool heartbeat_due = now >= run->last_heartbeat + milliseconds(run->heartbeat_interval_ms);
+    const bool progress_due =
+        run->output.has_new_progress() &&
+        now >= run->last_progress + milliseconds(options.progress_min_interval_ms);
+    const bool heartbeat_due =
+        now >= run->last_heartbeat + milliseconds(run->heartbeat_interval_ms);
     if (progress_due || heartbeat_due) send_heartbeat(*run, now);
   }
   for (Run* run : given_up) {
@@ -716,7 +728,7 @@ void ExecutorPool::Impl::send_heartbeat(Run& run, TimePoint now) {
   request.job_id = run.id;
   request.command = std::move(hb);
   ++in_flight;
-  writer->submit(std::move(request), [this, id = run.id](Result<CommandOutcome> r) {
+  writer->submit(std::move(request), [this, id = run.id](const Result<CommandOutcome>& r) {
     Note n;
     n.kind = Note::Kind::kHeartbeat;
     n.id = id;
@@ -755,7 +767,7 @@ void ExecutorPool::Impl::finish(Run& run) {
     request.job_id = run.id;
     request.command = Heartbeat{std::move(*p)};
     ++in_flight;
-    writer->submit(std::move(request), [this, id = run.id](Result<CommandOutcome> r) {
+    writer->submit(std::move(request), [this, id = run.id](const Result<CommandOutcome>& r) {
       Note n;
       n.kind = Note::Kind::kHeartbeat;
       n.id = id;
@@ -767,23 +779,28 @@ void ExecutorPool::Impl::finish(Run& run) {
   Command outcome;
   if (run.stop == StopReason::kShutdown) {
     outcome = FailJob{json{{"code", "abandoned"},
-                           {"message", "jobstate serve stopped while the command was running; the "
-                                       "command " + describe_exit(status)},
+                           {"message",
+                            "jobstate serve stopped while the command was running; the "
+                            "command " +
+                                describe_exit(status)},
                            {"details", exit_details(status, run.output)}}};
   } else if (run.cancel_requested) {
-    outcome = ConfirmCancelled{"the command stopped after the cancel request: it " + describe_exit(status)};
+    outcome = ConfirmCancelled{"the command stopped after the cancel request: it " +
+                               describe_exit(status)};
   } else if (status.unknown) {
     outcome = FailJob{json{{"code", "exit_code"},
                            {"message", "the command " + describe_exit(status)},
                            {"details", exit_details(status, run.output)}}};
   } else if (status.signaled) {
-    outcome = FailJob{json{{"code", "signal"},
-                           {"message", with_stderr("the command " + describe_exit(status), run.output)},
-                           {"details", exit_details(status, run.output)}}};
+    outcome =
+        FailJob{json{{"code", "signal"},
+                     {"message", with_stderr("the command " + describe_exit(status), run.output)},
+                     {"details", exit_details(status, run.output)}}};
   } else if (status.code != 0) {
-    outcome = FailJob{json{{"code", "exit_code"},
-                           {"message", with_stderr("the command " + describe_exit(status), run.output)},
-                           {"details", exit_details(status, run.output)}}};
+    outcome =
+        FailJob{json{{"code", "exit_code"},
+                     {"message", with_stderr("the command " + describe_exit(status), run.output)},
+                     {"details", exit_details(status, run.output)}}};
   } else {
     outcome = SucceedJob{run.output.result()};
   }
@@ -797,20 +814,20 @@ void ExecutorPool::Impl::submit_report(const JobId& id, Command command, int att
   request.command = std::move(command);
   CommandRequest copy = request;  // for a retry when the writer is unavailable
   ++in_flight;
-  writer->submit(std::move(request),
-                 [this, id, attempt, copy = std::move(copy)](Result<CommandOutcome> r) mutable {
-                   Note n;
-                   n.kind = Note::Kind::kReported;
-                   n.id = id;
-                   n.ok = r.ok();
-                   n.attempt = attempt;
-                   if (!r) {
-                     n.code = r.error().code;
-                     n.message = r.error().message;
-                     n.request = std::move(copy);
-                   }
-                   push(std::move(n));
-                 });
+  writer->submit(std::move(request), [this, id, attempt, copy = std::move(copy)](
+                                         const Result<CommandOutcome>& r) mutable {
+    Note n;
+    n.kind = Note::Kind::kReported;
+    n.id = id;
+    n.ok = r.ok();
+    n.attempt = attempt;
+    if (!r) {
+      n.code = r.error().code;
+      n.message = r.error().message;
+      n.request = std::move(copy);
+    }
+    push(std::move(n));
+  });
 }
 
 void ExecutorPool::Impl::release(const JobId& id) {

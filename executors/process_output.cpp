@@ -139,7 +139,8 @@ void ProcessOutput::add_stderr(std::string_view bytes) {
   }
   stderr_.append(bytes);
   // Trim only once the buffer is twice the tail: amortized O(1) per byte.
-  if (stderr_.size() > 2 * limits_.tail_bytes) stderr_.erase(0, stderr_.size() - limits_.tail_bytes);
+  if (stderr_.size() > 2 * limits_.tail_bytes)
+    stderr_.erase(0, stderr_.size() - limits_.tail_bytes);
 }
 
 std::optional<json> ProcessOutput::take_progress() {
@@ -152,7 +153,8 @@ json ProcessOutput::result() const {
   if (last_line_.empty()) return nullptr;
   try {
     return json::parse(last_line_, [](int depth, json::parse_event_t event, json&) {
-      if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+      if ((event == json::parse_event_t::object_start ||
+           event == json::parse_event_t::array_start) &&
           depth >= kMaxResultDepth)
         throw TooDeep{};
       return true;

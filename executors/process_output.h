@@ -21,8 +21,8 @@
 namespace jobstate::executors {
 
 struct ProcessOutputLimits {
-  size_t max_line_bytes = 1u << 20;  // longest stdout line kept (the result's upper bound)
-  size_t tail_bytes = 4096;          // stderr bytes kept
+  size_t max_line_bytes = 1u << 20;          // longest stdout line kept (the result's upper bound)
+  size_t tail_bytes = 4096;                  // stderr bytes kept
   size_t max_progress_message_bytes = 1024;  // longer progress messages are cut
 };
 

@@ -15,8 +15,8 @@
 namespace jobstate::embedded {
 namespace {
 
-using nlohmann::json;
 using jobstate::testing::TempDir;
+using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
 // A gate handlers wait on until the test opens it (bounded: 30 s).
@@ -106,7 +106,8 @@ TEST_F(EmbeddedRunnerTest, HandlerSucceedsWithProgressAndResult) {
   EXPECT_EQ(s.progress["message"], "half way");
   ASSERT_TRUE(s.worker.has_value());
   EXPECT_EQ(s.worker->rfind("jobstate-embedded/", 0), 0u);
-  EXPECT_EQ(history_types(*id), (std::vector<std::string>{"created", "started", "heartbeat", "succeeded"}));
+  EXPECT_EQ(history_types(*id),
+            (std::vector<std::string>{"created", "started", "heartbeat", "succeeded"}));
 }
 
 TEST_F(EmbeddedRunnerTest, HandlerThatThrowsIsFailedNamingTheException) {
@@ -135,7 +136,8 @@ TEST_F(EmbeddedRunnerTest, HandlerThatThrowsIsFailedNamingTheException) {
 
 TEST_F(EmbeddedRunnerTest, HandlerReturningWithoutOutcomeIsAbandoned) {
   auto& runner = make_runner();
-  ASSERT_OK(runner.register_handler("forgetful", [](JobContext& job) { job.progress(0.9, "almost"); }));
+  ASSERT_OK(
+      runner.register_handler("forgetful", [](JobContext& job) { job.progress(0.9, "almost"); }));
   ASSERT_OK(runner.start());
   auto id = runner.trigger("forgetful");
   ASSERT_OK(id);
@@ -164,7 +166,9 @@ TEST_F(EmbeddedRunnerTest, ExplicitFailureAndCancel) {
   auto f = runner.trigger("fails");
   ASSERT_OK(f);
   JobState failed = wait_terminal(*f);
-  EXPECT_EQ(failed.error, json({{"code", "bad_input"}, {"message", "row 7 is empty"}, {"details", {{"row", 7}}}}));
+  EXPECT_EQ(
+      failed.error,
+      json({{"code", "bad_input"}, {"message", "row 7 is empty"}, {"details", {{"row", 7}}}}));
 
   auto c = runner.trigger("cancellable");
   ASSERT_OK(c);

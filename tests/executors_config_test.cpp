@@ -12,8 +12,8 @@
 namespace jobstate::executors {
 namespace {
 
-using nlohmann::json;
 using jobstate::testing::TempDir;
+using nlohmann::json;
 
 JobState job_with(json params) {
   JobState s;
@@ -33,7 +33,10 @@ std::string render(const std::string& text, const json& params) {
 }
 
 TEST(CommandTemplate, FillsParamsAsOneArgumentEach) {
-  json p = {{"path", "/tmp/a b; rm -rf /"}, {"n", 3}, {"flag", true}, {"nested", {{"x", "y"}}},
+  json p = {{"path", "/tmp/a b; rm -rf /"},
+            {"n", 3},
+            {"flag", true},
+            {"nested", {{"x", "y"}}},
             {"files", {"f0", "f1"}}};
   EXPECT_EQ(render("{params.path}", p), "/tmp/a b; rm -rf /");  // no shell: the text as it is
   EXPECT_EQ(render("--count={params.n}", p), "--count=3");
@@ -51,7 +54,7 @@ TEST(CommandTemplate, FillsParamsAsOneArgumentEach) {
 TEST(CommandTemplate, MissingOrNullParamIsAClearError) {
   for (json params : {json::object(), json{{"path", nullptr}}, json{{"path", {{"other", 1}}}}}) {
     std::string text = params.contains("path") && params["path"].is_object() ? "{params.path.name}"
-                                                                               : "{params.path}";
+                                                                             : "{params.path}";
     auto t = CommandTemplate::parse(text);
     ASSERT_OK(t);
     auto r = t->render(job_with(params));
@@ -119,22 +122,25 @@ struct BadConfig {
 TEST(ExecutorConfig, ErrorsNameTheLineAndTheReason) {
   const BadConfig cases[] = {
       {"{\n  \"executors\": {\n    \"a\": {\"argv\": [\"x\"],}\n  }\n}", "cfg:3:", "syntax error"},
-      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [\"/bin/x\"],\n      \"concurrency\": 0\n    }\n  }\n}",
+      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [\"/bin/x\"],\n      \"concurrency\": "
+       "0\n    }\n  }\n}",
        "cfg:5: ", "concurrency must be an integer from 1 to 1024"},
-      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [\"/bin/x\",\n               \"{params.p\"]\n    }\n  }\n}",
+      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [\"/bin/x\",\n               "
+       "\"{params.p\"]\n    }\n  }\n}",
        "cfg:5: ", "'{' without '}'"},
       {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [\"{params.prog}\"]\n    }\n  }\n}",
        "cfg:4: ", "must be a literal"},
-      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [\"/bin/x\"],\n      \"concurency\": 2\n    }\n  }\n}",
+      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [\"/bin/x\"],\n      \"concurency\": "
+       "2\n    }\n  }\n}",
        "cfg:5: ", "unknown setting executors.a.concurency"},
-      {"{\n  \"executors\": {\n    \"bad type!\": {\"argv\": [\"/bin/x\"]}\n  }\n}", "cfg:3: ",
-       "is not a job type"},
-      {"{\n  \"executors\": {\n    \"a\": {\n      \"concurrency\": 2\n    }\n  }\n}", "cfg:3: ",
-       "needs \"argv\""},
-      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [],\n    }\n  }\n}", "cfg:5:",
-       "syntax error"},
-      {"{\"executors\": {\"a\": {\"argv\": [\"/bin/x\"], \"cwd\": \"/no/such/dir\"}}}", "cfg:1: ",
-       "is not a directory"},
+      {"{\n  \"executors\": {\n    \"bad type!\": {\"argv\": [\"/bin/x\"]}\n  }\n}",
+       "cfg:3: ", "is not a job type"},
+      {"{\n  \"executors\": {\n    \"a\": {\n      \"concurrency\": 2\n    }\n  }\n}",
+       "cfg:3: ", "needs \"argv\""},
+      {"{\n  \"executors\": {\n    \"a\": {\n      \"argv\": [],\n    }\n  }\n}",
+       "cfg:5:", "syntax error"},
+      {"{\"executors\": {\"a\": {\"argv\": [\"/bin/x\"], \"cwd\": \"/no/such/dir\"}}}",
+       "cfg:1: ", "is not a directory"},
       {"{\n\"executors\": {}, \"extra\": 1}", "cfg:2: ", "unknown top-level setting"},
       {"[1, 2]", "cfg:1: ", "must be a JSON object"},
       {"", "cfg:1:", "unexpected end of input"},
@@ -151,7 +157,8 @@ TEST(ExecutorConfig, ErrorsNameTheLineAndTheReason) {
 TEST(ExecutorConfig, LoadNamesTheFile) {
   TempDir dir;
   const std::string path = dir.sub("executors.json");
-  std::ofstream(path) << "{\"executors\": {\"a\": {\"argv\": [\"/bin/true\"], \"concurrency\": \"2\"}}}";
+  std::ofstream(path)
+      << "{\"executors\": {\"a\": {\"argv\": [\"/bin/true\"], \"concurrency\": \"2\"}}}";
   auto r = load_executor_config(path);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().message.rfind(path + ":1: ", 0), 0u) << r.error().message;
@@ -190,7 +197,8 @@ TEST(ProcessOutput, NonJsonOrMalformedProgressIsNotAResult) {
   out.add_stdout("{\"a\": 1}\nall done");  // the unterminated last line counts
   out.finish_stdout();
   EXPECT_TRUE(out.result().is_null());
-  for (const char* line : {"PROGRESS 1.5 too far", "PROGRESS abc", "PROGRESS -0.1", "PROGRESS nan"}) {
+  for (const char* line :
+       {"PROGRESS 1.5 too far", "PROGRESS abc", "PROGRESS -0.1", "PROGRESS nan"}) {
     ProcessOutput o;
     o.add_stdout(std::string(line) + "\n");
     EXPECT_FALSE(o.take_progress().has_value()) << line;

@@ -4,8 +4,6 @@
 // The commands are small /bin/sh scripts in the *test's* config; the
 // executor itself runs argv directly (no shell), which the injection test
 // shows. Scripts that must wait for the test poll a file, bounded in time.
-#include "executors/executor_pool.h"
-
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,14 +16,15 @@
 #include <map>
 #include <thread>
 
+#include "executors/executor_pool.h"
 #include "projections/job_store.h"
 #include "test_util.h"
 
 namespace jobstate::executors {
 namespace {
 
-using nlohmann::json;
 using jobstate::testing::TempDir;
+using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
 // Waits for `path` to exist, at most ~30 s (a script fragment).
@@ -49,9 +48,13 @@ json sh_executor(const std::string& script, json extra = json::object()) {
   return spec;
 }
 
-void touch(const std::string& path) { std::ofstream(path) << "x"; }
+void touch(const std::string& path) {
+  std::ofstream(path) << "x";
+}
 
-bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
 
 pid_t read_pid(const std::string& path) {
   std::ifstream in(path);
@@ -63,7 +66,8 @@ pid_t read_pid(const std::string& path) {
 // A store in a temp dir with an executor pool wired to its writer.
 size_t open_fds() {
   size_t n = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+    ++n;
   return n;
 }
 
@@ -136,7 +140,8 @@ class ExecutorPoolTest : public ::testing::Test {
     return s;
   }
   JobState wait_terminal(const JobId& id) {
-    return wait_for(id, [](const JobState& s) { return is_terminal(s.status); }, "terminal");
+    return wait_for(
+        id, [](const JobState& s) { return is_terminal(s.status); }, "terminal");
   }
   std::vector<Event> history(const JobId& id) {
     auto e = store_->log().job_events(id);
@@ -158,10 +163,12 @@ class ExecutorPoolTest : public ::testing::Test {
 
 TEST_F(ExecutorPoolTest, SuccessWithProgressAndJsonResult) {
   const std::string marker = dir_.sub("injected");
-  open({{"greet", {{"argv", {"/bin/sh", "-c",
-                             literal("echo starting; echo 'PROGRESS 0.5 half way'; "
-                                     "printf '{\"name\": \"%s\", \"args\": %d}\\n' \"$1\" $#"),
-                             "sh", "{params.name}"}}}}});
+  open({{"greet",
+         {{"argv",
+           {"/bin/sh", "-c",
+            literal("echo starting; echo 'PROGRESS 0.5 half way'; "
+                    "printf '{\"name\": \"%s\", \"args\": %d}\\n' \"$1\" $#"),
+            "sh", "{params.name}"}}}}});
   const std::string name = "x'; touch " + marker + "; echo '$(touch " + marker + ")";
   JobId id = create("greet", {{"name", name}});
   JobState s = wait_terminal(id);
@@ -232,7 +239,8 @@ TEST_F(ExecutorPoolTest, CancelSendsSigtermAndConfirms) {
                              wait_for_file(dir_.sub("never")) + "exit 0")}});
   JobId id = create("long");
   // Progress shows the trap is installed.
-  wait_for(id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
+  wait_for(
+      id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
   ASSERT_OK(run(id, RequestCancel{"user pressed stop"}));
   JobState s = wait_terminal(id);
   EXPECT_EQ(s.status, JobStatus::kCancelled) << job_to_json(s, 0).dump();
@@ -241,7 +249,8 @@ TEST_F(ExecutorPoolTest, CancelSendsSigtermAndConfirms) {
   ASSERT_GE(types.size(), 3u);
   EXPECT_EQ(types[types.size() - 2], "cancel_requested");
   EXPECT_EQ(types.back(), "cancelled");
-  EXPECT_NE(history(id).back().data["reason"].get<std::string>().find("status 143"), std::string::npos);
+  EXPECT_NE(history(id).back().data["reason"].get<std::string>().find("status 143"),
+            std::string::npos);
 }
 
 TEST_F(ExecutorPoolTest, CancelEscalatesToSigkillAfterTheGrace) {
@@ -250,7 +259,8 @@ TEST_F(ExecutorPoolTest, CancelEscalatesToSigkillAfterTheGrace) {
                                      wait_for_file(dir_.sub("never")) + "exit 0",
                                  {{"cancel_grace_s", 0.3}})}});
   JobId id = create("stubborn");
-  wait_for(id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
+  wait_for(
+      id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
   ASSERT_OK(run(id, RequestCancel{"stop"}));
   JobState s = wait_terminal(id);
   EXPECT_EQ(s.status, JobStatus::kCancelled);
@@ -260,12 +270,13 @@ TEST_F(ExecutorPoolTest, CancelEscalatesToSigkillAfterTheGrace) {
 
 TEST_F(ExecutorPoolTest, ConcurrencyLimitHoldsAndJobsStartInCreationOrder) {
   const std::string release = dir_.sub("release");
-  open({{"batch", sh_executor(wait_for_file(release) + "echo '{\"ok\": true}'",
-                              {{"concurrency", 2}})}});
+  open({{"batch",
+         sh_executor(wait_for_file(release) + "echo '{\"ok\": true}'", {{"concurrency", 2}})}});
   std::vector<JobId> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(create("batch", {{"i", i}}));
   // Two start and block; the other three stay queued.
-  wait_for(ids[1], [](const JobState& s) { return s.status == JobStatus::kRunning; }, "running");
+  wait_for(
+      ids[1], [](const JobState& s) { return s.status == JobStatus::kRunning; }, "running");
   EXPECT_EQ(state(ids[0]).status, JobStatus::kRunning);
   for (int i = 2; i < 5; ++i) EXPECT_EQ(state(ids[i]).status, JobStatus::kQueued);
   EXPECT_EQ(pool_->active(), 2u);
@@ -286,7 +297,8 @@ TEST_F(ExecutorPoolTest, ConcurrencyLimitHoldsAndJobsStartInCreationOrder) {
       most = std::max(most, ++running);
       start_order.push_back(index[e.job_id]);
     }
-    if (e.type == EventType::kSucceeded || e.type == EventType::kFailed || e.type == EventType::kCancelled)
+    if (e.type == EventType::kSucceeded || e.type == EventType::kFailed ||
+        e.type == EventType::kCancelled)
       --running;
   }
   EXPECT_EQ(most, 2);
@@ -387,7 +399,8 @@ TEST_F(ExecutorPoolTest, JobEndedElsewhereStopsItsProcess) {
   open({{"victim", sh_executor("echo $$ > " + pid_file + "; echo 'PROGRESS 0 up'; " +
                                wait_for_file(dir_.sub("never")) + "exit 0")}});
   JobId id = create("victim");
-  wait_for(id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
+  wait_for(
+      id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
   const pid_t pid = read_pid(pid_file);
   ASSERT_GT(pid, 0);
   // A client (or the watchdog) fails the job: the process has no reason to live.
@@ -411,7 +424,8 @@ TEST_F(ExecutorPoolTest, StopTerminatesRunningProcessesAndFailsTheirJobs) {
                                      wait_for_file(dir_.sub("never")) + "exit 0")}});
   JobId id = create("server-bound");
   JobId waiting = create("server-bound");  // beyond the limit: stays queued
-  wait_for(id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
+  wait_for(
+      id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
   const pid_t pid = read_pid(pid_file);
   pool_->stop();
   EXPECT_FALSE(process_exists(pid));
@@ -432,13 +446,16 @@ TEST_F(ExecutorPoolTest, StopDuringALongCancelGraceStillEnds) {
                                  {{"cancel_grace_s", 600}})}},
        options);
   JobId id = create("stubborn");
-  wait_for(id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
+  wait_for(
+      id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
   ASSERT_OK(run(id, RequestCancel{"stop"}));
-  wait_for(id, [](const JobState& s) { return s.cancel_requested; }, "cancel requested");
+  wait_for(
+      id, [](const JobState& s) { return s.cancel_requested; }, "cancel requested");
   pool_->stop();
   JobState s = state(id);
   EXPECT_EQ(s.status, JobStatus::kCancelled);
-  EXPECT_NE(history(id).back().data["reason"].get<std::string>().find("SIGKILL"), std::string::npos);
+  EXPECT_NE(history(id).back().data["reason"].get<std::string>().find("SIGKILL"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -126,8 +126,8 @@ class ExecutorsServeTest : public ::testing::Test {
   }
   std::unique_ptr<ServeProcess> serve(const std::string& config) {
     auto p = std::make_unique<ServeProcess>(
-        std::vector<std::string>{"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config",
-                                 config, "--log-level", "warn"},
+        std::vector<std::string>{"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0",
+                                 "--config", config, "--log-level", "warn"},
         dir_.sub("serve-" + std::to_string(++serves_) + ".log"));
     EXPECT_FALSE(p->url().empty()) << p->output();
     return p;
@@ -149,7 +149,8 @@ class ExecutorsServeTest : public ::testing::Test {
       if (r.status != 200) break;
       job = r.json();
       const std::string state = job["state"];
-      if (done ? done(job) : (state == "succeeded" || state == "failed" || state == "cancelled")) break;
+      if (done ? done(job) : (state == "succeeded" || state == "failed" || state == "cancelled"))
+        break;
     }
     return job;
   }
@@ -160,25 +161,28 @@ class ExecutorsServeTest : public ::testing::Test {
 
 TEST_F(ExecutorsServeTest, ConfiguredTypeRunsOverHttp) {
   const std::string got_term = dir_.sub("got-term");
-  auto config = write_config(
-      {{"thumbnail",
-        {{"argv", {"/bin/sh", "-c",
-                   literal("echo 'PROGRESS 0.3 resizing'; "
-                           "printf '{\"src\": \"%s\", \"width\": %s}\\n' \"$1\" \"$2\""),
-                   "sh", "{params.src}", "{params.width}"}},
-         {"concurrency", 2}}},
-       {"sleeper",
-        {{"argv", {"/bin/sh", "-c",
-                   "trap 'touch " + got_term + "; exit 1' TERM; echo 'PROGRESS 0 waiting'; " +
-                       wait_for_file(dir_.sub("never")) + "exit 0"}},
-         {"cancel_grace_s", 5}}}});
+  auto config =
+      write_config({{"thumbnail",
+                     {{"argv",
+                       {"/bin/sh", "-c",
+                        literal("echo 'PROGRESS 0.3 resizing'; "
+                                "printf '{\"src\": \"%s\", \"width\": %s}\\n' \"$1\" \"$2\""),
+                        "sh", "{params.src}", "{params.width}"}},
+                      {"concurrency", 2}}},
+                    {"sleeper",
+                     {{"argv",
+                       {"/bin/sh", "-c",
+                        "trap 'touch " + got_term + "; exit 1' TERM; echo 'PROGRESS 0 waiting'; " +
+                            wait_for_file(dir_.sub("never")) + "exit 0"}},
+                      {"cancel_grace_s", 5}}}});
   auto server = serve(config);
   ASSERT_FALSE(server->url().empty());
   HttpClient http(server->url());
   http.set_timeout_s(30);
 
   // Trigger, then poll: the job runs in the server's own executor.
-  std::string id = post_job(http, {{"type", "thumbnail"}, {"params", {{"src", "cat.png"}, {"width", 200}}}});
+  std::string id =
+      post_job(http, {{"type", "thumbnail"}, {"params", {{"src", "cat.png"}, {"width", 200}}}});
   json job = wait_job(http, id);
   EXPECT_EQ(job["state"], "succeeded") << job.dump();
   EXPECT_EQ(job["result"], json({{"src", "cat.png"}, {"width", 200}}));
@@ -220,10 +224,11 @@ TEST_F(ExecutorsServeTest, ConfiguredTypeRunsOverHttp) {
 
 TEST_F(ExecutorsServeTest, KilledServerJobsAreAbandonedAtRestart) {
   const std::string pid_file = dir_.sub("pid");
-  auto config = write_config(
-      {{"long", {{"argv", {"/bin/sh", "-c",
-                           "echo $$ > " + pid_file + "; echo 'PROGRESS 0 up'; " +
-                               wait_for_file(dir_.sub("release")) + "exit 0"}}}}});
+  auto config = write_config({{"long",
+                               {{"argv",
+                                 {"/bin/sh", "-c",
+                                  "echo $$ > " + pid_file + "; echo 'PROGRESS 0 up'; " +
+                                      wait_for_file(dir_.sub("release")) + "exit 0"}}}}});
   std::string id;
   {
     auto server = serve(config);
@@ -248,10 +253,12 @@ TEST_F(ExecutorsServeTest, KilledServerJobsAreAbandonedAtRestart) {
 }
 
 TEST_F(ExecutorsServeTest, StoppedServerFailsItsRunningJobs) {
-  auto config = write_config(
-      {{"long", {{"argv", {"/bin/sh", "-c",
-                           "echo 'PROGRESS 0 up'; " + wait_for_file(dir_.sub("never")) + "exit 0"}},
-                 {"cancel_grace_s", 1}}}});
+  auto config =
+      write_config({{"long",
+                     {{"argv",
+                       {"/bin/sh", "-c",
+                        "echo 'PROGRESS 0 up'; " + wait_for_file(dir_.sub("never")) + "exit 0"}},
+                      {"cancel_grace_s", 1}}}});
   std::string id;
   {
     auto server = serve(config);
@@ -275,8 +282,9 @@ TEST_F(ExecutorsServeTest, StoppedServerFailsItsRunningJobs) {
 
 TEST_F(ExecutorsServeTest, ConfigWithErrorsIsRefusedWithLineAndReason) {
   const std::string path = dir_.sub("broken.json");
-  std::ofstream(path) << "{\n  \"executors\": {\n    \"thumbnail\": {\n      \"argv\": [\"/bin/true\"],\n"
-                         "      \"concurrency\": -1\n    }\n  }\n}\n";
+  std::ofstream(path)
+      << "{\n  \"executors\": {\n    \"thumbnail\": {\n      \"argv\": [\"/bin/true\"],\n"
+         "      \"concurrency\": -1\n    }\n  }\n}\n";
   ServeProcess server({"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config", path},
                       dir_.sub("broken.log"));
   EXPECT_TRUE(server.url().empty());
@@ -284,11 +292,13 @@ TEST_F(ExecutorsServeTest, ConfigWithErrorsIsRefusedWithLineAndReason) {
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << *status;
   const std::string out = server.output();
-  EXPECT_NE(out.find(path + ":5: executors.thumbnail.concurrency must be an integer from 1 to 1024"),
-            std::string::npos)
+  EXPECT_NE(
+      out.find(path + ":5: executors.thumbnail.concurrency must be an integer from 1 to 1024"),
+      std::string::npos)
       << out;
 
-  std::ofstream(path, std::ios::trunc) << "{\n  \"executors\": {\n    \"a\": {\"argv\": [\"/bin/true\"]\n  }\n";
+  std::ofstream(path, std::ios::trunc)
+      << "{\n  \"executors\": {\n    \"a\": {\"argv\": [\"/bin/true\"]\n  }\n";
   ServeProcess syntax({"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config", path},
                       dir_.sub("syntax.log"));
   EXPECT_TRUE(syntax.url().empty());
