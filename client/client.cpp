@@ -59,7 +59,9 @@ std::string query_string(const std::vector<std::pair<std::string, std::string>>&
   return q;
 }
 
-std::string job_path(const std::string& job_id) { return "/v1/jobs/" + url_escape(job_id); }
+std::string job_path(const std::string& job_id) {
+  return "/v1/jobs/" + url_escape(job_id);
+}
 
 std::string if_match_header(std::optional<uint64_t> version) {
   return version ? "If-Match: \"" + std::to_string(*version) + "\"" : std::string();
@@ -281,7 +283,8 @@ struct Client::Impl {
 
   Result<Job> job_call(const std::string& path, const std::optional<std::string>& body,
                        const std::vector<std::string>& headers = {}, int64_t extra_wait_ms = 0) {
-    return call<Job>(path, body, headers, extra_wait_ms, [](const json& j) { return decode_job(j); });
+    return call<Job>(path, body, headers, extra_wait_ms,
+                     [](const json& j) { return decode_job(j); });
   }
 
   Status status_call(const std::string& path) {
@@ -293,7 +296,9 @@ struct Client::Impl {
 };
 
 namespace {
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 }  // namespace
 
 Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
@@ -305,9 +310,13 @@ Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
 
 Client::~Client() = default;
 
-const ClientOptions& Client::options() const { return impl_->options; }
+const ClientOptions& Client::options() const {
+  return impl_->options;
+}
 
-void Client::abort_calls() { impl_->aborted = true; }
+void Client::abort_calls() {
+  impl_->aborted = true;
+}
 
 Result<Job> Client::create(const CreateJobRequest& request, const std::string& idempotency_key) {
   json body = {{"type", request.type}, {"params", request.params}, {"labels", request.labels}};
@@ -325,8 +334,9 @@ Result<Job> Client::get(const std::string& job_id, std::optional<uint64_t> as_of
 Result<Job> Client::wait(const std::string& job_id, int64_t timeout_s,
                          std::optional<uint64_t> after_version) {
   if (timeout_s < 0) timeout_s = 0;
-  std::string q = query_string({{"timeout_s", std::to_string(timeout_s)},
-                                {"after_version", after_version ? std::to_string(*after_version) : ""}});
+  std::string q =
+      query_string({{"timeout_s", std::to_string(timeout_s)},
+                    {"after_version", after_version ? std::to_string(*after_version) : ""}});
   return impl_->job_call(job_path(job_id) + "/wait" + q, std::nullopt, {}, timeout_s * 1000);
 }
 
@@ -422,20 +432,25 @@ Result<AuditHead> Client::audit_head() {
   });
 }
 
-Status Client::healthz() { return impl_->status_call("/healthz"); }
-Status Client::readyz() { return impl_->status_call("/readyz"); }
+Status Client::healthz() {
+  return impl_->status_call("/healthz");
+}
+Status Client::readyz() {
+  return impl_->status_call("/readyz");
+}
 
 std::string default_worker_name() {
   char host[256] = {0};
-  if (gethostname(host, sizeof host - 1) != 0 || !host[0]) std::snprintf(host, sizeof host, "localhost");
+  if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+    std::snprintf(host, sizeof host, "localhost");
   return std::string(host) + "/" + std::to_string(getpid());
 }
 
 std::string random_uuid() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   uint64_t hi = rng(), lo = rng();
-  hi = (hi & ~0xF000ull) | 0x4000ull;                        // version 4
-  lo = (lo & ~(0xC000ull << 48)) | (0x8000ull << 48);        // RFC 4122 variant
+  hi = (hi & ~0xF000ull) | 0x4000ull;                  // version 4
+  lo = (lo & ~(0xC000ull << 48)) | (0x8000ull << 48);  // RFC 4122 variant
   char text[37];
   std::snprintf(text, sizeof text, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
                 static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFFF),

@@ -52,7 +52,9 @@ std::string type_name(const std::type_info& type) {
   return type.name();
 }
 
-bool is_terminal_problem(const Problem& p) { return p.status == 409 && p.slug == "job-terminal"; }
+bool is_terminal_problem(const Problem& p) {
+  return p.status == 409 && p.slug == "job-terminal";
+}
 
 // Retries fn() while its problem is retryable and time remains.
 Result<Job> retry_until(Clock::time_point deadline, const std::function<Result<Job>()>& fn) {
@@ -78,8 +80,8 @@ Result<std::unique_ptr<JobRun>> JobRun::start(const ClientOptions& client_option
   std::string id = options.job_id;
   const bool creating = id.empty();
   if (creating) {
-    auto created =
-        retry_until(deadline, [&] { return client.create(options.create, options.idempotency_key); });
+    auto created = retry_until(
+        deadline, [&] { return client.create(options.create, options.idempotency_key); });
     if (!created) return created.problem();
     id = created->id;
   }
@@ -105,7 +107,8 @@ Result<std::unique_ptr<JobRun>> JobRun::start(const ClientOptions& client_option
     }
     return p;
   }
-  return std::unique_ptr<JobRun>(new JobRun(client_options, std::move(options), std::move(*started)));
+  return std::unique_ptr<JobRun>(
+      new JobRun(client_options, std::move(options), std::move(*started)));
 }
 
 JobRun::JobRun(const ClientOptions& client, JobRunOptions options, Job job)
@@ -113,7 +116,8 @@ JobRun::JobRun(const ClientOptions& client, JobRunOptions options, Job job)
       options_(std::move(options)),
       job_id_(job.id),
       heartbeat_timeout_s_(job.heartbeat_timeout_s),
-      heartbeat_interval_ms_(derive_interval_ms(options_.heartbeat_interval_ms, job.heartbeat_timeout_s)),
+      heartbeat_interval_ms_(
+          derive_interval_ms(options_.heartbeat_interval_ms, job.heartbeat_timeout_s)),
       uncaught_at_start_(std::uncaught_exceptions()),
       heartbeat_client_(heartbeat_client_options(client, job.heartbeat_timeout_s)),
       last_job_(std::move(job)) {
@@ -214,7 +218,8 @@ void JobRun::remember(const Job& job) {
 
 void JobRun::heartbeat_loop() {
   const auto interval = milliseconds(heartbeat_interval_ms_);
-  const auto min_progress_gap = milliseconds(std::max<int64_t>(options_.min_progress_interval_ms, 0));
+  const auto min_progress_gap =
+      milliseconds(std::max<int64_t>(options_.min_progress_interval_ms, 0));
   auto next_due = Clock::now() + interval;
   int failures = 0;
   std::unique_lock<std::mutex> lock(mu_);

@@ -41,7 +41,10 @@ constexpr int kPollIntervalMs = 100;
 
 int g_signal_pipe_write = -1;  // written by the signal handler only
 
-void forward_signal_handler(int sig) {
+void forward_signal_handler(int sig, siginfo_t* info, void*) {
+  // A terminal's Ctrl-C (sent by the kernel) reaches the command directly,
+  // being in the same process group: forwarding it would deliver it twice.
+  if (info && info->si_code == SI_KERNEL) return;
   const int saved = errno;
   if (g_signal_pipe_write >= 0) {
     const unsigned char byte = static_cast<unsigned char>(sig);
@@ -56,9 +59,9 @@ class SignalForwarding {
   explicit SignalForwarding(int write_fd) {
     g_signal_pipe_write = write_fd;
     struct sigaction sa {};
-    sa.sa_handler = forward_signal_handler;
+    sa.sa_sigaction = forward_signal_handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &sa, &previous_[i]);
   }
   ~SignalForwarding() {
@@ -185,7 +188,8 @@ class StdoutLines {
     }
     write_all(fd_, text);
     if (had_newline) write_all(fd_, "\n");
-    if (trimmed.find_first_not_of(" \t") != std::string_view::npos) last_line_ = std::string(trimmed);
+    if (trimmed.find_first_not_of(" \t") != std::string_view::npos)
+      last_line_ = std::string(trimmed);
   }
 
   JobRun& run_;
@@ -272,7 +276,10 @@ int run_command_as_job(const RunCommandOptions& options) {
     log("cannot create pipes: " + why);
     return kRunExitSpawnFailed;
   }
+  // Non-blocking both ways: the handler must never block, and the loop
+  // drains the pipe until it is empty.
   fcntl(sig_write.get(), F_SETFL, O_NONBLOCK);
+  fcntl(sig_read.get(), F_SETFL, O_NONBLOCK);
   SignalForwarding forwarding(sig_write.get());
 
   const pid_t parent = getpid();
@@ -335,12 +342,13 @@ int run_command_as_job(const RunCommandOptions& options) {
       int status = 0;
       pid_t w = waitpid(pid, &status, WNOHANG);
       if (w == pid) {
-        end = ChildEnd{WIFEXITED(status), WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)};
+        end =
+            ChildEnd{WIFEXITED(status), WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)};
         reaped_at = Clock::now();
       }
     }
-    if (end && ((!out_open && !err_open) ||
-                Clock::now() - reaped_at > milliseconds(kDrainAfterExitMs)))
+    if (end &&
+        ((!out_open && !err_open) || Clock::now() - reaped_at > milliseconds(kDrainAfterExitMs)))
       break;
 
     if (!end && run.cancel_requested()) {
@@ -349,7 +357,8 @@ int run_command_as_job(const RunCommandOptions& options) {
         kill(pid, SIGTERM);
         term_sent = true;
         term_sent_at = Clock::now();
-      } else if (!kill_sent && Clock::now() - term_sent_at > milliseconds(options.cancel_grace_ms)) {
+      } else if (!kill_sent &&
+                 Clock::now() - term_sent_at > milliseconds(options.cancel_grace_ms)) {
         log("the command ignored SIGTERM: sending SIGKILL");
         kill(pid, SIGKILL);
         kill_sent = true;

@@ -149,7 +149,8 @@ class Handler : public Http::Handler {
   // POST /reports: create the job, queue the work, answer at once.
   void trigger(const Http::Request& req, Http::ResponseWriter& response) {
     json body = json::parse(req.body(), nullptr, false);
-    if (body.is_discarded() || !body.is_object() || !body.value("pages", json()).is_number_integer())
+    if (body.is_discarded() || !body.is_object() ||
+        !body.value("pages", json()).is_number_integer())
       return reply(response, Http::Code::Bad_Request, {{"error", "send {\"pages\": N}"}});
     jobstate::client::CreateJobRequest create;
     create.type = "report";
@@ -161,8 +162,9 @@ class Handler : public Http::Handler {
     auto job = client_->create(create, key);
     if (!job) {
       const auto& p = job.problem();
-      return reply(response, p.status >= 400 && p.status < 500 ? Http::Code::Bad_Request
-                                                               : Http::Code::Service_Unavailable,
+      return reply(response,
+                   p.status >= 400 && p.status < 500 ? Http::Code::Bad_Request
+                                                     : Http::Code::Service_Unavailable,
                    {{"error", p.describe()}});
     }
     queue_->push(job->id);

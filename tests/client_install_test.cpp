@@ -22,26 +22,26 @@ TEST(ClientInstallTest, FindPackageConsumerBuildsAndRunsAgainstTheInstalledLibra
   const std::string build_dir = std::filesystem::path(JOBSTATE_BIN).parent_path().parent_path();
   const std::string prefix = dir.sub("prefix");
 
-  auto installed = run_process({"cmake", "--install", build_dir, "--prefix", prefix, "--component",
-                                "client"},
-                               dir, {}, minutes(2));
+  auto installed =
+      run_process({"cmake", "--install", build_dir, "--prefix", prefix, "--component", "client"},
+                  dir, {}, minutes(2));
   ASSERT_EQ(installed.status, 0) << installed.out << installed.err;
   EXPECT_TRUE(std::filesystem::exists(prefix + "/include/jobstate/job_run.h"));
   // Only the client: the server's headers and libraries stay out.
   EXPECT_FALSE(std::filesystem::exists(prefix + "/include/eventstore"));
 
   const std::string consumer_build = dir.sub("consumer-build");
-  auto configured = run_process({"cmake", "-S", std::string(JOBSTATE_SOURCE_DIR) +
-                                                    "/examples/find_package_consumer",
-                                 "-B", consumer_build, "-DCMAKE_PREFIX_PATH=" + prefix},
-                                dir, {}, minutes(3));
+  auto configured = run_process(
+      {"cmake", "-S", std::string(JOBSTATE_SOURCE_DIR) + "/examples/find_package_consumer", "-B",
+       consumer_build, "-DCMAKE_PREFIX_PATH=" + prefix},
+      dir, {}, minutes(3));
   ASSERT_EQ(configured.status, 0) << configured.out << configured.err;
   auto built = run_process({"cmake", "--build", consumer_build, "-j", "1"}, dir, {}, minutes(5));
   ASSERT_EQ(built.status, 0) << built.out << built.err;
 
   // The consumer links libcurl and nlohmann_json, not RocksDB or Pistache.
-  const std::string link_line = jobstate::testing::read_file(
-      consumer_build + "/CMakeFiles/consumer.dir/link.txt");
+  const std::string link_line =
+      jobstate::testing::read_file(consumer_build + "/CMakeFiles/consumer.dir/link.txt");
   EXPECT_EQ(link_line.find("rocksdb"), std::string::npos) << link_line;
   EXPECT_EQ(link_line.find("pistache"), std::string::npos) << link_line;
   EXPECT_NE(link_line.find("curl"), std::string::npos) << link_line;

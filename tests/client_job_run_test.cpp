@@ -138,7 +138,8 @@ TEST_F(JobRunTest, ExceptionThroughGuardIsNamedInTheFailure) {
   EXPECT_EQ(j.state, "failed");
   EXPECT_EQ(j.error.at("code"), "abandoned");
   const std::string message = j.error.at("message");
-  EXPECT_NE(message.find("page 3 could not be rendered: font missing"), std::string::npos) << message;
+  EXPECT_NE(message.find("page 3 could not be rendered: font missing"), std::string::npos)
+      << message;
   EXPECT_NE(message.find("PageRenderError"), std::string::npos) << message;
   EXPECT_EQ(j.error.at("details").at("exception").at("message"),
             "page 3 could not be rendered: font missing");
@@ -291,7 +292,7 @@ TEST(JobRunServerDownTest, DestructorIsBoundedWhenTheServerIsFrozenOrGone) {
   {
     auto run = JobRun::start(client_options, o);
     ASSERT_TRUE(run.ok()) << run.problem().describe();
-    server.pause();  // accepts connections, answers nothing
+    server.pause();                     // accepts connections, answers nothing
     (*run)->set_progress(0.5, "half");  // a heartbeat now hangs too
     const auto before = SteadyClock::now();
     run->reset();

@@ -55,6 +55,23 @@ inline pid_t spawn_process(const std::vector<std::string>& args, int stdout_fd,
   _exit(127);
 }
 
+// Kills a spawned process's whole group at scope exit (a test that fails
+// half-way must not leave a runner and its command behind).
+class ProcessGroupReaper {
+ public:
+  explicit ProcessGroupReaper(pid_t pid) : pid_(pid) {}
+  ~ProcessGroupReaper() {
+    if (pid_ <= 0) return;
+    kill(-pid_, SIGKILL);
+    waitpid(pid_, nullptr, WNOHANG);
+  }
+  ProcessGroupReaper(const ProcessGroupReaper&) = delete;
+  ProcessGroupReaper& operator=(const ProcessGroupReaper&) = delete;
+
+ private:
+  pid_t pid_;
+};
+
 // waitpid with a bound: the raw status, or nullopt if still running.
 inline std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds bound) {
   const auto deadline = SteadyClock::now() + bound;

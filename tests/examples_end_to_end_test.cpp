@@ -44,7 +44,8 @@ class ReportService {
     close(fds[1]);
     std::string text;
     const auto deadline = jobstate::testing::SteadyClock::now() + seconds(30);
-    while (text.find('\n') == std::string::npos && jobstate::testing::SteadyClock::now() < deadline) {
+    while (text.find('\n') == std::string::npos &&
+           jobstate::testing::SteadyClock::now() < deadline) {
       pollfd p{fds[0], POLLIN, 0};
       if (poll(&p, 1, 100) <= 0) continue;
       char buf[256];
@@ -205,8 +206,8 @@ TEST_F(ExamplesTest, ReportServiceRefusesBadInputAndUnknownReports) {
 
 TEST_F(ExamplesTest, ShellExampleRecordsTheNightlyExport) {
   auto out = run_process({"sh", shell_example("nightly-export.sh")}, *dir_,
-                         {std::string("JOBSTATE=") + JOBSTATE_BIN, "JOBSTATE_SERVER=" + server_->url(),
-                          "EXPORT_BATCHES=3"});
+                         {std::string("JOBSTATE=") + JOBSTATE_BIN,
+                          "JOBSTATE_SERVER=" + server_->url(), "EXPORT_BATCHES=3"});
   ASSERT_EQ(out.status, 0) << out.err;
   EXPECT_NE(out.out.find("exporting 3 batches for job"), std::string::npos);
   EXPECT_EQ(out.out.find("PROGRESS"), std::string::npos);  // consumed by jobstate run
@@ -229,8 +230,8 @@ TEST_F(ExamplesTest, ShellExampleRecordsTheNightlyExport) {
 
 TEST_F(ExamplesTest, ShellExampleFailureKeepsTheExitStatusAndTheReason) {
   auto out = run_process({"sh", shell_example("nightly-export.sh")}, *dir_,
-                         {std::string("JOBSTATE=") + JOBSTATE_BIN, "JOBSTATE_SERVER=" + server_->url(),
-                          "EXPORT_FAIL_AT=2"});
+                         {std::string("JOBSTATE=") + JOBSTATE_BIN,
+                          "JOBSTATE_SERVER=" + server_->url(), "EXPORT_FAIL_AT=2"});
   EXPECT_EQ(out.status, 3);
   ClientOptions o;
   o.base_url = server_->url();
@@ -244,8 +245,9 @@ TEST_F(ExamplesTest, ShellExampleFailureKeepsTheExitStatusAndTheReason) {
   ASSERT_EQ(page->jobs.size(), 1u);
   const Job& job = page->jobs[0];
   EXPECT_EQ(job.error.at("code"), "exit_code");
-  EXPECT_NE(job.error.at("details").at("stderr_tail").get<std::string>().find("refused the connection"),
-            std::string::npos);
+  EXPECT_NE(
+      job.error.at("details").at("stderr_tail").get<std::string>().find("refused the connection"),
+      std::string::npos);
 }
 
 }  // namespace

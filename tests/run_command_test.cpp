@@ -2,12 +2,13 @@
 // real server. Exit statuses, stdout progress lines, results, failures by exit
 // code and signal, spawn failures, cancel, and a runner killed with SIGKILL
 // caught by the watchdog.
+#include "jobstate/run_command.h"
+
 #include <gtest/gtest.h>
 
 #include <regex>
 
 #include "jobstate/client.h"
-#include "jobstate/run_command.h"
 #include "tests/client_test_support.h"
 
 namespace jobstate::client {
@@ -25,7 +26,8 @@ using std::chrono::seconds;
 
 // The job id the runner announces on stderr ("job <id> started").
 std::string announced_job_id(const std::string& err) {
-  static const std::regex kJob("job ([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}) started");
+  static const std::regex kJob(
+      "job ([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}) started");
   std::smatch m;
   return std::regex_search(err, m, kJob) ? m[1].str() : std::string();
 }
@@ -48,7 +50,8 @@ class RunCommandTest : public ::testing::Test {
   }
 
   // jobstate run --server URL <flags> -- <command>
-  ProcessOutput run(const std::vector<std::string>& flags, const std::vector<std::string>& command) {
+  ProcessOutput run(const std::vector<std::string>& flags,
+                    const std::vector<std::string>& command) {
     std::vector<std::string> args = {JOBSTATE_BIN, "run", "--server", server_->url()};
     args.insert(args.end(), flags.begin(), flags.end());
     args.push_back("--");
@@ -92,7 +95,8 @@ TEST_F(RunCommandTest, SuccessWithProgressAndAJsonResult) {
   ASSERT_TRUE(events.ok());
   bool saw_progress = false;
   for (const auto& e : events->events)
-    if (e.type == "heartbeat" && e.data.at("progress").at("message") == "all rows") saw_progress = true;
+    if (e.type == "heartbeat" && e.data.at("progress").at("message") == "all rows")
+      saw_progress = true;
   EXPECT_TRUE(saw_progress);
 }
 
@@ -159,12 +163,13 @@ TEST_F(RunCommandTest, HeartbeatTimeoutFlagIsUsed) {
 
 TEST_F(RunCommandTest, CancelStopsTheCommand) {
   const std::string marker = dir_->sub("cancel-started");
-  std::vector<std::string> args = {JOBSTATE_BIN, "run", "--server", server_->url(),
-                                   "--heartbeat-timeout", "3", "--", "sh", "-c",
-                                   "touch " + marker + "; exec sleep 60"};
+  std::vector<std::string> args = {
+      JOBSTATE_BIN, "run", "--server", server_->url(), "--heartbeat-timeout",
+      "3",          "--",  "sh",       "-c",           "touch " + marker + "; exec sleep 60"};
   const std::string err_path = dir_->sub("cancel.err");
   pid_t runner = jobstate::testing::spawn_process(args, -1, err_path);
   ASSERT_GT(runner, 0);
+  jobstate::testing::ProcessGroupReaper reaper(runner);
   std::string id;
   ASSERT_TRUE(eventually(
       [&] {
@@ -181,14 +186,42 @@ TEST_F(RunCommandTest, CancelStopsTheCommand) {
   EXPECT_EQ(j->state, "cancelled");
 }
 
+TEST_F(RunCommandTest, SigtermToTheRunnerIsForwardedToTheCommand) {
+  const std::string marker = dir_->sub("forward-started");
+  std::vector<std::string> args = {
+      JOBSTATE_BIN, "run", "--server", server_->url(),
+      "--",         "sh",  "-c",       "touch " + marker + "; exec sleep 60"};
+  const std::string err_path = dir_->sub("forward.err");
+  pid_t runner = jobstate::testing::spawn_process(args, -1, err_path);
+  ASSERT_GT(runner, 0);
+  jobstate::testing::ProcessGroupReaper reaper(runner);
+  std::string id;
+  ASSERT_TRUE(eventually(
+      [&] {
+        id = announced_job_id(read_file(err_path));
+        return !id.empty() && access(marker.c_str(), F_OK) == 0;
+      },
+      seconds(30)));
+  kill(runner, SIGTERM);
+  auto raw = jobstate::testing::wait_for_exit(runner, seconds(60));
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_EQ(jobstate::testing::shell_status(*raw), 128 + 15);
+  auto j = client_->get(id);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->state, "failed");
+  EXPECT_EQ(j->error.at("code"), "signal");
+  EXPECT_EQ(j->error.at("details").at("signal_name"), "SIGTERM");
+}
+
 TEST_F(RunCommandTest, RunnerKilledWithSigkillIsCaughtByTheWatchdog) {
   const std::string pid_file = dir_->sub("killed-child.pid");
-  std::vector<std::string> args = {JOBSTATE_BIN, "run", "--server", server_->url(),
-                                   "--heartbeat-timeout", "1", "--", "sh", "-c",
-                                   "echo $$ > " + pid_file + "; exec sleep 60"};
+  std::vector<std::string> args = {
+      JOBSTATE_BIN, "run", "--server", server_->url(), "--heartbeat-timeout",
+      "1",          "--",  "sh",       "-c",           "echo $$ > " + pid_file + "; exec sleep 60"};
   const std::string err_path = dir_->sub("killed.err");
   pid_t runner = jobstate::testing::spawn_process(args, -1, err_path);
   ASSERT_GT(runner, 0);
+  jobstate::testing::ProcessGroupReaper reaper(runner);
   std::string id;
   ASSERT_TRUE(eventually(
       [&] {
@@ -213,14 +246,13 @@ TEST_F(RunCommandTest, RunnerKilledWithSigkillIsCaughtByTheWatchdog) {
 
   // The command did not outlive its runner (parent-death signal).
   EXPECT_TRUE(eventually([&] { return kill(command, 0) != 0; }, seconds(10)));
-  kill(-runner, SIGKILL);  // the runner's process group, in case
 }
 
 TEST(RunCommandNoServerTest, CommandIsNotRunWhenTheJobCannotBeCreated) {
   TempDir dir;
   const std::string marker = dir.sub("ran");
-  auto out = run_process({JOBSTATE_BIN, "run", "--server", "http://127.0.0.1:1", "--", "touch", marker},
-                         dir);
+  auto out = run_process(
+      {JOBSTATE_BIN, "run", "--server", "http://127.0.0.1:1", "--", "touch", marker}, dir);
   EXPECT_EQ(out.status, kRunExitNoJob);
   EXPECT_NE(out.err.find("cannot create and start the job"), std::string::npos) << out.err;
   EXPECT_NE(access(marker.c_str(), F_OK), 0);

@@ -58,7 +58,7 @@ struct Problem {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}            // NOLINT(google-explicit-constructor)
   Result(Problem problem) : v_(std::move(problem)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
@@ -142,9 +142,9 @@ struct AuditHead {
 
 // POST /v1/jobs body.
 struct CreateJobRequest {
-  std::string type;                                   // required: 1-128 of A-Za-z0-9._:-
+  std::string type;                                  // required: 1-128 of A-Za-z0-9._:-
   nlohmann::json params = nlohmann::json::object();  // any JSON
-  std::optional<int64_t> heartbeat_timeout_s;         // 1-86400; nullopt: the server's default (120)
+  std::optional<int64_t> heartbeat_timeout_s;        // 1-86400; nullopt: the server's default (120)
   nlohmann::json labels = nlohmann::json::object();  // at most 32 string pairs
 };
 
