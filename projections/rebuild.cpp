@@ -364,14 +364,21 @@ class TimeFormatter {
 
 std::string encode_status_row_fast(const JobState& s, const RowTexts& texts,
                                    TimeFormatter& times) {
+  // The row header: format, version, status, created_seq, deadline (0: none),
+  // heartbeat_timeout_s; integers big-endian.
+  char header[34];
+  auto u64_at = [&](size_t at, uint64_t x) {
+    for (int i = 7; i >= 0; --i, x >>= 8) header[at + i] = static_cast<char>(x & 0xFF);
+  };
+  header[0] = static_cast<char>(kRowFormat);
+  u64_at(1, s.version);
+  header[9] = static_cast<char>(s.status);
+  u64_at(10, s.created_seq);
+  u64_at(18, static_cast<uint64_t>(s.deadline_ms.value_or(0)));
+  u64_at(26, static_cast<uint64_t>(s.heartbeat_timeout_s));
   std::string v;
   v.reserve(512);
-  v.push_back(static_cast<char>(kRowFormat));
-  put_u64_be(v, s.version);
-  v.push_back(static_cast<char>(s.status));
-  put_u64_be(v, s.created_seq);
-  put_u64_be(v, static_cast<uint64_t>(s.deadline_ms.value_or(0)));
-  put_u64_be(v, static_cast<uint64_t>(s.heartbeat_timeout_s));
+  v.append(header, sizeof header);
   // job_to_json(s, 0)
   v += R"({"cancel_requested":)";
   v += s.cancel_requested ? "true" : "false";
@@ -892,46 +899,45 @@ Status write_generation(Database& db, uint64_t current_gen, const Folders& folde
     }
   } remove_tmp{tmp_dir};
 
-  // Four table files written by two threads: the status rows (most of the
-  // bytes) in two halves split at the middle key of one folder's rows, then
-  // the list and deadline indexes. Each family's files are ingested at once.
-  const FamilyEntries& some_rows = folders[0]->out[ProjectionEntry::kJobs];
-  const std::string middle_row_key =
-      some_rows.size() > 0 ? std::string(some_rows.key(some_rows.size() / 2)) : std::string();
+  // Table files written by two threads: the status rows (most of the bytes)
+  // and the list index (most of the entries) each in two halves, split at
+  // the middle key of one folder's entries, then the small deadline index.
+  // Each family's files are ingested together.
   struct SstTask {
     size_t family;
-    std::optional<std::string_view> from_key, to_key;
+    std::optional<std::string> from_key, to_key;
     std::string file;
     bool written = false;
   };
-  std::vector<SstTask> tasks;
-  auto add_task = [&](size_t family, std::optional<std::string_view> from_key,
-                      std::optional<std::string_view> to_key) {
-    tasks.push_back(SstTask{family, from_key, to_key, std::string(), false});
-  };
-  if (middle_row_key.empty()) {
-    add_task(ProjectionEntry::kJobs, std::nullopt, std::nullopt);
-  } else {
-    add_task(ProjectionEntry::kJobs, std::nullopt, middle_row_key);
-    add_task(ProjectionEntry::kJobs, middle_row_key, std::nullopt);
+  std::vector<SstTask> first_thread, second_thread;
+  for (size_t f : {ProjectionEntry::kJobs, ProjectionEntry::kList}) {
+    const FamilyEntries& some = folders[0]->out[f];
+    if (some.size() == 0) {
+      first_thread.push_back(SstTask{f, std::nullopt, std::nullopt, std::string(), false});
+      continue;
+    }
+    const std::string middle(some.key(some.size() / 2));
+    first_thread.push_back(SstTask{f, std::nullopt, middle, std::string(), false});
+    second_thread.push_back(SstTask{f, middle, std::nullopt, std::string(), false});
   }
-  add_task(ProjectionEntry::kList, std::nullopt, std::nullopt);
-  add_task(ProjectionEntry::kDeadlines, std::nullopt, std::nullopt);
-  auto write_task = [&](SstTask& t) -> Status {
-    t.file = (tmp_dir / (fresh[t.family] + "." + std::to_string(&t - tasks.data()) + ".sst")).string();
-    auto w = write_sst(MergedEntries(folders, t.family, t.from_key, t.to_key), t.file);
-    if (!w) return w.error();
-    t.written = *w;
+  second_thread.push_back(
+      SstTask{ProjectionEntry::kDeadlines, std::nullopt, std::nullopt, std::string(), false});
+  auto write_tasks = [&](std::vector<SstTask>& tasks, const std::string& tag) -> Status {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      SstTask& t = tasks[i];
+      t.file = (tmp_dir / (fresh[t.family] + "." + tag + std::to_string(i) + ".sst")).string();
+      auto w = write_sst(MergedEntries(folders, t.family, t.from_key, t.to_key), t.file);
+      if (!w) return w.error();
+      t.written = *w;
+    }
     return ok_status();
   };
-  Status other_half = ok_status();
-  std::thread other([&] {
-    for (size_t i = 1; i < tasks.size() && other_half; ++i) other_half = write_task(tasks[i]);
-  });
-  Status first_half = write_task(tasks[0]);
+  Status second = ok_status();
+  std::thread other([&] { second = write_tasks(second_thread, "b"); });
+  Status first = write_tasks(first_thread, "a");
   other.join();
-  if (!first_half) return first_half;
-  if (!other_half) return other_half;
+  if (!first) return first;
+  if (!second) return second;
 
   for (size_t f = 0; f < kFamilies; ++f) {
     // Leftovers of an interrupted rebuild are dropped, never reused.
@@ -939,8 +945,9 @@ Status write_generation(Database& db, uint64_t current_gen, const Folders& folde
     auto h = db.create_column_family(fresh[f]);
     if (!h) return h.error();
     std::vector<std::string> files;
-    for (auto& t : tasks)
-      if (t.family == f && t.written) files.push_back(t.file);
+    for (auto* tasks : {&first_thread, &second_thread})
+      for (auto& t : *tasks)
+        if (t.family == f && t.written) files.push_back(t.file);
     if (files.empty()) continue;
     rocksdb::IngestExternalFileOptions ingest;
     ingest.move_files = true;  // the files are synced and linked in, not copied

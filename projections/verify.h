@@ -12,8 +12,8 @@
 namespace jobstate {
 
 struct VerifyOptions {
-  // Called every ~100k events of each pass with the events checked so far in
-  // that pass, on the calling thread.
+  // Called every ~100k events with the number of events whose hash has been
+  // checked so far, on the calling thread.
   std::function<void(uint64_t events_checked)> on_progress;
 };
 
@@ -37,6 +37,8 @@ struct VerifyReport {
 //      nothing after the one terminal event, well-formed data);
 //   5. the stored projection (status rows, list and deadline indexes) is
 //      byte for byte what a fresh replay produces.
+// Checks 4 and 5 run on other threads while 1 to 3 run on this one; the
+// first failure in the order above is the one reported.
 // Returns the report when all hold; otherwise kCorruption whose one-line
 // message names the first broken seq, job or key and what is wrong (other
 // codes: the store could not be read). Never writes. For a live store open
