@@ -140,6 +140,16 @@ TEST_F(Api, IdempotencyKeyReturnsTheSameJobAndRefusesADifferentBody) {
   EXPECT_EQ(replay.json()["id"], first.json()["id"]);
 }
 
+TEST_F(Api, IdempotencyKeysMustBe1To255Characters) {
+  const std::string type = unique_type("idem-len");
+  EXPECT_TRUE(is_problem(c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key;"}), 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key: " + std::string(256, 'k')}),
+                         400, "invalid-request"));
+  const std::string longest = (type + std::string(255, 'k')).substr(0, 255);
+  EXPECT_EQ(c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key: " + longest}).status, 202);
+  EXPECT_EQ(c.get("/v1/jobs?type=" + type).json()["jobs"].size(), 1u);
+}
+
 TEST_F(Api, ConcurrentCreatesWithOneIdempotencyKeyMakeOneJob) {
   const std::string type = unique_type("idem-race");
   std::vector<std::future<std::string>> ids;
@@ -802,6 +812,16 @@ TEST_F(Api, HealthAndReadiness) {
   auto r = c.get("/readyz");
   EXPECT_TRUE(is_json_response(r, 200)) << r.body;
   EXPECT_EQ(c.request("HEAD", "/healthz").status, 200);
+}
+
+TEST_F(Api, NotReadyWhileTheWatchdogIsStopped) {
+  srv().watchdog().stop();
+  auto r = c.get("/readyz");
+  srv().watchdog().start();
+  EXPECT_TRUE(is_json_response(r, 503));
+  EXPECT_EQ(r.json()["watchdog"], "stopped");
+  EXPECT_EQ(c.get("/healthz").status, 200);
+  EXPECT_EQ(c.get("/readyz").status, 200);
 }
 
 TEST_F(Api, UnknownPathsAre404NotFound) {

@@ -83,6 +83,7 @@ class TestServer {
   const std::string& url() const { return url_; }
   JobStore& store() { return *store_; }
   api::LongPollRegistry& registry() { return *registry_; }
+  Watchdog& watchdog() { return *watchdog_; }
   // While true, every batch the writer commits fails as if the disk did.
   void set_fail_writes(bool fail) { fail_writes_ = fail; }
 
