@@ -230,11 +230,18 @@ void JobRun::heartbeat_loop() {
       wake_.wait_until(lock, due);
       continue;
     }
+    // Take the sender's turn before the progress (lock order send_mu_ →
+    // mu_), so an outcome's flush cannot overtake it with newer progress.
+    lock.unlock();
+    std::unique_lock<std::timed_mutex> sending(send_mu_);
+    lock.lock();
+    if (stopping_) break;
     std::optional<Progress> progress = std::move(pending_progress_);
     pending_progress_.reset();
     if (progress) last_progress_sent_ = Clock::now();
     lock.unlock();
     auto r = heartbeat_client_.heartbeat(job_id_, progress);
+    sending.unlock();
     lock.lock();
     if (r) {
       if (r->version >= last_job_.version) last_job_ = *r;
@@ -271,6 +278,11 @@ void JobRun::heartbeat_loop() {
 }
 
 void JobRun::flush_progress(int64_t timeout_ms) {
+  // After a heartbeat in flight (it may carry older progress); it ends
+  // within its own timeout, or at once when the heartbeat client was aborted.
+  const auto deadline = Clock::now() + milliseconds(timeout_ms);
+  std::unique_lock<std::timed_mutex> sending(send_mu_, std::defer_lock);
+  if (!sending.try_lock_until(deadline)) return;
   std::optional<Progress> progress;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -279,7 +291,7 @@ void JobRun::flush_progress(int64_t timeout_ms) {
   }
   if (!progress) return;
   ClientOptions o = client_options_;
-  o.request_timeout_ms = std::min<int64_t>(o.request_timeout_ms, timeout_ms);
+  o.request_timeout_ms = std::clamp<int64_t>(ms_until(deadline), 1, o.request_timeout_ms);
   o.connect_timeout_ms = std::min(o.connect_timeout_ms, o.request_timeout_ms);
   Client c(o);
   if (auto r = c.heartbeat(job_id_, progress)) remember(*r);

@@ -188,6 +188,10 @@ class JobRun {
   std::string exception_message_;  // from note_exception
   bool exception_noted_ = false;
 
+  // Held while a heartbeat is sent (by the heartbeat thread or a flush), so
+  // progress reaches the server in the order it was set.
+  std::timed_mutex send_mu_;
+
   std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> lost_{false};
   std::atomic<bool> finished_{false};
