@@ -1,9 +1,10 @@
+#include "eventstore/backup.h"
+
 #include <cstdio>
 #include <string>
 
 #include "app/commands.h"
 #include "app/offline_store.h"
-#include "eventstore/backup.h"
 
 namespace jobstate::app {
 
@@ -46,7 +47,8 @@ void add_backup_command(CLI::App& app) {
       "backup", "Write a consistent copy of the store to a new directory; works on a live store");
   cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
   cmd->add_option("--to", flags->to_dir, "Where to write the copy (must not exist)")->required();
-  cmd->callback([flags] { exit_code() = run_guarded("backup", [&] { return run_backup(*flags); }); });
+  cmd->callback(
+      [flags] { exit_code() = run_guarded("backup", [&] { return run_backup(*flags); }); });
 }
 
 }  // namespace jobstate::app

@@ -161,6 +161,8 @@ int run_guarded(std::string_view command, const std::function<int()>& body) {
   return kExitFailure;
 }
 
-bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }
+bool stderr_is_terminal() {
+  return isatty(STDERR_FILENO) == 1;
+}
 
 }  // namespace jobstate::app

@@ -1,10 +1,11 @@
+#include "projections/rebuild.h"
+
 #include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "app/commands.h"
 #include "app/offline_store.h"
-#include "projections/rebuild.h"
 
 namespace jobstate::app {
 
@@ -45,8 +46,9 @@ int run_rebuild(const RebuildFlags& flags) {
       flags.data_dir, flags.check_only ? OfflineAccess::kFollow : OfflineAccess::kExclusive);
   if (!store) {
     if (!flags.check_only && store.error().message.find("in use by") != std::string::npos) {
-      print_error(cmd, store.error().message +
-                           ": stop the server before rebuilding (rebuild --check works on a live store)");
+      print_error(
+          cmd, store.error().message +
+                   ": stop the server before rebuilding (rebuild --check works on a live store)");
     } else {
       print_error(cmd, store.error().message);
     }
@@ -61,18 +63,17 @@ int run_rebuild(const RebuildFlags& flags) {
     stats = rebuild_projections((*store)->db(), options);
   }
   if (!stats) {
-    print_error(cmd, flags.check_only
-                         ? "the stored projection differs from a replay of the log: " +
-                               stats.error().message
-                         : stats.error().message);
+    print_error(cmd, flags.check_only ? "the stored projection differs from a replay of the log: " +
+                                            stats.error().message
+                                      : stats.error().message);
     return kExitFailure;
   }
   const double rate = stats->seconds > 0 ? static_cast<double>(stats->events) / stats->seconds : 0;
-  std::printf("%s: %llu events replayed, %llu jobs, %.3f s, %.0f events/s (projection generation %llu)\n",
-              flags.check_only ? "projection matches the log" : "projection rebuilt",
-              static_cast<unsigned long long>(stats->events),
-              static_cast<unsigned long long>(stats->jobs), stats->seconds, rate,
-              static_cast<unsigned long long>(stats->generation));
+  std::printf(
+      "%s: %llu events replayed, %llu jobs, %.3f s, %.0f events/s (projection generation %llu)\n",
+      flags.check_only ? "projection matches the log" : "projection rebuilt",
+      static_cast<unsigned long long>(stats->events), static_cast<unsigned long long>(stats->jobs),
+      stats->seconds, rate, static_cast<unsigned long long>(stats->generation));
   return kExitOk;
 }
 
@@ -87,7 +88,8 @@ void add_rebuild_command(CLI::App& app) {
   cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
   cmd->add_flag("--check", flags->check_only,
                 "Compare the stored projection with a replay; exit 1 on a difference");
-  cmd->callback([flags] { exit_code() = run_guarded("rebuild", [&] { return run_rebuild(*flags); }); });
+  cmd->callback(
+      [flags] { exit_code() = run_guarded("rebuild", [&] { return run_rebuild(*flags); }); });
 }
 
 }  // namespace jobstate::app

@@ -118,12 +118,14 @@ int run_replay(const ReplayFlags& flags) {
 void add_replay_command(CLI::App& app) {
   auto flags = std::make_shared<ReplayFlags>();
   auto* cmd = app.add_subcommand(
-      "replay", "Print events as JSON lines (the API's event JSON) in seq order; works on a live store");
+      "replay",
+      "Print events as JSON lines (the API's event JSON) in seq order; works on a live store");
   cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
   cmd->add_option("--job", flags->job, "Only this job's events");
   cmd->add_option("--after-seq", flags->after_seq, "Only events with seq > N");
   cmd->add_option("--until-seq", flags->until_seq, "Only events with seq <= N");
-  cmd->callback([flags] { exit_code() = run_guarded("replay", [&] { return run_replay(*flags); }); });
+  cmd->callback(
+      [flags] { exit_code() = run_guarded("replay", [&] { return run_replay(*flags); }); });
 }
 
 }  // namespace jobstate::app

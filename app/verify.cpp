@@ -1,10 +1,11 @@
+#include "projections/verify.h"
+
 #include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "app/commands.h"
 #include "app/offline_store.h"
-#include "projections/verify.h"
 
 namespace jobstate::app {
 
@@ -57,7 +58,8 @@ void add_verify_command(CLI::App& app) {
       "Check the hash chain, gapless seq, every job's history and the stored projection; works on "
       "a live store");
   cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
-  cmd->callback([flags] { exit_code() = run_guarded("verify", [&] { return run_verify(*flags); }); });
+  cmd->callback(
+      [flags] { exit_code() = run_guarded("verify", [&] { return run_verify(*flags); }); });
 }
 
 }  // namespace jobstate::app

@@ -51,7 +51,8 @@ std::optional<Command> next_command(PlannedJob& job, uint64_t n) {
   const int t = s - 2 - job.heartbeats;
   switch (job.outcome) {
     case 0:
-      if (t == 0) return SucceedJob{{{"rows", n * 7}, {"output", "s3://reports/out-" + std::to_string(n)}}};
+      if (t == 0)
+        return SucceedJob{{{"rows", n * 7}, {"output", "s3://reports/out-" + std::to_string(n)}}};
       break;
     case 1:
       if (t == 0) return FailJob{{{"code", "upstream_error"}, {"message", "input not found"}}};
@@ -119,7 +120,8 @@ int main(int argc, char** argv) {
     req.command = std::move(*command);
     (*store)->writer().submit(std::move(req), [&](Result<CommandOutcome> r) {
       if (!r) {
-        if (failures.fetch_add(1) == 0) std::fprintf(stderr, "fill_store: %s\n", r.error().message.c_str());
+        if (failures.fetch_add(1) == 0)
+          std::fprintf(stderr, "fill_store: %s\n", r.error().message.c_str());
       }
       std::lock_guard lock(mu);
       --in_flight;
@@ -134,9 +136,10 @@ int main(int argc, char** argv) {
   }
   const auto head = (*store)->writer().committed_head();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("fill_store: %llu events, %llu jobs in %.1f s (%.0f events/s); head %llu %s; %llu refused\n",
-              static_cast<unsigned long long>(head.seq), static_cast<unsigned long long>(jobs), s,
-              head.seq / s, static_cast<unsigned long long>(head.seq), head.hash.c_str(),
-              static_cast<unsigned long long>(failures.load()));
+  std::printf(
+      "fill_store: %llu events, %llu jobs in %.1f s (%.0f events/s); head %llu %s; %llu refused\n",
+      static_cast<unsigned long long>(head.seq), static_cast<unsigned long long>(jobs), s,
+      head.seq / s, static_cast<unsigned long long>(head.seq), head.hash.c_str(),
+      static_cast<unsigned long long>(failures.load()));
   return failures.load() == 0 ? 0 : 1;
 }

@@ -92,8 +92,7 @@ Status copy_store(const Database& src, const fs::path& path) {
   dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   const auto names = src.column_family_names();
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const auto& n : names)
-    descs.emplace_back(n, Database::column_family_options(64u << 20));
+  for (const auto& n : names) descs.emplace_back(n, Database::column_family_options(64u << 20));
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   if (auto s = rocksdb::DB::Open(dbo, path.string(), descs, &handles, &raw); !s.ok())
@@ -124,7 +123,8 @@ Result<LogHead> head_of_copy(const std::string& dir) {
 Result<BackupResult> backup_store(Database& db, const std::string& to_dir) {
   std::error_code ec;
   const fs::path target = fs::absolute(to_dir, ec);
-  if (ec || target.empty()) return make_error(ErrorCode::kInvalidRequest, "bad backup path: " + to_dir);
+  if (ec || target.empty())
+    return make_error(ErrorCode::kInvalidRequest, "bad backup path: " + to_dir);
   if (fs::exists(fs::symlink_status(target, ec)))
     return make_error(ErrorCode::kInvalidRequest,
                       to_dir + " already exists (a backup is written to a new directory)");
@@ -136,7 +136,8 @@ Result<BackupResult> backup_store(Database& db, const std::string& to_dir) {
   if (!before) return before.error();
   BackupResult result;
   // Built beside the target and renamed into place once complete.
-  const fs::path partial = parent / (target.filename().string() + ".partial-" + std::to_string(::getpid()));
+  const fs::path partial =
+      parent / (target.filename().string() + ".partial-" + std::to_string(::getpid()));
   fs::remove_all(partial, ec);
   struct RemovePartial {
     fs::path dir;

@@ -20,8 +20,8 @@ enum class BackupMethod {
 
 struct BackupResult {
   BackupMethod method = BackupMethod::kCheckpoint;
-  LogHead head;           // the copy's audit head, read back from the copy
-  uint64_t bytes = 0;     // size of the copy's files (hard links count in full)
+  LogHead head;        // the copy's audit head, read back from the copy
+  uint64_t bytes = 0;  // size of the copy's files (hard links count in full)
 };
 
 // Writes a consistent copy of the store open in `db` to `to_dir`.

@@ -362,8 +362,7 @@ class TimeFormatter {
   int64_t day_ = 0;
 };
 
-std::string encode_status_row_fast(const JobState& s, const RowTexts& texts,
-                                   TimeFormatter& times) {
+std::string encode_status_row_fast(const JobState& s, const RowTexts& texts, TimeFormatter& times) {
   // The row header: format, version, status, created_seq, deadline (0: none),
   // heartbeat_timeout_s; integers big-endian.
   char header[34];
@@ -386,8 +385,8 @@ std::string encode_status_row_fast(const JobState& s, const RowTexts& texts,
   times.append(v, s.created_at_ms);
   v += R"(,"deadline_at":)";
   times.append(v, s.status == JobStatus::kRunning && s.deadline_ms
-                     ? std::optional<TimeMs>(effective_deadline_ms(s, 0))
-                     : std::nullopt);
+                      ? std::optional<TimeMs>(effective_deadline_ms(s, 0))
+                      : std::nullopt);
   v += R"(,"error":)";
   append_json(v, {}, s.error);
   v += R"(,"finished_at":)";
@@ -543,7 +542,7 @@ class JobFolder {
   // them from the created event's canonical text.
   struct OpenJob {
     JobState state;
-    bool check_row = false;  // compare encode_status_row_fast with encode_status_row
+    bool check_row = false;         // compare encode_status_row_fast with encode_status_row
     nlohmann::json params, labels;  // only when check_row
     std::string created_data;
     std::string_view params_text, labels_text;  // into created_data; empty: use the JSON
@@ -759,8 +758,9 @@ Status compare_family(const Database& db, rocksdb::ColumnFamilyHandle* cf, Merge
                         describe_key(name, k) + " is missing from the stored projection");
     }
     if (it->key().ToStringView() < k)
-      return make_error(ErrorCode::kCorruption, describe_key(name, it->key().ToStringView()) +
-                                                    " is in the stored projection but not in a replay");
+      return make_error(ErrorCode::kCorruption,
+                        describe_key(name, it->key().ToStringView()) +
+                            " is in the stored projection but not in a replay");
     if (it->value().ToStringView() != v)
       return make_error(ErrorCode::kCorruption,
                         describe_key(name, k) + " differs from a replay of the log");
@@ -768,8 +768,9 @@ Status compare_family(const Database& db, rocksdb::ColumnFamilyHandle* cf, Merge
   }
   if (!it->status().ok()) return rocksdb_error(it->status(), "reading " + name);
   if (it->Valid())
-    return make_error(ErrorCode::kCorruption, describe_key(name, it->key().ToStringView()) +
-                                                  " is in the stored projection but not in a replay");
+    return make_error(ErrorCode::kCorruption,
+                      describe_key(name, it->key().ToStringView()) +
+                          " is in the stored projection but not in a replay");
   return ok_status();
 }
 
@@ -842,17 +843,17 @@ Result<uint64_t> replay_log(const Database& db, const RebuildOptions& options, F
   uint64_t events = 0;
   Status scanned = LogReader(db).scan(0, UINT64_MAX, [&](const StoredEventView& v) {
     if (v.seq != events + 1) {
-      scan_failure = Failure{events + 1, make_error(ErrorCode::kCorruption,
-                                                    "seq " + std::to_string(events + 1) +
-                                                        " is missing (next is " +
-                                                        std::to_string(v.seq) + ")")};
+      scan_failure = Failure{
+          events + 1, make_error(ErrorCode::kCorruption, "seq " + std::to_string(events + 1) +
+                                                             " is missing (next is " +
+                                                             std::to_string(v.seq) + ")")};
       return false;
     }
     if (v.seq > stop_after_seq.load(std::memory_order_relaxed)) return false;
     if (v.data.size() > (1u << 30)) {
-      scan_failure = Failure{v.seq, make_error(ErrorCode::kCorruption,
-                                               "event seq " + std::to_string(v.seq) +
-                                                   ": data too large")};
+      scan_failure =
+          Failure{v.seq, make_error(ErrorCode::kCorruption,
+                                    "event seq " + std::to_string(v.seq) + ": data too large")};
       return false;
     }
     const size_t i = std::hash<JobId>()(v.job_id) % kFolders;
@@ -890,7 +891,9 @@ Status write_generation(Database& db, uint64_t current_gen, const Folders& folde
   std::error_code ec;
   fs::remove_all(tmp_dir, ec);  // leftovers of an interrupted rebuild
   fs::create_directories(tmp_dir, ec);
-  if (ec) return make_error(ErrorCode::kUnavailable, "creating " + tmp_dir.string() + ": " + ec.message());
+  if (ec)
+    return make_error(ErrorCode::kUnavailable,
+                      "creating " + tmp_dir.string() + ": " + ec.message());
   struct RemoveTmp {
     fs::path dir;
     ~RemoveTmp() {

@@ -14,9 +14,13 @@ namespace jobstate {
 
 namespace {
 
-Error corrupt(std::string message) { return make_error(ErrorCode::kCorruption, std::move(message)); }
+Error corrupt(std::string message) {
+  return make_error(ErrorCode::kCorruption, std::move(message));
+}
 
-std::string short_hash(std::string_view hex) { return std::string(hex.substr(0, 12)) + "…"; }
+std::string short_hash(std::string_view hex) {
+  return std::string(hex.substr(0, 12)) + "…";
+}
 
 // The job_events index is checked without holding it in memory: the events
 // and the index entries each add up to an order-independent digest of their
@@ -55,8 +59,9 @@ Result<LogPass> check_chain(const Database& db, const VerifyOptions& options) {
   std::optional<Error> failure;
   Status scanned = LogReader(db).scan(0, UINT64_MAX, [&](const StoredEventView& v) {
     if (v.seq != pass.last_seq + 1) {
-      failure = corrupt("seq " + std::to_string(pass.last_seq + 1) + " is missing (the next event is seq " +
-                        std::to_string(v.seq) + "): events were removed");
+      failure = corrupt("seq " + std::to_string(pass.last_seq + 1) +
+                        " is missing (the next event is seq " + std::to_string(v.seq) +
+                        "): events were removed");
       return false;
     }
     std::string hash = chain_hash(pass.last_hash, v.canonical_json());
@@ -64,7 +69,8 @@ Result<LogPass> check_chain(const Database& db, const VerifyOptions& options) {
     if (hash != stored) {
       failure = corrupt("seq " + std::to_string(v.seq) + " (job " + v.job_id.to_string() +
                         "): the hash chain breaks: the stored event or its hash was changed "
-                        "(recomputed " + short_hash(hash) + ", stored " + short_hash(stored) + ")");
+                        "(recomputed " +
+                        short_hash(hash) + ", stored " + short_hash(stored) + ")");
       return false;
     }
     pass.last_seq = v.seq;
@@ -82,9 +88,9 @@ Status check_head(const Database& db, const LogPass& pass) {
   auto head = LogReader(db).head();
   if (!head) return head.error();
   if (head->seq > pass.last_seq)
-    return corrupt("the meta head names seq " + std::to_string(head->seq) + " but the log ends at seq " +
-                   std::to_string(pass.last_seq) + ": events after seq " +
-                   std::to_string(pass.last_seq) + " were removed");
+    return corrupt("the meta head names seq " + std::to_string(head->seq) +
+                   " but the log ends at seq " + std::to_string(pass.last_seq) +
+                   ": events after seq " + std::to_string(pass.last_seq) + " were removed");
   if (head->seq < pass.last_seq)
     return corrupt("seq " + std::to_string(head->seq + 1) + " is past the meta head (seq " +
                    std::to_string(head->seq) + "): events were added behind the writer's back");
@@ -103,21 +109,23 @@ std::string describe_index_key(std::string_view key) {
 // Names the first index entry that points nowhere or at the wrong event, then
 // the first event without its entry. Only run when the digests disagree.
 Status find_index_problem(const Database& db) {
-  std::unique_ptr<rocksdb::Iterator> it(db.db()->NewIterator(rocksdb::ReadOptions(), db.cf(kJobEventsCf)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db.db()->NewIterator(rocksdb::ReadOptions(), db.cf(kJobEventsCf)));
   auto check_batch = [&](std::vector<std::pair<std::string, std::string>>& batch) -> Status {
     std::vector<rocksdb::Slice> keys;
     for (auto& [k, seq_key] : batch) keys.emplace_back(seq_key);
     std::vector<rocksdb::PinnableSlice> values(keys.size());
     std::vector<rocksdb::Status> statuses(keys.size());
-    db.db()->MultiGet(rocksdb::ReadOptions(), db.cf(kEventsCf), keys.size(), keys.data(), values.data(),
-                      statuses.data());
+    db.db()->MultiGet(rocksdb::ReadOptions(), db.cf(kEventsCf), keys.size(), keys.data(),
+                      values.data(), statuses.data());
     for (size_t i = 0; i < batch.size(); ++i) {
       const auto& [key, seq_key] = batch[i];
       const uint64_t seq = get_u64_be(seq_key);
       if (statuses[i].IsNotFound())
         return corrupt(describe_index_key(key) + " points at seq " + std::to_string(seq) +
                        ", which is not in the log");
-      if (!statuses[i].ok()) return rocksdb_error(statuses[i], "reading event " + std::to_string(seq));
+      if (!statuses[i].ok())
+        return rocksdb_error(statuses[i], "reading event " + std::to_string(seq));
       auto v = decode_stored_event(seq, values[i].ToStringView());
       if (!v) return v.error();
       if (v->job_id.bytes() != std::string_view(key).substr(0, 16) ||
@@ -143,11 +151,11 @@ Status find_index_problem(const Database& db) {
   std::optional<Error> failure;
   Status scanned = LogReader(db).scan(0, UINT64_MAX, [&](const StoredEventView& v) {
     std::string seq_key;
-    auto s = db.db()->Get(rocksdb::ReadOptions(), db.cf(kJobEventsCf), job_event_key(v.job_id, v.version),
-                          &seq_key);
+    auto s = db.db()->Get(rocksdb::ReadOptions(), db.cf(kJobEventsCf),
+                          job_event_key(v.job_id, v.version), &seq_key);
     if (s.IsNotFound()) {
-      failure = corrupt("seq " + std::to_string(v.seq) + " (job " + v.job_id.to_string() + " version " +
-                        std::to_string(v.version) + ") has no job_events entry");
+      failure = corrupt("seq " + std::to_string(v.seq) + " (job " + v.job_id.to_string() +
+                        " version " + std::to_string(v.version) + ") has no job_events entry");
       return false;
     }
     if (!s.ok()) {
@@ -155,8 +163,9 @@ Status find_index_problem(const Database& db) {
       return false;
     }
     if (seq_key.size() != 8 || get_u64_be(seq_key) != v.seq) {
-      failure = corrupt("seq " + std::to_string(v.seq) + " (job " + v.job_id.to_string() + " version " +
-                        std::to_string(v.version) + "): its job_events entry points elsewhere");
+      failure =
+          corrupt("seq " + std::to_string(v.seq) + " (job " + v.job_id.to_string() + " version " +
+                  std::to_string(v.version) + "): its job_events entry points elsewhere");
       return false;
     }
     return true;

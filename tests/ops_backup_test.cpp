@@ -124,10 +124,11 @@ TEST(BackupTest, ACheckpointWhileTheWriterAppendsIsConsistent) {
   std::atomic<bool> stop{false};
   std::thread appender([&] {
     for (int i = 0; i < 2000 && !stop; ++i)
-      store->writer().execute(request(JobId::generate(), CreateJob{"during.backup", json::object(), 60,
-                                                                   json::object()}));
+      store->writer().execute(request(
+          JobId::generate(), CreateJob{"during.backup", json::object(), 60, json::object()}));
   });
-  while (store->writer().committed_head().seq < 120) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (store->writer().committed_head().seq < 120)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   const LogHead before = store->writer().committed_head();
   auto result = backup_store(store->db(), dir.sub("copy"));
   stop = true;
@@ -146,7 +147,8 @@ TEST(BackupTest, ACheckpointWhileTheWriterAppendsIsConsistent) {
 class ServeProcess {
  public:
   ServeProcess(const std::string& data_dir, const std::string& out_path) : out_path_(out_path) {
-    std::vector<std::string> args{JOBSTATE_BIN, "serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"};
+    std::vector<std::string> args{JOBSTATE_BIN, "serve",    "--data-dir",
+                                  data_dir,     "--listen", "127.0.0.1:0"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -200,8 +202,9 @@ TEST(BackupServeTest, ABackupOfARunningServerIsServedWithTheSameHead) {
   HttpClient client(primary.url());
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) {
-    auto created = client.request("POST", "/v1/jobs", {}, R"({"type":"backed.up","labels":{"n":")" +
-                                                             std::to_string(i) + R"("}})");
+    auto created =
+        client.request("POST", "/v1/jobs", {},
+                       R"({"type":"backed.up","labels":{"n":")" + std::to_string(i) + R"("}})");
     ASSERT_EQ(created.status, 202) << created.body;
     ids.push_back(created.json().at("id"));
   }
@@ -245,11 +248,15 @@ TEST(BackupBadInputTest, OneLineErrorsAndNothingLeftBehind) {
   for (const Case& c :
        {Case{{"--data-dir", dir.sub("store"), "--to", dir.sub("taken")}, 2, "already exists"},
         Case{{"--data-dir", dir.sub("store"), "--to", dir.sub("store")}, 2, "already exists"},
-        Case{{"--data-dir", dir.sub("store"), "--to", dir.sub("no/such/parent")}, 2, "no such directory"},
+        Case{{"--data-dir", dir.sub("store"), "--to", dir.sub("no/such/parent")},
+             2,
+             "no such directory"},
         Case{{"--data-dir", dir.sub("missing"), "--to", dir.sub("copy")}, 1, "no such directory"},
         Case{{"--data-dir", dir.sub("empty"), "--to", dir.sub("copy")}, 1, "not a jobstate store"},
         Case{{"--data-dir", dir.sub("store")}, 2, "--to"},
-        Case{{"--data-dir", dir.sub("store"), "--to", dir.sub("copy"), "--incremental"}, 2, "--incremental"}}) {
+        Case{{"--data-dir", dir.sub("store"), "--to", dir.sub("copy"), "--incremental"},
+             2,
+             "--incremental"}}) {
     SCOPED_TRACE(::testing::PrintToString(c.args));
     std::vector<std::string> args{"backup"};
     args.insert(args.end(), c.args.begin(), c.args.end());

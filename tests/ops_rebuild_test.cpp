@@ -82,7 +82,8 @@ TEST_F(RebuildTest, ReproducesTheInlineProjectionByteForByte) {
   auto r = run_jobstate({"rebuild", "--data-dir", dir});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "") << "no progress line when stderr is not a terminal";
-  EXPECT_NE(r.out.find(std::to_string(filled_->head.seq) + " events replayed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::to_string(filled_->head.seq) + " events replayed"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("events/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("generation 2"), std::string::npos) << r.out;
   const Projection rebuilt = read_projection(dir, 2);
@@ -226,12 +227,13 @@ TEST(RebuildBadInputTest, OneLineErrorsAndNoDirectoryBecomesAStore) {
     int exit_code;
     std::string needle;
   };
-  for (const Case& c : {Case{{"--data-dir", dir.sub("missing")}, 1, "no such directory"},
-                        Case{{"--data-dir", dir.sub("empty")}, 1, "not a jobstate store"},
-                        Case{{"--data-dir", dir.sub("foreign")}, 1, "not a jobstate store"},
-                        Case{{"--data-dir", dir.sub("foreign"), "--check"}, 1, "not a jobstate store"},
-                        Case{{"--data-dir", dir.sub("empty"), "--force"}, 2, "--force"},
-                        Case{{"--check"}, 2, "--data-dir"}}) {
+  for (const Case& c :
+       {Case{{"--data-dir", dir.sub("missing")}, 1, "no such directory"},
+        Case{{"--data-dir", dir.sub("empty")}, 1, "not a jobstate store"},
+        Case{{"--data-dir", dir.sub("foreign")}, 1, "not a jobstate store"},
+        Case{{"--data-dir", dir.sub("foreign"), "--check"}, 1, "not a jobstate store"},
+        Case{{"--data-dir", dir.sub("empty"), "--force"}, 2, "--force"},
+        Case{{"--check"}, 2, "--data-dir"}}) {
     SCOPED_TRACE(::testing::PrintToString(c.args));
     std::vector<std::string> args{"rebuild"};
     args.insert(args.end(), c.args.begin(), c.args.end());

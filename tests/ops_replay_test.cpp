@@ -40,7 +40,9 @@ std::vector<std::string> api_event_json(const std::string& dir,
   return out;
 }
 
-uint64_t seq_of(const std::string& line) { return json::parse(line).at("seq").get<uint64_t>(); }
+uint64_t seq_of(const std::string& line) {
+  return json::parse(line).at("seq").get<uint64_t>();
+}
 
 class ReplayTest : public ::testing::Test {
  protected:
@@ -94,8 +96,8 @@ TEST_F(ReplayTest, AfterSeqIsExclusiveAndUntilSeqInclusive) {
   const auto all = api_event_json(store());
   EXPECT_EQ(lines, std::vector<std::string>(all.begin() + 5, all.begin() + 9));
 
-  auto to_end = run_jobstate({"replay", "--data-dir", store(), "--after-seq",
-                              std::to_string(filled_->head.seq - 3)});
+  auto to_end = run_jobstate(
+      {"replay", "--data-dir", store(), "--after-seq", std::to_string(filled_->head.seq - 3)});
   ASSERT_EQ(to_end.exit_code, 0) << to_end.err;
   EXPECT_EQ(lines_of(to_end.out).size(), 3u);
 
@@ -111,7 +113,8 @@ TEST_F(ReplayTest, AfterSeqIsExclusiveAndUntilSeqInclusive) {
 
 TEST_F(ReplayTest, JobAndRangeTogether) {
   const JobId job = filled_->succeeded_job;
-  auto all = lines_of(run_jobstate({"replay", "--data-dir", store(), "--job", job.to_string()}).out);
+  auto all =
+      lines_of(run_jobstate({"replay", "--data-dir", store(), "--job", job.to_string()}).out);
   ASSERT_GE(all.size(), 3u);
   const uint64_t second = seq_of(all[1]);
   auto r = run_jobstate({"replay", "--data-dir", store(), "--job", job.to_string(), "--after-seq",
@@ -133,7 +136,8 @@ TEST(ReplayAuditTest, LastLineUpToAPublishedSeqCarriesThePublishedHash) {
     o.clock = &clock;
     auto store = JobStore::open(o);
     ASSERT_OK(store);
-    execute_all(**store, {request(JobId::generate(), CreateJob{"later", nlohmann::json::object(), 30, nlohmann::json::object()})});
+    execute_all(**store, {request(JobId::generate(), CreateJob{"later", nlohmann::json::object(),
+                                                               30, nlohmann::json::object()})});
     ASSERT_GT((*store)->writer().committed_head().seq, published.seq);
   }
   auto r = run_jobstate(

@@ -156,8 +156,10 @@ inline FilledStore fill_varied_store(const std::string& dir, int jobs = 48) {
       json::object(),
       {{"n", 1e15}, {"m", -2.5e-7}, {"big", 18446744073709551615ull}, {"neg", -42}},
       {{"s", "tab\there \"quoted\" back\\slash"}, {"u", "résumé ✓ 日本 \u0001"}},
-      {{"arr", json::array({1, 2.5, "x", nullptr, true, json::object()})}, {"nested", {{"a", {{"b", {}}}}}}}};
-  const std::vector<json> labels = {json::object(), {{"team", "data"}, {"ünï", "cødé"}}, {{"env", "prod"}}};
+      {{"arr", json::array({1, 2.5, "x", nullptr, true, json::object()})},
+       {"nested", {{"a", {{"b", {}}}}}}}};
+  const std::vector<json> labels = {
+      json::object(), {{"team", "data"}, {"ünï", "cødé"}}, {{"env", "prod"}}};
   // Creates first, so list order and created_seq interleave with other jobs.
   std::vector<CommandRequest> batch;
   for (int i = 0; i < jobs; ++i) {
@@ -177,8 +179,8 @@ inline FilledStore fill_varied_store(const std::string& dir, int jobs = 48) {
         batch.push_back(request(id, RequestCancel{"not needed"}));
         break;
       default:
-        batch.push_back(request(id, StartJob{i % 2 ? "worker-" + std::to_string(i)
-                                                   : "w \"quoted\" \\ new\nline ✓"}));
+        batch.push_back(request(
+            id, StartJob{i % 2 ? "worker-" + std::to_string(i) : "w \"quoted\" \\ new\nline ✓"}));
     }
   }
   execute_all(**store, std::move(batch));
@@ -188,10 +190,12 @@ inline FilledStore fill_varied_store(const std::string& dir, int jobs = 48) {
       if (i % 9 == 0 || i % 9 == 4) continue;
       json progress = nullptr;
       if (round != 2 || i % 3 == 0)
-        progress = {{"fraction", (round + 1) / 4.0},
-                    {"message", i % 4 ? "step " + std::to_string(round)
-                                      : "brace } bracket ] \"quote\" back\\slash {" + std::to_string(round)},
-                    {"details", i % 2 ? json(nullptr) : json({{"rows", round * 1000}, {"eta_s", 12.75}})}};
+        progress = {
+            {"fraction", (round + 1) / 4.0},
+            {"message", i % 4
+                            ? "step " + std::to_string(round)
+                            : "brace } bracket ] \"quote\" back\\slash {" + std::to_string(round)},
+            {"details", i % 2 ? json(nullptr) : json({{"rows", round * 1000}, {"eta_s", 12.75}})}};
       batch.push_back(request(filled.jobs[i], Heartbeat{progress}));
     }
     execute_all(**store, std::move(batch));
@@ -201,14 +205,16 @@ inline FilledStore fill_varied_store(const std::string& dir, int jobs = 48) {
     const JobId& id = filled.jobs[i];
     switch (i % 9) {
       case 1:
-        batch.push_back(request(id, SucceedJob{{{"rows", i * 1000}, {"out", "s3://b/ü {x}"}, {"f", 1e16}}}));
+        batch.push_back(
+            request(id, SucceedJob{{{"rows", i * 1000}, {"out", "s3://b/ü {x}"}, {"f", 1e16}}}));
         filled.succeeded_job = id;
         break;
       case 2:
         batch.push_back(request(id, SucceedJob{nullptr}));
         break;
       case 3:
-        batch.push_back(request(id, FailJob{{{"code", "upstream"}, {"message", "bad\ninput"}, {"details", {1, 2}}}}));
+        batch.push_back(request(
+            id, FailJob{{{"code", "upstream"}, {"message", "bad\ninput"}, {"details", {1, 2}}}}));
         break;
       case 5:
         batch.push_back(request(id, RequestCancel{"user asked"}));
@@ -246,7 +252,8 @@ class LiveWriter {
     // async-signal-safe calls until exec.
     std::vector<std::string> env_store{"JOBSTATE_OPS_LIVE_WRITER=" + dir};
     for (char** e = environ; *e; ++e)
-      if (std::string_view(*e).rfind("JOBSTATE_OPS_LIVE_WRITER=", 0) != 0) env_store.emplace_back(*e);
+      if (std::string_view(*e).rfind("JOBSTATE_OPS_LIVE_WRITER=", 0) != 0)
+        env_store.emplace_back(*e);
     std::vector<char*> envp;
     for (auto& e : env_store) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -322,7 +329,8 @@ class LiveWriterChild : public ::testing::Environment {
       _exit(1);
     }
     auto report = [&] {
-      std::printf("%llu\n", static_cast<unsigned long long>((*store)->writer().committed_head().seq));
+      std::printf("%llu\n",
+                  static_cast<unsigned long long>((*store)->writer().committed_head().seq));
       std::fflush(stdout);
     };
     report();

@@ -44,14 +44,16 @@ class VerifyTest : public ::testing::Test {
 TempDir* VerifyTest::dir_ = nullptr;
 FilledStore* VerifyTest::filled_ = nullptr;
 
-std::string seq_key(uint64_t seq) { return u64_be(seq); }
+std::string seq_key(uint64_t seq) {
+  return u64_be(seq);
+}
 
 TEST_F(VerifyTest, AnIntactStorePasses) {
   auto r = verify(dir_->sub("store"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_NE(r.out.find("ok: " + std::to_string(filled_->head.seq) + " events, " +
-                      std::to_string(filled_->jobs.size()) + " jobs"),
+                       std::to_string(filled_->jobs.size()) + " jobs"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find(filled_->head.hash), std::string::npos) << r.out;
@@ -79,9 +81,10 @@ TEST_F(VerifyTest, AnEditedByteInAStoredEventNamesItsSeq) {
     size_t offset;  // from event_codec.h's layout; SIZE_MAX: inside the data
     uint8_t xor_mask;
   };
-  for (const Edit& edit : {Edit{"format", 0, 0x02}, Edit{"hash", 7, 0x01}, Edit{"version", 40, 0x01},
-                           Edit{"type", 41, 0x01}, Edit{"time", 49, 0x01}, Edit{"job id", 60, 0x10},
-                           Edit{"data", SIZE_MAX, 0x01}}) {
+  for (const Edit& edit :
+       {Edit{"format", 0, 0x02}, Edit{"hash", 7, 0x01}, Edit{"version", 40, 0x01},
+        Edit{"type", 41, 0x01}, Edit{"time", 49, 0x01}, Edit{"job id", 60, 0x10},
+        Edit{"data", SIZE_MAX, 0x01}}) {
     SCOPED_TRACE(edit.part);
     const std::string dir = copy();
     with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
@@ -190,7 +193,9 @@ TEST_F(VerifyTest, TamperedListAndDeadlineIndexesAreNamed) {
     with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
       std::string key = u64_be(static_cast<uint64_t>(kOpsT0) + 1);  // a deadline nobody has
       key += filled_->succeeded_job.bytes();
-      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs.at(StatusProjection::deadlines_cf_name(1)), key, "").ok());
+      ASSERT_TRUE(
+          db->Put(rocksdb::WriteOptions(), cfs.at(StatusProjection::deadlines_cf_name(1)), key, "")
+              .ok());
     });
     auto r = verify(dir);
     EXPECT_EQ(r.exit_code, 1);
@@ -214,20 +219,25 @@ TEST_F(VerifyTest, ABrokenJobEventsIndexIsNamed) {
   {  // an entry removed
     const std::string dir = copy();
     with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
-      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs.at(kJobEventsCf), job_event_key(job, 2)).ok());
+      ASSERT_TRUE(
+          db->Delete(rocksdb::WriteOptions(), cfs.at(kJobEventsCf), job_event_key(job, 2)).ok());
     });
     auto r = verify(dir);
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_TRUE(is_one_line_error(r, "job " + job.to_string() + " version 2) has no job_events entry"));
+    EXPECT_TRUE(
+        is_one_line_error(r, "job " + job.to_string() + " version 2) has no job_events entry"));
   }
   {  // an entry pointing at another event
     const std::string dir = copy();
     with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
-      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs.at(kJobEventsCf), job_event_key(job, 2), u64_be(1)).ok());
+      ASSERT_TRUE(
+          db->Put(rocksdb::WriteOptions(), cfs.at(kJobEventsCf), job_event_key(job, 2), u64_be(1))
+              .ok());
     });
     auto r = verify(dir);
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_TRUE(is_one_line_error(r, "job_events entry for job " + job.to_string() + " version 2 points at seq 1"));
+    EXPECT_TRUE(is_one_line_error(
+        r, "job_events entry for job " + job.to_string() + " version 2 points at seq 1"));
   }
 }
 
@@ -239,11 +249,14 @@ TEST_F(VerifyTest, AChainValidEventAfterATerminalOneNamesItsSeq) {
   const uint64_t seq = filled_->head.seq + 1;
   with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
     std::string last_seq;
-    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs.at(kJobEventsCf), job_event_key(job, 99), &last_seq)
-                    .IsNotFound());
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs.at(kJobEventsCf)));
+    ASSERT_TRUE(
+        db->Get(rocksdb::ReadOptions(), cfs.at(kJobEventsCf), job_event_key(job, 99), &last_seq)
+            .IsNotFound());
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), cfs.at(kJobEventsCf)));
     uint64_t version = 0;
-    for (it->Seek(job_event_key(job, 1)); it->Valid() && it->key().starts_with(job.bytes()); it->Next())
+    for (it->Seek(job_event_key(job, 1)); it->Valid() && it->key().starts_with(job.bytes());
+         it->Next())
       ++version;
     Event e;
     e.seq = seq;
