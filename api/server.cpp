@@ -39,6 +39,11 @@ constexpr size_t kDefaultListLimit = 50;
 constexpr size_t kDefaultEventLimit = 100;
 constexpr size_t kMaxLimit = 1000;
 constexpr int64_t kDefaultWaitS = 30;
+// Pistache's own buffer per request. Bodies up to this reach our handler,
+// which answers 413 problem+json and closes the connection; beyond it Pistache
+// answers a plain 413 itself and misreads the rest of the body as requests
+// (documented: put a proxy with client_max_body_size in front).
+constexpr size_t kMaxRequestBytes = 4 * kMaxBodyBytes + (64u << 10);
 
 const char* const kJsonType = "application/json";
 const char* const kProblemType = "application/problem+json";
@@ -575,7 +580,7 @@ Status ApiServer::start() {
     auto opts = Http::Endpoint::options()
                     .threads(options_.threads)
                     .flags(Tcp::Options::ReuseAddr)
-                    .maxRequestSize(kMaxBodyBytes + (64u << 10))
+                    .maxRequestSize(kMaxRequestBytes)
                     .maxResponseSize(64u << 20)
                     .headerTimeout(std::chrono::seconds(options_.request_timeout_s))
                     .bodyTimeout(std::chrono::seconds(options_.request_timeout_s));

@@ -273,8 +273,10 @@ Result<JobState> apply(const JobState* state, const Event& e) {
 }
 
 TimeMs effective_deadline_ms(const JobState& s, TimeMs server_start_ms) {
-  TimeMs stored = s.deadline_ms.value_or(0);
-  return std::max(stored, server_start_ms + s.heartbeat_timeout_s * 1000);
+  const TimeMs stored = s.deadline_ms.value_or(0);
+  // Only a deadline that passed while the server was down is moved (API.md):
+  // one still ahead at start-up stays as the worker's heartbeats set it.
+  return stored < server_start_ms ? server_start_ms + s.heartbeat_timeout_s * 1000 : stored;
 }
 
 json job_to_json(const JobState& s, TimeMs server_start_ms) {

@@ -116,8 +116,9 @@ Result<std::vector<NewEvent>> decide(const JobState* state, const Command& comma
 // on that to report a broken log instead of producing a wrong state.
 Result<JobState> apply(const JobState* state, const Event& event);
 
-// When the watchdog fails a running job: its stored deadline, but never
-// earlier than server_start_ms + heartbeat_timeout (grace after a restart).
+// When the watchdog fails a running job: its stored deadline, except that a
+// deadline that passed before server_start_ms (while the server was down)
+// becomes server_start_ms + heartbeat_timeout (grace after a restart).
 TimeMs effective_deadline_ms(const JobState& s, TimeMs server_start_ms);
 
 // The job resource of API.md. `deadline_at` shows effective_deadline_ms.

@@ -76,8 +76,7 @@ Result<JobState> StatusRow::to_state() const {
 }
 
 std::string StatusRow::render(TimeMs server_start_ms) const {
-  const bool grace = status == JobStatus::kRunning && deadline_ms != 0 &&
-                     deadline_ms < server_start_ms + heartbeat_timeout_s * 1000;
+  const bool grace = status == JobStatus::kRunning && deadline_ms != 0 && deadline_ms < server_start_ms;
   if (!grace) return json_text;
   auto s = to_state();
   if (!s) return json_text;
@@ -215,14 +214,22 @@ Result<ListPage> StatusProjection::list(const ListFilter& filter, std::optional<
   return page;
 }
 
-Result<std::vector<ExpiredDeadline>> StatusProjection::expired(TimeMs now_ms, size_t limit) const {
+Result<std::vector<ExpiredDeadline>> StatusProjection::expired(TimeMs now_ms, size_t limit,
+                                                               const ExpiredDeadline* after) const {
   const std::string upper = u64_be(static_cast<uint64_t>(now_ms) + 1);
   rocksdb::ReadOptions ro;
   rocksdb::Slice upper_slice(upper);
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_.db()->NewIterator(ro, deadlines_));
   std::vector<ExpiredDeadline> out;
-  for (it->SeekToFirst(); it->Valid() && out.size() < limit; it->Next()) {
+  if (after) {
+    const std::string from = deadline_key(after->deadline_ms, after->job_id);
+    it->Seek(from);
+    if (it->Valid() && it->key().ToStringView() == from) it->Next();
+  } else {
+    it->SeekToFirst();
+  }
+  for (; it->Valid() && out.size() < limit; it->Next()) {
     auto k = it->key().ToStringView();
     if (k.size() != 24) return make_error(ErrorCode::kCorruption, "deadlines: malformed key");
     out.push_back({static_cast<TimeMs>(get_u64_be(k)), *JobId::from_bytes(k.substr(8))});

@@ -90,8 +90,10 @@ class StatusProjection final : public BatchProjector {
   // REQUIRES: limit >= 1.
   Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
                         size_t limit) const;
-  // Running jobs whose stored deadline is <= now_ms, earliest first, at most `limit`.
-  Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit) const;
+  // Running jobs whose stored deadline is <= now_ms, earliest first, at most
+  // `limit`, starting after `after` when given (to page through the range).
+  Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit,
+                                               const ExpiredDeadline* after = nullptr) const;
 
   uint64_t generation() const { return generation_; }
 

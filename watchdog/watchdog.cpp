@@ -46,29 +46,39 @@ void Watchdog::loop() {
 
 size_t Watchdog::sweep_once() {
   const TimeMs now = clock_.now_ms();
-  auto expired = projection_.expired(now, options_.max_per_sweep);
-  if (!expired) {
-    spdlog::warn("watchdog: reading deadlines failed: {}", expired.error().message);
-    return 0;
-  }
+  const TimeMs server_start = writer_.server_start_ms();
+  constexpr size_t kPage = 1000;
   std::vector<std::future<void>> pending;
-  for (auto& d : *expired) {
-    auto row = projection_.row(d.job_id);
-    if (!row || !*row || (*row)->status != JobStatus::kRunning) continue;
-    // Still within the grace after a restart: not yet.
-    const TimeMs grace_end = writer_.server_start_ms() + (*row)->heartbeat_timeout_s * 1000;
-    if (now < grace_end) continue;
-    auto done = std::make_shared<std::promise<void>>();
-    pending.push_back(done->get_future());
-    CommandRequest req;
-    req.job_id = d.job_id;
-    req.command = ExpireHeartbeat{};
-    req.expected_version = (*row)->version;
-    writer_.submit(std::move(req), [done, id = d.job_id](Result<CommandOutcome> r) {
-      if (r && !r->events.empty())
-        spdlog::info("watchdog: job {} failed: heartbeat_timeout", id.to_string());
-      done->set_value();
-    });
+  std::optional<ExpiredDeadline> cursor;
+  // Page through the expired range: jobs still in their restart grace are
+  // skipped, and must not hide overdue jobs behind them.
+  while (pending.size() < options_.max_per_sweep) {
+    auto expired = projection_.expired(now, kPage, cursor ? &*cursor : nullptr);
+    if (!expired) {
+      spdlog::warn("watchdog: reading deadlines failed: {}", expired.error().message);
+      break;
+    }
+    for (auto& d : *expired) {
+      if (pending.size() >= options_.max_per_sweep) break;
+      auto row = projection_.row(d.job_id);
+      if (!row || !*row || (*row)->status != JobStatus::kRunning) continue;
+      // A deadline that passed while the server was down: not before the grace ends.
+      if (d.deadline_ms < server_start && now < server_start + (*row)->heartbeat_timeout_s * 1000)
+        continue;
+      auto done = std::make_shared<std::promise<void>>();
+      pending.push_back(done->get_future());
+      CommandRequest req;
+      req.job_id = d.job_id;
+      req.command = ExpireHeartbeat{};
+      req.expected_version = (*row)->version;
+      writer_.submit(std::move(req), [done, id = d.job_id](Result<CommandOutcome> r) {
+        if (r && !r->events.empty())
+          spdlog::info("watchdog: job {} failed: heartbeat_timeout", id.to_string());
+        done->set_value();
+      });
+    }
+    if (expired->size() < kPage) break;
+    cursor = expired->back();
   }
   for (auto& f : pending) f.wait();
   return pending.size();
