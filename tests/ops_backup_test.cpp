@@ -55,7 +55,7 @@ std::string hash_at(const std::string& dir, uint64_t seq) {
   return j.is_object() ? j.value("hash", "") : "";
 }
 
-TEST(BackupTest, AStoppedStoreIsCheckpointedWithTheSameHeadAndJobs) {
+TEST(OpsBackupTest, AStoppedStoreIsCheckpointedWithTheSameHeadAndJobs) {
   TempDir dir;
   const auto filled = fill_varied_store(dir.sub("store"), 27);
   auto r = run_jobstate({"backup", "--data-dir", dir.sub("store"), "--to", dir.sub("copy")});
@@ -84,7 +84,7 @@ TEST(BackupTest, AStoppedStoreIsCheckpointedWithTheSameHeadAndJobs) {
   for (auto& [path, size] : leftovers) EXPECT_EQ(path.find(".partial"), std::string::npos) << path;
 }
 
-TEST(BackupTest, ALiveStoreIsCopiedFromAConsistentCut) {
+TEST(OpsBackupTest, ALiveStoreIsCopiedFromAConsistentCut) {
   TempDir dir;
   const std::string store = dir.sub("store");
   LiveWriter writer(store);
@@ -115,7 +115,7 @@ TEST(BackupTest, ALiveStoreIsCopiedFromAConsistentCut) {
 
 // backup_store on a read-write store whose writer keeps appending in this
 // process: the checkpoint is a consistent cut (the copy verifies).
-TEST(BackupTest, ACheckpointWhileTheWriterAppendsIsConsistent) {
+TEST(OpsBackupTest, ACheckpointWhileTheWriterAppendsIsConsistent) {
   TempDir dir;
   fill_varied_store(dir.sub("store"), 9);
   ManualClock clock(kOpsT0 + 10'000'000);
@@ -195,7 +195,7 @@ class ServeProcess {
   std::string url_;
 };
 
-TEST(BackupServeTest, ABackupOfARunningServerIsServedWithTheSameHead) {
+TEST(OpsBackupServeTest, ABackupOfARunningServerIsServedWithTheSameHead) {
   TempDir dir;
   ServeProcess primary(dir.sub("store"), dir.sub("primary.out"));
   ASSERT_FALSE(primary.url().empty()) << primary.output();
@@ -233,7 +233,7 @@ TEST(BackupServeTest, ABackupOfARunningServerIsServedWithTheSameHead) {
   EXPECT_EQ(copy_client.request("GET", "/v1/jobs/" + later.json().value("id", "x")).status, 404);
 }
 
-TEST(BackupBadInputTest, OneLineErrorsAndNothingLeftBehind) {
+TEST(OpsBackupBadInputTest, OneLineErrorsAndNothingLeftBehind) {
   TempDir dir;
   fill_varied_store(dir.sub("store"), 9);
   std::filesystem::create_directory(dir.sub("taken"));

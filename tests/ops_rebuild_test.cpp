@@ -39,7 +39,7 @@ std::vector<std::string> column_families(const std::string& dir) {
   return names;
 }
 
-class RebuildTest : public ::testing::Test {
+class OpsRebuildTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
@@ -64,11 +64,11 @@ class RebuildTest : public ::testing::Test {
   TempDir tmp_;
   int copies_ = 0;
 };
-TempDir* RebuildTest::dir_ = nullptr;
-FilledStore* RebuildTest::filled_ = nullptr;
-Projection* RebuildTest::original_ = nullptr;
+TempDir* OpsRebuildTest::dir_ = nullptr;
+FilledStore* OpsRebuildTest::filled_ = nullptr;
+Projection* OpsRebuildTest::original_ = nullptr;
 
-TEST_F(RebuildTest, ReproducesTheInlineProjectionByteForByte) {
+TEST_F(OpsRebuildTest, ReproducesTheInlineProjectionByteForByte) {
   ASSERT_EQ(original_->jobs.size(), filled_->jobs.size());
   ASSERT_FALSE(original_->deadlines.empty());
   const std::string dir = copy();
@@ -99,7 +99,7 @@ TEST_F(RebuildTest, ReproducesTheInlineProjectionByteForByte) {
 
 // The library with parse_every_event (verify's mode) agrees with the fast
 // default on the same log.
-TEST_F(RebuildTest, EveryEventParsedGivesTheSameProjection) {
+TEST_F(OpsRebuildTest, EveryEventParsedGivesTheSameProjection) {
   const std::string dir = copy();
   DatabaseOptions o;
   o.path = dir;
@@ -120,7 +120,7 @@ TEST_F(RebuildTest, EveryEventParsedGivesTheSameProjection) {
   EXPECT_EQ(read_projection(dir, 2), *original_);
 }
 
-TEST_F(RebuildTest, ALostProjectionIsRestoredFromTheLog) {
+TEST_F(OpsRebuildTest, ALostProjectionIsRestoredFromTheLog) {
   const std::string dir = copy();
   with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
     for (uint64_t g : {1}) {
@@ -160,7 +160,7 @@ TEST_F(RebuildTest, ALostProjectionIsRestoredFromTheLog) {
   EXPECT_EQ((*store)->writer().committed_head(), filled_->head);
 }
 
-TEST_F(RebuildTest, LeftoversOfAnInterruptedRebuildAreReplaced) {
+TEST_F(OpsRebuildTest, LeftoversOfAnInterruptedRebuildAreReplaced) {
   const std::string dir = copy();
   with_raw_db(dir, [&](rocksdb::DB* db, auto&) {
     rocksdb::ColumnFamilyHandle* half = nullptr;
@@ -176,7 +176,7 @@ TEST_F(RebuildTest, LeftoversOfAnInterruptedRebuildAreReplaced) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/rebuild.tmp"));
 }
 
-TEST(RebuildLiveTest, RefusedInOneLineWhileAServerHoldsTheStoreAndCheckWorks) {
+TEST(OpsRebuildLiveTest, RefusedInOneLineWhileAServerHoldsTheStoreAndCheckWorks) {
   TempDir dir;
   const std::string store = dir.sub("store");
   LiveWriter writer(store);
@@ -210,7 +210,7 @@ TEST(RebuildLiveTest, RefusedInOneLineWhileAServerHoldsTheStoreAndCheckWorks) {
   EXPECT_EQ(run_jobstate({"verify", "--data-dir", store}).exit_code, 0);
 }
 
-TEST(RebuildBadInputTest, OneLineErrorsAndNoDirectoryBecomesAStore) {
+TEST(OpsRebuildBadInputTest, OneLineErrorsAndNoDirectoryBecomesAStore) {
   TempDir dir;
   std::filesystem::create_directory(dir.sub("empty"));
   {  // a RocksDB database that is not a jobstate store

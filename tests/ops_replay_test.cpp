@@ -44,7 +44,7 @@ uint64_t seq_of(const std::string& line) {
   return json::parse(line).at("seq").get<uint64_t>();
 }
 
-class ReplayTest : public ::testing::Test {
+class OpsReplayTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
@@ -58,10 +58,10 @@ class ReplayTest : public ::testing::Test {
   static TempDir* dir_;
   static FilledStore* filled_;
 };
-TempDir* ReplayTest::dir_ = nullptr;
-FilledStore* ReplayTest::filled_ = nullptr;
+TempDir* OpsReplayTest::dir_ = nullptr;
+FilledStore* OpsReplayTest::filled_ = nullptr;
 
-TEST_F(ReplayTest, WholeLogIsTheApiEventJsonInSeqOrder) {
+TEST_F(OpsReplayTest, WholeLogIsTheApiEventJsonInSeqOrder) {
   auto r = run_jobstate({"replay", "--data-dir", store()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
@@ -72,7 +72,7 @@ TEST_F(ReplayTest, WholeLogIsTheApiEventJsonInSeqOrder) {
   EXPECT_EQ(json::parse(lines.back()).at("hash"), filled_->head.hash);
 }
 
-TEST_F(ReplayTest, OneJobIsItsHistoryInOrder) {
+TEST_F(OpsReplayTest, OneJobIsItsHistoryInOrder) {
   const JobId job = filled_->succeeded_job;
   auto r = run_jobstate({"replay", "--data-dir", store(), "--job", job.to_string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -87,7 +87,7 @@ TEST_F(ReplayTest, OneJobIsItsHistoryInOrder) {
   EXPECT_EQ(json::parse(lines.back()).at("type"), "succeeded");
 }
 
-TEST_F(ReplayTest, AfterSeqIsExclusiveAndUntilSeqInclusive) {
+TEST_F(OpsReplayTest, AfterSeqIsExclusiveAndUntilSeqInclusive) {
   auto r = run_jobstate({"replay", "--data-dir", store(), "--after-seq", "5", "--until-seq", "9"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto lines = lines_of(r.out);
@@ -111,7 +111,7 @@ TEST_F(ReplayTest, AfterSeqIsExclusiveAndUntilSeqInclusive) {
   }
 }
 
-TEST_F(ReplayTest, JobAndRangeTogether) {
+TEST_F(OpsReplayTest, JobAndRangeTogether) {
   const JobId job = filled_->succeeded_job;
   auto all =
       lines_of(run_jobstate({"replay", "--data-dir", store(), "--job", job.to_string()}).out);
@@ -125,7 +125,7 @@ TEST_F(ReplayTest, JobAndRangeTogether) {
 
 // The audit procedure of docs/operations.md: a published head {seq, hash}
 // is still the hash of the event at that seq after the log has grown.
-TEST(ReplayAuditTest, LastLineUpToAPublishedSeqCarriesThePublishedHash) {
+TEST(OpsReplayAuditTest, LastLineUpToAPublishedSeqCarriesThePublishedHash) {
   TempDir dir;
   const auto filled = fill_varied_store(dir.sub("store"), 18);
   const LogHead published = filled.head;
@@ -150,7 +150,7 @@ TEST(ReplayAuditTest, LastLineUpToAPublishedSeqCarriesThePublishedHash) {
   EXPECT_EQ(last.at("hash"), published.hash);
 }
 
-TEST(ReplayLiveTest, WorksWhileAnotherProcessAppends) {
+TEST(OpsReplayLiveTest, WorksWhileAnotherProcessAppends) {
   TempDir dir;
   LiveWriter writer(dir.sub("store"));
   ASSERT_TRUE(writer.wait_for_seq(40)) << "the live writer did not get going";
@@ -177,7 +177,7 @@ TEST(ReplayLiveTest, WorksWhileAnotherProcessAppends) {
   EXPECT_EQ(lines_of(one.out).size(), 4u);
 }
 
-TEST(ReplayBadInputTest, OneLineErrorsAndNothingWritten) {
+TEST(OpsReplayBadInputTest, OneLineErrorsAndNothingWritten) {
   TempDir dir;
   const std::string store = dir.sub("store");
   fill_varied_store(store, 9);

@@ -16,7 +16,7 @@ namespace {
 
 using nlohmann::json;
 
-class VerifyTest : public ::testing::Test {
+class OpsVerifyTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
@@ -41,14 +41,14 @@ class VerifyTest : public ::testing::Test {
   TempDir tmp_;
   int copies_ = 0;
 };
-TempDir* VerifyTest::dir_ = nullptr;
-FilledStore* VerifyTest::filled_ = nullptr;
+TempDir* OpsVerifyTest::dir_ = nullptr;
+FilledStore* OpsVerifyTest::filled_ = nullptr;
 
 std::string seq_key(uint64_t seq) {
   return u64_be(seq);
 }
 
-TEST_F(VerifyTest, AnIntactStorePasses) {
+TEST_F(OpsVerifyTest, AnIntactStorePasses) {
   auto r = verify(dir_->sub("store"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
@@ -59,7 +59,7 @@ TEST_F(VerifyTest, AnIntactStorePasses) {
   EXPECT_NE(r.out.find(filled_->head.hash), std::string::npos) << r.out;
 }
 
-TEST_F(VerifyTest, TheLibraryReportsTheHead) {
+TEST_F(OpsVerifyTest, TheLibraryReportsTheHead) {
   DatabaseOptions o;
   o.path = dir_->sub("store");
   o.mode = OpenMode::kReadOnly;
@@ -74,7 +74,7 @@ TEST_F(VerifyTest, TheLibraryReportsTheHead) {
 
 // One byte changed in each part of the stored record of seq 20: the format,
 // the stored hash, the version, the type, the time, the job id, the data.
-TEST_F(VerifyTest, AnEditedByteInAStoredEventNamesItsSeq) {
+TEST_F(OpsVerifyTest, AnEditedByteInAStoredEventNamesItsSeq) {
   constexpr uint64_t kSeq = 20;
   struct Edit {
     const char* part;
@@ -100,7 +100,7 @@ TEST_F(VerifyTest, AnEditedByteInAStoredEventNamesItsSeq) {
   }
 }
 
-TEST_F(VerifyTest, ARemovedEventIsNamed) {
+TEST_F(OpsVerifyTest, ARemovedEventIsNamed) {
   const std::string dir = copy();
   with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
     ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), cfs.at(kEventsCf), seq_key(33)).ok());
@@ -110,7 +110,7 @@ TEST_F(VerifyTest, ARemovedEventIsNamed) {
   EXPECT_TRUE(is_one_line_error(r, "seq 33 is missing"));
 }
 
-TEST_F(VerifyTest, ARemovedLastEventIsNamed) {
+TEST_F(OpsVerifyTest, ARemovedLastEventIsNamed) {
   const std::string dir = copy();
   const uint64_t last = filled_->head.seq;
   with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
@@ -124,7 +124,7 @@ TEST_F(VerifyTest, ARemovedLastEventIsNamed) {
 // Cutting the log's tail and rewinding the head to match keeps the chain
 // valid; the job whose events went is still caught (and the auditor's
 // published head would not be found any more).
-TEST_F(VerifyTest, ATruncatedLogWithARewoundHeadIsCaught) {
+TEST_F(OpsVerifyTest, ATruncatedLogWithARewoundHeadIsCaught) {
   const std::string dir = copy();
   const uint64_t last = filled_->head.seq;
   std::string cut_job;
@@ -149,7 +149,7 @@ TEST_F(VerifyTest, ATruncatedLogWithARewoundHeadIsCaught) {
   EXPECT_TRUE(is_one_line_error(r, "job " + cut_job));
 }
 
-TEST_F(VerifyTest, ATamperedStatusRowNamesTheJob) {
+TEST_F(OpsVerifyTest, ATamperedStatusRowNamesTheJob) {
   const std::string dir = copy();
   const JobId job = filled_->succeeded_job;
   with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
@@ -174,7 +174,7 @@ TEST_F(VerifyTest, ATamperedStatusRowNamesTheJob) {
   EXPECT_EQ(verify(dir).exit_code, 0);
 }
 
-TEST_F(VerifyTest, TamperedListAndDeadlineIndexesAreNamed) {
+TEST_F(OpsVerifyTest, TamperedListAndDeadlineIndexesAreNamed) {
   {
     const std::string dir = copy();
     with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
@@ -204,7 +204,7 @@ TEST_F(VerifyTest, TamperedListAndDeadlineIndexesAreNamed) {
   }
 }
 
-TEST_F(VerifyTest, AMissingProjectionIsNamed) {
+TEST_F(OpsVerifyTest, AMissingProjectionIsNamed) {
   const std::string dir = copy();
   with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
     ASSERT_TRUE(db->DropColumnFamily(cfs.at(StatusProjection::jobs_cf_name(1))).ok());
@@ -214,7 +214,7 @@ TEST_F(VerifyTest, AMissingProjectionIsNamed) {
   EXPECT_TRUE(is_one_line_error(r, "projection 'jobs.g1' is missing"));
 }
 
-TEST_F(VerifyTest, ABrokenJobEventsIndexIsNamed) {
+TEST_F(OpsVerifyTest, ABrokenJobEventsIndexIsNamed) {
   const JobId job = filled_->succeeded_job;
   {  // an entry removed
     const std::string dir = copy();
@@ -243,7 +243,7 @@ TEST_F(VerifyTest, ABrokenJobEventsIndexIsNamed) {
 
 // An event appended after a terminal one, with a correct hash chain, head and
 // index: only the state machine catches it.
-TEST_F(VerifyTest, AChainValidEventAfterATerminalOneNamesItsSeq) {
+TEST_F(OpsVerifyTest, AChainValidEventAfterATerminalOneNamesItsSeq) {
   const std::string dir = copy();
   const JobId job = filled_->succeeded_job;
   const uint64_t seq = filled_->head.seq + 1;
@@ -289,7 +289,7 @@ TEST_F(VerifyTest, AChainValidEventAfterATerminalOneNamesItsSeq) {
   EXPECT_EQ(std::find(names.begin(), names.end(), "jobs.g2"), names.end());
 }
 
-TEST(VerifyLiveTest, PassesWhileAnotherProcessAppends) {
+TEST(OpsVerifyLiveTest, PassesWhileAnotherProcessAppends) {
   TempDir dir;
   LiveWriter writer(dir.sub("store"));
   ASSERT_TRUE(writer.wait_for_seq(40)) << "the live writer did not get going";
@@ -305,7 +305,7 @@ TEST(VerifyLiveTest, PassesWhileAnotherProcessAppends) {
   EXPECT_TRUE(writer.wait_for_seq(writer.seq() + 8)) << "the writer was blocked";
 }
 
-TEST(VerifyBadInputTest, OneLineErrors) {
+TEST(OpsVerifyBadInputTest, OneLineErrors) {
   TempDir dir;
   std::filesystem::create_directory(dir.sub("empty"));
   for (auto args : {std::vector<std::string>{"--data-dir", dir.sub("missing")},
