@@ -25,10 +25,11 @@
 //   events, in chunks, to two folder threads; a job's events always go to the
 //   same folder, in seq order.
 // - A folder runs every event through apply(), so the state machine is
-//   checked exactly as the writer checks it. It keeps apply()'s copy of the
-//   state small (a job's params and labels are held aside), and parses only
-//   the data the final state needs: not the heartbeats a later one replaces,
-//   not a succeeded event's result (its canonical text goes into the row as is).
+//   checked exactly as the writer checks it. Outside exact mode
+//   (parse_every_event) it keeps apply()'s copy of the state small (a job's
+//   params and labels are held aside), and parses only the data the final
+//   state needs: not the heartbeats a later one replaces, not a succeeded
+//   event's result (its canonical text goes into the row as is).
 // - A job's entries are encoded as soon as it reaches a terminal state (it
 //   never changes again): the encoding overlaps the scan, and only open jobs
 //   are kept in memory. Status rows are written by encode_status_row_fast.
@@ -537,9 +538,9 @@ class JobFolder {
 
  private:
   // A job that has not reached a terminal state. apply() copies the state for
-  // every event but never reads params or labels after `created`, so those
-  // are held here instead (only to check the row encoder), and the row takes
-  // them from the created event's canonical text.
+  // every event but never reads params or labels after `created`, so outside
+  // exact mode those are held here instead (only to check the row encoder),
+  // and the row takes them from the created event's canonical text.
   struct OpenJob {
     JobState state;
     bool check_row = false;         // compare encode_status_row_fast with encode_status_row
@@ -605,12 +606,13 @@ class JobFolder {
     job.open = std::make_unique<OpenJob>();
     OpenJob& open = *job.open;
     open.state = std::move(*created);
-    open.check_row = !exact_ && created_jobs_++ % kRowCheckEvery == 0;
-    if (!exact_) {
-      open.created_data.assign(data);
-      open.params_text = member_text(open.created_data, "params").value_or("");
-      open.labels_text = member_text(open.created_data, "labels").value_or("");
-    }
+    // Exact mode folds the state exactly as stored, relying on nothing
+    // about apply() beyond its contract.
+    if (exact_) return;
+    open.check_row = created_jobs_++ % kRowCheckEvery == 0;
+    open.created_data.assign(data);
+    open.params_text = member_text(open.created_data, "params").value_or("");
+    open.labels_text = member_text(open.created_data, "labels").value_or("");
     if (open.check_row || open.params_text.empty()) open.params = std::move(open.state.params);
     if (open.check_row || open.labels_text.empty()) open.labels = std::move(open.state.labels);
     open.state.params = nullptr;
@@ -634,14 +636,14 @@ class JobFolder {
   // Puts the job's final state together and encodes its projection entries.
   void emit(OpenJob& job) {
     JobState& s = job.state;
-    s.params = std::move(job.params);
-    s.labels = std::move(job.labels);
     try {
       if (exact_) {
         for (auto& e : projection_entries(s)) out[e.family].add(e.key, e.value);
         ++jobs;
         return;
       }
+      s.params = std::move(job.params);
+      s.labels = std::move(job.labels);
       RowTexts texts{job.params_text, job.labels_text, {}, {}};
       if (!job.progress_data.empty()) {
         if (!nlohmann::json::accept(job.progress_data)) {

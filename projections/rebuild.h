@@ -17,10 +17,12 @@ struct RebuildOptions {
   // Called every ~100k events with the number replayed so far, on the
   // calling thread.
   std::function<void(uint64_t events_replayed)> on_progress;
-  // Parse every event's data and fold it through apply() as stored, so that
-  // malformed data anywhere in the log is reported (verify sets this). By
-  // default only the data the final states need is parsed: a heartbeat's
-  // progress is parsed only when no later heartbeat of the job replaces it.
+  // Exact mode (verify sets it): parse every event's data and fold it
+  // through apply() as stored, so that malformed data anywhere in the log is
+  // reported, and encode rows with encode_status_row itself. By default only
+  // the data the final states need is parsed (a heartbeat's progress only
+  // when no later heartbeat of the job replaces it) and rows are written by
+  // a faster encoder that is cross-checked against encode_status_row.
   bool parse_every_event = false;
 };
 
