@@ -242,6 +242,7 @@ void Writer::process(std::vector<Pending>& batch) {
       wo.sync = true;
       ws = db_.db()->Write(wo, &wb);
     }
+    projector_.batch_finished(ws.ok());
     if (!ws.ok()) {
       // Nothing of this batch is acknowledged; the head stays where it was.
       Error err = rocksdb_error(ws, "writing to the store");

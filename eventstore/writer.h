@@ -45,6 +45,9 @@ class BatchProjector {
   // `before` (nullptr: it did not exist) to `after`.
   virtual void project(rocksdb::WriteBatch& batch, const JobState* before,
                        const JobState& after) = 0;
+  // After each batch that project() contributed to: whether it became
+  // durable. Called before any of the batch's callbacks run.
+  virtual void batch_finished(bool durable) {}
 };
 
 struct CommandRequest {

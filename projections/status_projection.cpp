@@ -145,6 +145,10 @@ rocksdb::ColumnFamilyHandle* StatusProjection::family(ProjectionEntry::Family f)
 }
 
 Result<std::optional<StatusRow>> StatusProjection::row(const JobId& id) const {
+  {
+    std::lock_guard lock(recent_mu_);
+    if (auto it = recent_.find(id); it != recent_.end()) return std::optional<StatusRow>(*it->second);
+  }
   rocksdb::PinnableSlice v;
   auto s = db_.db()->Get(rocksdb::ReadOptions(), jobs_, id.bytes(), &v);
   if (s.IsNotFound()) return std::optional<StatusRow>();
@@ -177,9 +181,22 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, const JobState* befor
   for (auto& old : old_entries)
     if (!has(new_entries, old)) batch.Delete(family(old.family), old.key);
   // The row always changes; index keys only when they are new (their value is the id).
-  for (auto& e : new_entries)
-    if (e.family == ProjectionEntry::kJobs || !has(old_entries, e))
-      batch.Put(family(e.family), e.key, e.value);
+  for (auto& e : new_entries) {
+    if (e.family != ProjectionEntry::kJobs && has(old_entries, e)) continue;
+    batch.Put(family(e.family), e.key, e.value);
+    if (e.family == ProjectionEntry::kJobs)
+      if (auto r = decode_status_row(e.value))
+        staged_.emplace_back(after.id, std::make_shared<const StatusRow>(std::move(*r)));
+  }
+}
+
+void StatusProjection::batch_finished(bool durable) {
+  if (durable) {
+    std::lock_guard lock(recent_mu_);
+    if (recent_.size() + staged_.size() > kRecentRows) recent_.clear();
+    for (auto& [id, row] : staged_) recent_[id] = std::move(row);
+  }
+  staged_.clear();
 }
 
 Result<ListPage> StatusProjection::list(const ListFilter& filter, std::optional<uint64_t> before_seq,

@@ -16,8 +16,11 @@
 // Thread safety: all methods are safe to call concurrently.
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <string_view>
 #include <vector>
 
@@ -83,6 +86,7 @@ class StatusProjection final : public BatchProjector {
   // BatchProjector
   Result<std::optional<JobState>> load(const JobId& id) override;
   void project(rocksdb::WriteBatch& batch, const JobState* before, const JobState& after) override;
+  void batch_finished(bool durable) override;
 
   // The job's status row; nullopt when there is no such job.
   Result<std::optional<StatusRow>> row(const JobId& id) const;
@@ -109,6 +113,15 @@ class StatusProjection final : public BatchProjector {
   rocksdb::ColumnFamilyHandle* jobs_ = nullptr;
   rocksdb::ColumnFamilyHandle* list_ = nullptr;
   rocksdb::ColumnFamilyHandle* deadlines_ = nullptr;
+
+  // Rows of recently written jobs, so status reads of busy jobs skip
+  // RocksDB (a memtable full of row versions makes point reads slow). Only
+  // the writer fills it, after a batch is durable and before its callbacks
+  // run, so an entry is always the newest committed row; a miss reads RocksDB.
+  static constexpr size_t kRecentRows = 100'000;
+  mutable std::mutex recent_mu_;
+  std::unordered_map<JobId, std::shared_ptr<const StatusRow>> recent_;
+  std::vector<std::pair<JobId, std::shared_ptr<const StatusRow>>> staged_;  // writer thread only
 };
 
 // The stored generation (1 when the store has none yet).
