@@ -63,9 +63,10 @@ int run_rebuild(const RebuildFlags& flags) {
     stats = rebuild_projections((*store)->db(), options);
   }
   if (!stats) {
-    print_error(cmd, flags.check_only ? "the stored projection differs from a replay of the log: " +
-                                            stats.error().message
-                                      : stats.error().message);
+    // A failed rebuild switches nothing: the projection in use is untouched.
+    print_error(cmd, flags.check_only
+                         ? stats.error().message
+                         : stats.error().message + " (the projection was not changed)");
     return kExitFailure;
   }
   const double rate = stats->seconds > 0 ? static_cast<double>(stats->events) / stats->seconds : 0;
