@@ -68,8 +68,8 @@ Result<LogPass> check_chain(const Database& db, const VerifyOptions& options) {
     const std::string stored = v.hash_hex();
     if (hash != stored) {
       failure = corrupt("seq " + std::to_string(v.seq) + " (job " + v.job_id.to_string() +
-                        "): the hash chain breaks: the stored event or its hash was changed "
-                        "(recomputed " +
+                        "): the hash chain breaks here: this event or its stored hash was "
+                        "changed, or the previous event's hash was (recomputed " +
                         short_hash(hash) + ", stored " + short_hash(stored) + ")");
       return false;
     }

@@ -100,6 +100,32 @@ TEST_F(OpsVerifyTest, AnEditedByteInAStoredEventNamesItsSeq) {
   }
 }
 
+// An edit that also recomputes the event's own hash moves the break to the
+// next event, whose stored hash was chained from the original.
+TEST_F(OpsVerifyTest, AnEventRewrittenWithItsOwnHashBreaksTheNextSeq) {
+  const std::string dir = copy();
+  with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
+    std::string before, at;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs.at(kEventsCf), seq_key(19), &before).ok());
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cfs.at(kEventsCf), seq_key(20), &at).ok());
+    auto previous = decode_stored_event(19, before);
+    auto view = decode_stored_event(20, at);
+    ASSERT_OK(previous);
+    ASSERT_OK(view);
+    auto e = view->to_event();
+    ASSERT_OK(e);
+    e->at_ms += 1;  // a forged time, re-hashed
+    e->hash = chain_hash(previous->hash_hex(), canonical_event_json(*e));
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs.at(kEventsCf), seq_key(20),
+                        encode_stored_event(*e, canonical_dump(e->data)))
+                    .ok());
+  });
+  auto r = verify(dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(r, "seq 21 "));
+  EXPECT_TRUE(is_one_line_error(r, "hash chain breaks here"));
+}
+
 TEST_F(OpsVerifyTest, ARemovedEventIsNamed) {
   const std::string dir = copy();
   with_raw_db(dir, [&](rocksdb::DB* db, auto& cfs) {
