@@ -194,9 +194,19 @@ void send_job(Call& call, int status, const JobState& s, TimeMs server_start_ms)
   call.send(status, canonical_dump(job_to_json(s, server_start_ms)));
 }
 
-void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms) {
+void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms, int status = 200) {
   job_headers(call, row.version, row.status);
-  call.send(200, row.render(server_start_ms));
+  call.send(status, row.render(server_start_ms));
+}
+
+// The answer to a write, from the writer thread. The projection already holds
+// the job's row as this batch left it (encoded once, in the batch): use it
+// unless a later command of the same batch moved the job on.
+void send_written(const Context& ctx, Call& call, int status, const JobState& job) {
+  auto row = ctx.store.projection().row(job.id);
+  if (row && *row && (*row)->version == job.version)
+    return send_row(call, **row, ctx.server_start_ms(), status);
+  send_job(call, status, job, ctx.server_start_ms());
 }
 
 // The job's row, or a 404 already sent.
@@ -263,11 +273,10 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
     r.request_fingerprint = create_fingerprint(*cmd);
   }
   r.command = std::move(*cmd);
-  const TimeMs start = ctx.server_start_ms();
-  ctx.store.writer().submit(std::move(r), [call, start](Result<CommandOutcome> out) {
+  ctx.store.writer().submit(std::move(r), [&ctx, call](Result<CommandOutcome> out) {
     if (!out) return call->error(out.error());
     call->header("Location", "/v1/jobs/" + out->job.id.to_string());
-    send_job(*call, 202, out->job, start);
+    send_written(ctx, *call, 202, out->job);
   });
 }
 
@@ -279,10 +288,9 @@ void transition(const Context& ctx, const Http::Request& req, const CallPtr& cal
   auto expected = if_match(req, "If-Match");
   if (refuse_write_if_stopping(ctx, *call)) return;
   CommandRequest r{id, std::move(*cmd), expected, std::nullopt, {}};
-  const TimeMs start = ctx.server_start_ms();
-  ctx.store.writer().submit(std::move(r), [&ctx, call, id, start](Result<CommandOutcome> out) {
+  ctx.store.writer().submit(std::move(r), [&ctx, call, id](Result<CommandOutcome> out) {
     if (!out) return send_refusal(ctx, *call, id, out.error());
-    send_job(*call, 200, out->job, start);
+    send_written(ctx, *call, 200, out->job);
   });
 }
 
