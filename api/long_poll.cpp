@@ -79,7 +79,8 @@ void LongPollRegistry::wake(const CommitInfo& info) {
   std::vector<std::pair<std::shared_ptr<Waiter>, const JobState*>> due;
   {
     std::lock_guard lock(mu_);
-    for (auto& st : info.changed_jobs) {
+    for (auto& changed : info.changed_jobs) {
+      const JobState& st = *changed;
       auto it = by_job_.find(st.id);
       if (it == by_job_.end()) continue;
       auto& ws = it->second;

@@ -3,6 +3,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 
 #include <algorithm>
@@ -33,8 +34,33 @@ Error rocksdb_error(const rocksdb::Status& s, const std::string& doing) {
   return make_error(code, doing + ": " + msg);
 }
 
-rocksdb::ColumnFamilyOptions Database::column_family_options(size_t block_cache_bytes) {
+namespace {
+// The writer inserts a batch's keys into the memtables one by one, and a
+// skiplist insert searches from the top level each time: with a memtable of
+// ~100k row versions that search was a quarter of the writer's CPU. A hint
+// (the position of the previous insert with the same key prefix) makes the
+// common inserts nearly free: `events` keys only grow (prefix: none, one
+// hint), and `job_events` and the status rows (`jobs.g<N>`) are keyed by
+// job id, whose next key sits right beside its previous one (prefix: the id).
+// A heartbeat moves its job's key in `deadlines.g<N>` (big-endian ms + id)
+// from one recent deadline to a newer one: both land among keys written in
+// the same quarter second (prefix: the deadline without its low byte, 256 ms).
+// Other families get no hint: their keys land far from the previous insert.
+std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(const std::string& name) {
+  static const std::shared_ptr<const rocksdb::SliceTransform> none(rocksdb::NewFixedPrefixTransform(0));
+  static const std::shared_ptr<const rocksdb::SliceTransform> job_id(rocksdb::NewFixedPrefixTransform(16));
+  if (name == kEventsCf) return none;
+  static const std::shared_ptr<const rocksdb::SliceTransform> deadline(rocksdb::NewFixedPrefixTransform(7));
+  if (name == kJobEventsCf || name.rfind("jobs.g", 0) == 0) return job_id;
+  if (name.rfind("deadlines.g", 0) == 0) return deadline;
+  return nullptr;
+}
+}  // namespace
+
+rocksdb::ColumnFamilyOptions Database::column_family_options(size_t block_cache_bytes,
+                                                             const std::string& name) {
   rocksdb::ColumnFamilyOptions cf;
+  cf.memtable_insert_with_hint_prefix_extractor = insert_hint_prefix(name);
   cf.level_compaction_dynamic_level_bytes = true;
   cf.compression = best_compression();
   rocksdb::BlockBasedTableOptions table;
@@ -83,9 +109,8 @@ Result<std::unique_ptr<Database>> Database::open(const DatabaseOptions& o) {
     for (auto& r : o.required_column_families)
       if (std::find(names.begin(), names.end(), r) == names.end()) names.push_back(r);
 
-  auto cfo = column_family_options(o.block_cache_bytes);
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (auto& n : names) descs.emplace_back(n, cfo);
+  for (auto& n : names) descs.emplace_back(n, column_family_options(o.block_cache_bytes, n));
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s;
@@ -157,7 +182,7 @@ std::vector<std::string> Database::column_family_names() const {
 Result<rocksdb::ColumnFamilyHandle*> Database::create_column_family(const std::string& name) {
   if (auto* existing = cf(name)) return existing;
   rocksdb::ColumnFamilyHandle* h = nullptr;
-  auto s = db_->CreateColumnFamily(column_family_options(block_cache_bytes_), name, &h);
+  auto s = db_->CreateColumnFamily(column_family_options(block_cache_bytes_, name), name, &h);
   if (!s.ok()) return rocksdb_error(s, "creating column family " + name);
   std::lock_guard lock(mu_);
   cfs_[name] = h;

@@ -74,8 +74,10 @@ class Database {
   // kSecondary: reads what the primary has written since. No-op otherwise.
   Status catch_up();
 
-  // The options every column family is opened with.
-  static rocksdb::ColumnFamilyOptions column_family_options(size_t block_cache_bytes);
+  // The options column family `name` is opened with (empty name: the
+  // options every family shares).
+  static rocksdb::ColumnFamilyOptions column_family_options(size_t block_cache_bytes,
+                                                           const std::string& name = {});
 
  private:
   Database() = default;

@@ -1,5 +1,7 @@
 #include "eventstore/writer.h"
 
+#include <pthread.h>
+
 #include <future>
 
 #include "eventstore/event_codec.h"
@@ -25,6 +27,20 @@ void finish(const CommandCallback& done, Result<CommandOutcome> result) {
 }
 }  // namespace
 
+struct Writer::Batch {
+  uint64_t number = 0;
+  rocksdb::WriteBatch wb;
+  std::vector<Pending> pending;
+  std::vector<Result<CommandOutcome>> results;  // one per pending
+  // Per pending: its outcome rests on an earlier command of this batch, so a
+  // failed write takes its refusal away too.
+  std::vector<bool> rests_on_batch;
+  std::unordered_map<JobId, StatePtr> changed;  // final state of jobs the batch changes
+  std::unordered_map<std::string, std::string> new_idempotency;  // key → value
+  bool has_events = false;
+  LogHead head;  // after the batch (when has_events)
+};
+
 Writer::Writer(Database& db, BatchProjector& projector, const Clock& clock, WriterOptions options)
     : db_(db), projector_(projector), clock_(clock), options_(std::move(options)) {}
 
@@ -39,7 +55,8 @@ Result<std::unique_ptr<Writer>> Writer::start(Database& db, BatchProjector& proj
   w->head_seq_ = head->seq;
   w->head_hash_ = head->hash;
   w->server_start_ms_ = clock.now_ms();
-  w->thread_ = std::thread([p = w.get()] { p->run(); });
+  w->commit_thread_ = std::thread([p = w.get()] { p->run_committer(); });
+  w->thread_ = std::thread([p = w.get()] { p->run_sequencer(); });
   return w;
 }
 
@@ -71,7 +88,9 @@ void Writer::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  const auto self = std::this_thread::get_id();
+  if (thread_.joinable() && thread_.get_id() != self) thread_.join();
+  if (commit_thread_.joinable() && commit_thread_.get_id() != self) commit_thread_.join();
 }
 
 LogHead Writer::committed_head() const {
@@ -81,193 +100,268 @@ LogHead Writer::committed_head() const {
 
 size_t Writer::queued() const {
   std::lock_guard lock(mu_);
-  return queue_.size();
+  return queue_.size() + open_commands_;
 }
 
-void Writer::run() {
-  std::vector<Pending> batch;
+std::unique_ptr<Writer::Batch> Writer::new_batch() {
+  auto b = std::make_unique<Batch>();
+  b->number = next_batch_no_++;
+  return b;
+}
+
+void Writer::run_sequencer() {
+  pthread_setname_np(pthread_self(), "js-sequencer");  // for top -H and perf
+  std::unique_ptr<Batch> open = new_batch();
+  std::vector<Pending> taken;
   for (;;) {
+    bool hand_over = false;
+    std::optional<LogHead> failed_at;  // the durable head, when a write failed
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and everything queued is done
-      size_t n = std::min(queue_.size(), options_.max_batch_commands);
-      batch.clear();
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      const auto room = [&] { return options_.max_batch_commands - open->pending.size(); };
+      cv_.wait(lock, [&] {
+        return (!queue_.empty() && room() > 0) || (!open->pending.empty() && !committing_) ||
+               (stopping_ && queue_.empty() && open->pending.empty());
+      });
+      if (!open->pending.empty() && !committing_) {
+        // The committer is free: it takes what is ready now, and the commands
+        // still queued go into the next batch while this one is written.
+        if (commit_failed_) {
+          commit_failed_ = false;
+          failed_at = head_;
+        } else {
+          committing_ = true;
+          open_commands_ = 0;
+          committing_idempotency_ = std::move(open->new_idempotency);
+          committing_states_.clear();
+          for (auto& [id, st] : open->changed) committing_states_.push_back(st);
+          handoff_ = std::move(open);
+          hand_over = true;
+        }
+      } else if (!queue_.empty() && room() > 0) {
+        const size_t n = std::min(queue_.size(), room());
+        for (size_t i = 0; i < n; ++i) {
+          taken.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        open_commands_ += n;
+      } else {
+        break;  // stopping, and everything is handed over
       }
     }
-    process(batch);
+    if (hand_over) {
+      commit_cv_.notify_one();
+      open = new_batch();
+      continue;
+    }
+    if (failed_at) {
+      restart_from(*failed_at, open);
+      continue;
+    }
+    for (auto& p : taken) add(*open, std::move(p));
+    taken.clear();
+  }
+  {
+    std::lock_guard lock(mu_);
+    committer_exit_ = true;
+  }
+  commit_cv_.notify_one();
+}
+
+void Writer::restart_from(const LogHead& durable, std::unique_ptr<Batch>& open) {
+  head_seq_ = durable.seq;
+  head_hash_ = durable.hash;
+  cache_.clear();
+  committing_idempotency_.clear();
+  committing_states_.clear();
+  projector_.batch_finished(open->number, /*durable=*/false);
+  std::vector<Pending> again = std::move(open->pending);
+  open = new_batch();
+  for (auto& p : again) add(*open, std::move(p));
+}
+
+void Writer::run_committer() {
+  pthread_setname_np(pthread_self(), "js-committer");
+  for (;;) {
+    std::unique_ptr<Batch> b;
+    {
+      std::unique_lock lock(mu_);
+      commit_cv_.wait(lock, [&] { return handoff_ || committer_exit_; });
+      if (!handoff_) return;
+      b = std::move(handoff_);
+    }
+    commit(*b);
+    b.reset();
+    {
+      std::lock_guard lock(mu_);
+      committing_ = false;
+    }
+    cv_.notify_all();
   }
 }
 
-void Writer::process(std::vector<Pending>& batch) {
-  rocksdb::WriteBatch wb;
-  std::vector<std::optional<Result<CommandOutcome>>> results(batch.size());
-  std::unordered_map<JobId, JobState> changed;  // final state of jobs this batch changes
-  std::unordered_map<std::string, std::string> new_idempotency;  // key → value
-  uint64_t seq = head_seq_;
-  std::string hash = head_hash_;
-  const TimeMs now = clock_.now_ms();
-  auto* events_cf = db_.cf(kEventsCf);
-  auto* job_events_cf = db_.cf(kJobEventsCf);
-  auto* idem_cf = db_.cf(kIdempotencyCf);
-
-  // The job's state as this batch has left it so far.
-  auto current = [&](const JobId& id) -> Result<std::optional<JobState>> {
-    if (auto it = changed.find(id); it != changed.end()) return std::optional<JobState>(it->second);
-    if (auto it = cache_.find(id); it != cache_.end()) return std::optional<JobState>(it->second);
-    return projector_.load(id);
-  };
-
-  for (size_t i = 0; i < batch.size(); ++i) {
-    auto& req = batch[i].request;
-    auto& result = results[i];
-    JobId job_id = req.job_id;
-
-    // Idempotency: a known key answers with the job it created.
-    if (req.idempotency_key && std::holds_alternative<CreateJob>(req.command)) {
-      std::string stored;
-      if (auto it = new_idempotency.find(*req.idempotency_key); it != new_idempotency.end()) {
-        stored = it->second;
-      } else {
-        auto s = db_.db()->Get(rocksdb::ReadOptions(), idem_cf, *req.idempotency_key, &stored);
-        if (!s.ok() && !s.IsNotFound()) {
-          result = rocksdb_error(s, "reading an idempotency key");
-          continue;
-        }
-      }
-      if (!stored.empty()) {
-        if (stored.size() < 16 || stored.substr(16) != req.request_fingerprint) {
-          result = make_error(ErrorCode::kIdempotencyKeyReused,
-                              "this Idempotency-Key was used with a different request");
-          continue;
-        }
-        auto state = current(*JobId::from_bytes(stored.substr(0, 16)));
-        if (!state || !*state) {
-          result = state ? make_error(ErrorCode::kCorruption, "idempotency record names a missing job")
-                         : state.error();
-          continue;
-        }
-        result = CommandOutcome{std::move(**state), {}, true};
-        continue;
-      }
-    }
-
-    auto state = current(job_id);
-    if (!state) {
-      result = state.error();
-      continue;
-    }
-    const JobState* before = *state ? &**state : nullptr;
-    DecideContext ctx{now, server_start_ms_, req.expected_version};
-    auto decided = decide(before, req.command, ctx);
-    if (!decided) {
-      result = decided.error();
-      continue;
-    }
-
-    // Build this command's events completely before touching the batch, so a
-    // refusal half-way leaves nothing behind.
-    CommandOutcome outcome;
-    std::optional<JobState> cur = *state;
-    std::vector<std::string> encoded;
-    uint64_t s = seq;
-    std::string h = hash;
-    std::optional<Error> failure;
-    for (auto& ne : *decided) {
-      Event e;
-      e.seq = ++s;
-      e.job_id = job_id;
-      e.version = cur ? cur->version + 1 : 1;
-      e.type = ne.type;
-      e.at_ms = now;
-      e.data = std::move(ne.data);
-      std::string data_text;
-      try {
-        data_text = canonical_dump(e.data);
-      } catch (const nlohmann::json::exception&) {
-        failure = make_error(ErrorCode::kInvalidRequest, "strings must be valid UTF-8");
-        break;
-      }
-      h = chain_hash(h, canonical_event_json(e.seq, e.job_id, e.version, e.type, e.at_ms, data_text));
-      e.hash = h;
-      auto next = apply(cur ? &*cur : nullptr, e);
-      if (!next) {
-        failure = make_error(ErrorCode::kInternal, "decide/apply disagree: " + next.error().message);
-        break;
-      }
-      encoded.push_back(encode_stored_event(e, data_text));
-      cur = std::move(*next);
-      outcome.events.push_back(std::move(e));
-    }
-    if (failure) {
-      result = *failure;
-      continue;
-    }
-    if (!cur) {  // create refused above; defensive
-      result = make_error(ErrorCode::kInternal, "no state after command");
-      continue;
-    }
-    for (size_t k = 0; k < outcome.events.size(); ++k) {
-      const Event& e = outcome.events[k];
-      wb.Put(events_cf, u64_be(e.seq), encoded[k]);
-      wb.Put(job_events_cf, job_event_key(e.job_id, e.version), u64_be(e.seq));
-    }
-    if (!outcome.events.empty()) {
-      projector_.project(wb, before, *cur);
-      if (req.idempotency_key && std::holds_alternative<CreateJob>(req.command)) {
-        std::string v = idempotency_value(job_id, req.request_fingerprint);
-        wb.Put(idem_cf, *req.idempotency_key, v);
-        new_idempotency[*req.idempotency_key] = std::move(v);
-      }
-      changed[job_id] = *cur;
-      seq = s;
-      hash = h;
-    }
-    outcome.job = std::move(*cur);
-    result = std::move(outcome);
-  }
-
-  if (seq != head_seq_) {
+void Writer::commit(Batch& b) {
+  if (b.has_events) {
     auto* meta = db_.cf(kMetaCf);
-    wb.Put(meta, kMetaHeadSeq, u64_be(seq));
-    wb.Put(meta, kMetaHeadHash, hex_to_raw(hash));
+    b.wb.Put(meta, kMetaHeadSeq, u64_be(b.head.seq));
+    b.wb.Put(meta, kMetaHeadHash, hex_to_raw(b.head.hash));
     rocksdb::Status ws;
     if (options_.write_for_test) {
-      ws = options_.write_for_test(wb);
+      ws = options_.write_for_test(b.wb);
     } else {
       rocksdb::WriteOptions wo;
       wo.sync = true;
-      ws = db_.db()->Write(wo, &wb);
+      ws = db_.db()->Write(wo, &b.wb);
     }
-    projector_.batch_finished(ws.ok());
+    projector_.batch_finished(b.number, ws.ok());
     if (!ws.ok()) {
-      // Nothing of this batch is acknowledged; the head stays where it was.
+      // Nothing of this batch is acknowledged, and nothing that rests on it:
+      // the sequencer drops what it built on top before handing over more.
+      {
+        std::lock_guard lock(mu_);
+        commit_failed_ = true;
+      }
       Error err = rocksdb_error(ws, "writing to the store");
       err.code = ErrorCode::kUnavailable;
-      for (auto& r : results)
-        if (r && r->ok()) r = err;
-      for (size_t i = 0; i < batch.size(); ++i) finish(batch[i].done, std::move(*results[i]));
+      for (size_t i = 0; i < b.pending.size(); ++i) {
+        if (b.results[i].ok() || b.rests_on_batch[i]) b.results[i] = err;
+        finish(b.pending[i].done, std::move(b.results[i]));
+      }
       return;
     }
-    head_seq_ = seq;
-    head_hash_ = hash;
-    if (cache_.size() + changed.size() > options_.state_cache_entries) cache_.clear();
-    for (auto& [id, st] : changed) cache_[id] = st;
-    {
-      std::lock_guard lock(mu_);
-      head_ = LogHead{seq, hash};
-    }
+    std::lock_guard lock(mu_);
+    head_ = b.head;
+  } else {
+    projector_.batch_finished(b.number, true);
   }
-  for (size_t i = 0; i < batch.size(); ++i) finish(batch[i].done, std::move(*results[i]));
-  if (options_.on_commit && !changed.empty()) {
-    CommitInfo info{LogHead{head_seq_, head_hash_}, {}};
-    info.changed_jobs.reserve(changed.size());
-    for (auto& [id, st] : changed) info.changed_jobs.push_back(std::move(st));
+  for (size_t i = 0; i < b.pending.size(); ++i) finish(b.pending[i].done, std::move(b.results[i]));
+  if (options_.on_commit && !b.changed.empty()) {
+    CommitInfo info{b.head, {}};
+    info.changed_jobs.reserve(b.changed.size());
+    for (auto& [id, st] : b.changed) info.changed_jobs.push_back(st);
     options_.on_commit(info);
   }
+}
+
+Result<Writer::StatePtr> Writer::current(const JobId& id) {
+  if (auto it = cache_.find(id); it != cache_.end()) return it->second;
+  // Not in the cache: nothing in flight changed it, so the store is current.
+  auto loaded = projector_.load(id);
+  if (!loaded) return loaded.error();
+  if (!*loaded) return StatePtr();
+  auto state = std::make_shared<const JobState>(std::move(**loaded));
+  cache_[id] = state;
+  return state;
+}
+
+void Writer::add(Batch& b, Pending p) {
+  bool rests_on_batch = false;
+  auto result = run_command(b, p.request, rests_on_batch);
+  b.pending.push_back(std::move(p));
+  b.results.push_back(std::move(result));
+  b.rests_on_batch.push_back(rests_on_batch);
+}
+
+Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
+                                           bool& rests_on_batch) {
+  const JobId& job_id = req.job_id;
+  const bool create = std::holds_alternative<CreateJob>(req.command);
+
+  // Idempotency: a known key answers with the job it created.
+  if (req.idempotency_key && create) {
+    std::string stored;
+    if (auto it = b.new_idempotency.find(*req.idempotency_key); it != b.new_idempotency.end()) {
+      stored = it->second;
+      rests_on_batch = true;
+    } else if (auto c = committing_idempotency_.find(*req.idempotency_key);
+               c != committing_idempotency_.end()) {
+      stored = c->second;
+    } else {
+      auto s = db_.db()->Get(rocksdb::ReadOptions(), db_.cf(kIdempotencyCf), *req.idempotency_key,
+                             &stored);
+      if (!s.ok() && !s.IsNotFound()) return rocksdb_error(s, "reading an idempotency key");
+    }
+    if (!stored.empty()) {
+      if (stored.size() < 16 || stored.substr(16) != req.request_fingerprint)
+        return make_error(ErrorCode::kIdempotencyKeyReused,
+                          "this Idempotency-Key was used with a different request");
+      auto state = current(*JobId::from_bytes(stored.substr(0, 16)));
+      if (!state) return state.error();
+      if (!*state) return make_error(ErrorCode::kCorruption, "idempotency record names a missing job");
+      return CommandOutcome{**state, {}, true};
+    }
+  }
+
+  if (b.changed.count(job_id)) rests_on_batch = true;
+  auto state = current(job_id);
+  if (!state) return state.error();
+  const StatePtr before = std::move(*state);
+  const TimeMs now = clock_.now_ms();
+  DecideContext ctx{now, server_start_ms_, req.expected_version};
+  auto decided = decide(before.get(), req.command, ctx);
+  if (!decided) return decided.error();
+  if (decided->empty()) return CommandOutcome{before ? *before : JobState{}, {}, false};
+
+  // Build this command's events completely before touching the batch, so a
+  // refusal half-way leaves nothing behind.
+  CommandOutcome outcome;
+  std::optional<JobState> cur;
+  std::vector<std::string> encoded;
+  uint64_t seq = head_seq_;
+  std::string hash = head_hash_;
+  for (auto& ne : *decided) {
+    const JobState* prev = cur ? &*cur : before.get();
+    Event e;
+    e.seq = ++seq;
+    e.job_id = job_id;
+    e.version = prev ? prev->version + 1 : 1;
+    e.type = ne.type;
+    e.at_ms = now;
+    e.data = std::move(ne.data);
+    std::string data_text;
+    try {
+      data_text = canonical_dump(e.data);
+    } catch (const nlohmann::json::exception&) {
+      return make_error(ErrorCode::kInvalidRequest, "strings must be valid UTF-8");
+    }
+    hash = chain_hash(hash, canonical_event_json(e.seq, e.job_id, e.version, e.type, e.at_ms, data_text));
+    e.hash = hash;
+    auto next = apply(prev, e);
+    if (!next)
+      return make_error(ErrorCode::kInternal, "decide/apply disagree: " + next.error().message);
+    encoded.push_back(encode_stored_event(e, data_text));
+    cur = std::move(*next);
+    outcome.events.push_back(std::move(e));
+  }
+
+  auto* events_cf = db_.cf(kEventsCf);
+  auto* job_events_cf = db_.cf(kJobEventsCf);
+  for (size_t k = 0; k < outcome.events.size(); ++k) {
+    const Event& e = outcome.events[k];
+    b.wb.Put(events_cf, u64_be(e.seq), encoded[k]);
+    b.wb.Put(job_events_cf, job_event_key(e.job_id, e.version), u64_be(e.seq));
+  }
+  auto after = std::make_shared<const JobState>(std::move(*cur));
+  projector_.project(b.wb, b.number, before.get(), *after);
+  if (req.idempotency_key && create) {
+    std::string v = idempotency_value(job_id, req.request_fingerprint);
+    b.wb.Put(db_.cf(kIdempotencyCf), *req.idempotency_key, v);
+    b.new_idempotency[*req.idempotency_key] = std::move(v);
+  }
+  head_seq_ = seq;
+  head_hash_ = hash;
+  b.has_events = true;
+  b.head = LogHead{seq, hash};
+  b.changed[job_id] = after;
+  if (cache_.size() >= options_.state_cache_entries) {
+    // Jobs changed by batches not yet durable must stay: the store does not have them yet.
+    cache_.clear();
+    for (auto& [id, st] : b.changed) cache_.emplace(id, st);
+    for (auto& st : committing_states_) cache_.emplace(st->id, st);
+  }
+  cache_[job_id] = after;
+  outcome.job = *after;
+  return outcome;
 }
 
 }  // namespace jobstate

@@ -1,15 +1,28 @@
-// Writer: the single thread that owns sequencing. Every change to the store
-// goes through submit(). The writer drains its queue, runs each command
-// through the domain's decide(), assigns gapless seqs, versions and the hash
-// chain, and commits everything a batch touches (events, the job_events
-// index, idempotency records, the projections, the head) in one WriteBatch
-// with sync = true. Concurrent submitters share one fsync: that is where
-// throughput comes from, and a request waits at most about one fsync.
+// Writer: the one place that changes the store. Every change goes through
+// submit(). Two threads form a pipeline:
 //
-// Thread safety: submit(), committed_head() and stop() may be called from any
-// thread. Callbacks run on the writer thread, after the batch is durable (or
-// failed): they must be quick and must not call submit() synchronously waiting
-// for its result.
+//   sequencer  drains the queue, runs each command through the domain's
+//              decide(), assigns gapless seqs, versions and the hash chain,
+//              and builds the batch's WriteBatch (events, the job_events
+//              index, idempotency records, the projections). It alone owns
+//              sequencing.
+//   committer  writes each batch (and the head) with sync = true, then runs
+//              the batch's callbacks and on_commit, in batch order.
+//
+// While the committer fsyncs batch N, the sequencer builds batch N+1 on top
+// of N's (not yet durable) result, and hands it over the moment the
+// committer is free: the CPU work of one batch overlaps the I/O of the
+// previous one, and a request waits at most about two fsyncs. Nothing is
+// answered before its batch is durable, refusals included (they may rest on
+// the batch before). When a write fails, that batch's commands fail with
+// kUnavailable (a refusal that did not rest on the batch's own changes keeps
+// its error), and the batch being built on top of it is run again from the
+// durable state.
+//
+// Thread safety: submit(), committed_head(), queued() and stop() may be
+// called from any thread. Callbacks run on the committer thread, after the
+// batch is durable (or failed): they must be quick and must not call
+// execute() (or otherwise wait for another command's result).
 #pragma once
 
 #include <rocksdb/write_batch.h>
@@ -39,15 +52,19 @@ namespace jobstate {
 class BatchProjector {
  public:
   virtual ~BatchProjector() = default;
-  // The job's committed state; nullopt when there is no such job.
+  // The job's committed state; nullopt when there is no such job. Called
+  // on the sequencer thread.
   virtual Result<std::optional<JobState>> load(const JobId& id) = 0;
-  // Adds to `batch` what changes in the projections when a job moves from
-  // `before` (nullptr: it did not exist) to `after`.
-  virtual void project(rocksdb::WriteBatch& batch, const JobState* before,
+  // Adds to `batch` (the writer's batch number `batch_no`, increasing) what
+  // changes in the projections when a job moves from `before` (nullptr: it
+  // did not exist) to `after`. Called on the sequencer thread.
+  virtual void project(rocksdb::WriteBatch& batch, uint64_t batch_no, const JobState* before,
                        const JobState& after) = 0;
-  // After each batch that project() contributed to: whether it became
-  // durable. Called before any of the batch's callbacks run.
-  virtual void batch_finished(bool durable) {}
+  // Once per batch number that project() contributed to, in increasing
+  // order: whether it became durable. Called before any of the batch's
+  // callbacks run, on the committer thread (or, for a batch that is dropped
+  // and run again, on the sequencer while nothing else is being committed).
+  virtual void batch_finished(uint64_t batch_no, bool durable) {}
 };
 
 struct CommandRequest {
@@ -71,8 +88,9 @@ using CommandCallback = std::function<void(Result<CommandOutcome>)>;
 
 // One durable batch, for listeners (long-polls, tests).
 struct CommitInfo {
-  LogHead head;                       // newest event after the batch
-  std::vector<JobState> changed_jobs;  // final state of each job the batch changed
+  LogHead head;  // newest event after the batch
+  // Final state of each job the batch changed.
+  std::vector<std::shared_ptr<const JobState>> changed_jobs;
 };
 
 struct WriterOptions {
@@ -82,15 +100,15 @@ struct WriterOptions {
   size_t max_queued_commands = 100'000;
   // Job states kept in memory so decide() needs no read. Default 200k.
   size_t state_cache_entries = 200'000;
-  // Called on the writer thread after every durable batch.
+  // Called on the committer thread after every durable batch, after its callbacks.
   std::function<void(const CommitInfo&)> on_commit;
-  // Test seam: replaces db->Write(batch). Default: a synced write.
+  // Test seam: replaces db->Write(batch) (on the committer thread). Default: a synced write.
   std::function<rocksdb::Status(rocksdb::WriteBatch&)> write_for_test;
 };
 
 class Writer {
  public:
-  // Loads the head from `db` and starts the thread. REQUIRES: db is kReadWrite
+  // Loads the head from `db` and starts the threads. REQUIRES: db is kReadWrite
   // and outlives the writer; so do projector and clock.
   static Result<std::unique_ptr<Writer>> start(Database& db, BatchProjector& projector,
                                                const Clock& clock, WriterOptions options = {});
@@ -105,12 +123,13 @@ class Writer {
   // writer callback.
   Result<CommandOutcome> execute(CommandRequest request);
 
-  // Refuses new commands, finishes every queued one, joins the thread. Idempotent.
+  // Refuses new commands, finishes every queued one, joins the threads. Idempotent.
   void stop();
 
   LogHead committed_head() const;
   // When this writer started: the watchdog's grace after a restart counts from here.
   TimeMs server_start_ms() const { return server_start_ms_; }
+  // Commands submitted and not yet handed to the committer.
   size_t queued() const;
 
  private:
@@ -118,9 +137,24 @@ class Writer {
     CommandRequest request;
     CommandCallback done;
   };
+  struct Batch;
+  using StatePtr = std::shared_ptr<const JobState>;
+
   Writer(Database& db, BatchProjector& projector, const Clock& clock, WriterOptions options);
-  void run();
-  void process(std::vector<Pending>& batch);
+  void run_sequencer();
+  void run_committer();
+  // Sequencer: runs one command against the state so far and adds its
+  // changes to `b`.
+  void add(Batch& b, Pending p);
+  Result<CommandOutcome> run_command(Batch& b, const CommandRequest& req, bool& rests_on_batch);
+  // The job's state as the sequencer has left it; nullptr: no such job.
+  Result<StatePtr> current(const JobId& id);
+  // Sequencer: the committer failed a batch. Forgets everything not durable
+  // and runs `open`'s commands again from the durable state.
+  void restart_from(const LogHead& durable, std::unique_ptr<Batch>& open);
+  std::unique_ptr<Batch> new_batch();
+  // Committer: writes `b`, then answers its commands.
+  void commit(Batch& b);
 
   Database& db_;
   BatchProjector& projector_;
@@ -129,16 +163,28 @@ class Writer {
   TimeMs server_start_ms_ = 0;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;         // the sequencer waits on it
+  std::condition_variable commit_cv_;  // the committer waits on it
   std::deque<Pending> queue_;
+  size_t open_commands_ = 0;  // in the sequencer's open batch
   bool stopping_ = false;
-  LogHead head_;  // guarded by mu_
+  bool committing_ = false;   // the committer has a batch
+  bool commit_failed_ = false;  // a write failed since the sequencer last looked
+  bool committer_exit_ = false;
+  std::unique_ptr<Batch> handoff_;
+  LogHead head_;  // durable head
 
-  // Writer-thread only.
+  // Sequencer only: the head and job states including batches not yet durable.
   uint64_t head_seq_ = 0;
   std::string head_hash_;
-  std::unordered_map<JobId, JobState> cache_;
+  uint64_t next_batch_no_ = 1;
+  std::unordered_map<JobId, StatePtr> cache_;
+  // Idempotency records of the batch being committed (not yet readable).
+  std::unordered_map<std::string, std::string> committing_idempotency_;
+  // Job states of the batch being committed: kept when the cache is cleared.
+  std::vector<StatePtr> committing_states_;
   std::thread thread_;
+  std::thread commit_thread_;
 };
 
 // The idempotency record for a key: job id bytes + fingerprint.

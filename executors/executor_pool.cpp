@@ -230,7 +230,8 @@ const ExecutorConfig& ExecutorPool::config() const {
 }
 
 void ExecutorPool::on_commit(const CommitInfo& info) {
-  for (const auto& job : info.changed_jobs) {
+  for (const auto& changed : info.changed_jobs) {
+    const JobState& job = *changed;
     if (!impl_->config.find(job.type)) continue;
     Note n;
     n.kind = Note::Kind::kJob;

@@ -16,6 +16,7 @@
 #include <optional>
 #include <thread>
 
+#include "domain/json_text.h"
 #include "eventstore/keys.h"
 #include "eventstore/log_reader.h"
 #include "projections/status_projection.h"
@@ -32,7 +33,8 @@
 //   event's result (its canonical text goes into the row as is).
 // - A job's entries are encoded as soon as it reaches a terminal state (it
 //   never changes again): the encoding overlaps the scan, and only open jobs
-//   are kept in memory. Status rows are written by encode_status_row_fast.
+//   are kept in memory. Status rows are encoded with the canonical texts of
+//   params, labels, progress and result as stored (RowTexts).
 // - Entries live in large blocks; each folder sorts its own, and the two
 //   sorted runs are merged straight into SST files that are ingested into the
 //   fresh column families (no memtable, no WAL), or compared with the stored
@@ -210,218 +212,10 @@ class FamilyEntries {
   std::vector<Ref> refs_;
 };
 
-// Canonical JSON text, cut without parsing. Only used on text known to be
-// valid JSON (parsed, or checked with json::accept); anything unexpected,
-// including whitespace, makes these give up so the caller parses instead.
-constexpr size_t kNotFound = std::string_view::npos;
-
-// REQUIRES: t[i] == '"'. The index after the closing quote.
-size_t skip_string(std::string_view t, size_t i) {
-  for (++i; i < t.size(); ++i) {
-    if (t[i] == '\\')
-      ++i;
-    else if (t[i] == '"')
-      return i + 1;
-  }
-  return kNotFound;
-}
-
-// The index after the JSON value starting at t[i].
-size_t skip_value(std::string_view t, size_t i) {
-  if (i >= t.size()) return kNotFound;
-  if (t[i] == '"') return skip_string(t, i);
-  if (t[i] == '{' || t[i] == '[') {
-    int depth = 0;
-    while (i < t.size()) {
-      const char c = t[i];
-      if (c == '"') {
-        i = skip_string(t, i);
-        if (i == kNotFound) return kNotFound;
-        continue;
-      }
-      if (c == '{' || c == '[') ++depth;
-      if ((c == '}' || c == ']') && --depth == 0) return i + 1;
-      ++i;
-    }
-    return kNotFound;
-  }
-  while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']') {
-    if (t[i] == ' ' || t[i] == '\n' || t[i] == '\t' || t[i] == '\r') return kNotFound;
-    ++i;
-  }
-  return i;
-}
-
-// The text of member `key` of the JSON object `t`; nullopt when absent (or
-// when `t` is not compact).
-std::optional<std::string_view> member_text(std::string_view t, std::string_view key) {
-  if (t.size() < 2 || t[0] != '{' || t[1] == '}') return std::nullopt;
-  for (size_t i = 1;;) {
-    if (t[i] != '"') return std::nullopt;
-    const size_t key_end = skip_string(t, i);
-    if (key_end == kNotFound || key_end >= t.size() || t[key_end] != ':') return std::nullopt;
-    const size_t value_end = skip_value(t, key_end + 1);
-    if (value_end == kNotFound || value_end >= t.size()) return std::nullopt;
-    if (t.substr(i + 1, key_end - i - 2) == key)
-      return t.substr(key_end + 1, value_end - key_end - 1);
-    if (t[value_end] != ',') return std::nullopt;
-    i = value_end + 1;
-  }
-}
-
-// The value text of `t` when it is exactly {"<key>":<value>}, e.g. a
-// heartbeat's {"progress":{...}} or a success's {"result":...}.
-std::optional<std::string_view> only_member_text(std::string_view t, std::string_view key) {
-  const size_t head = key.size() + 4;  // {"key":
-  if (t.size() < head + 2 || t.back() != '}' || t.substr(0, 2) != "{\"" ||
-      t.substr(2, key.size()) != key || t.substr(2 + key.size(), 2) != "\":")
-    return std::nullopt;
-  if (skip_value(t, head) != t.size() - 1) return std::nullopt;
-  return t.substr(head, t.size() - head - 1);
-}
-
-// Status rows are the bulk of a rebuild's work: encode_status_row builds
-// job_to_json's object of 17 members and dumps it (~10 µs a job here). This
-// writes the same bytes directly: members in key order, every JSON value
-// through canonical_dump, or as the canonical text it was stored as (`texts`).
-// JobFolder::emit compares the two on the first job and one job in
-// kRowCheckEvery and stops the rebuild if they ever differ; verify
-// (parse_every_event) uses encode_status_row itself.
-constexpr uint64_t kRowFormat = 1;  // status_projection.cpp's row format
+// The first job, and one in kRowCheckEvery, has its row checked against
+// encode_status_row_reference: a row encoder that drifted from job_to_json
+// stops the rebuild instead of writing different bytes.
 constexpr uint64_t kRowCheckEvery = 64;
-
-// Canonical texts standing in for the state's JSON values; empty: use the state's.
-struct RowTexts {
-  std::string_view params, labels, progress, result;
-};
-
-bool is_plain_json_string(std::string_view s) {
-  for (unsigned char c : s)
-    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') return false;
-  return true;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  if (is_plain_json_string(s)) {
-    out += '"';
-    out += s;
-    out += '"';
-  } else {
-    out += canonical_dump(nlohmann::json(std::string(s)));
-  }
-}
-
-void append_json(std::string& out, std::string_view text, const nlohmann::json& j) {
-  if (!text.empty())
-    out += text;
-  else if (j.is_null())
-    out += "null";
-  else
-    out += canonical_dump(j);
-}
-
-// format_rfc3339_ms without a snprintf per timestamp: the date part comes
-// from format_rfc3339_ms once per day, the time of day is plain arithmetic.
-class TimeFormatter {
- public:
-  // Appends the JSON of t: "\"<format_rfc3339_ms(*t)>\"", or null.
-  void append(std::string& out, std::optional<TimeMs> t) {
-    if (!t) {
-      out += "null";
-      return;
-    }
-    constexpr int64_t kDayMs = 86'400'000;
-    const int64_t day = *t / kDayMs - (*t % kDayMs < 0 ? 1 : 0);
-    if (!date_ || day != day_) {
-      const std::string full = format_rfc3339_ms(*t);
-      date_ = full.substr(0, full.size() - 13);  // all but "HH:MM:SS.mmmZ"
-      day_ = day;
-    }
-    int64_t ms = *t - day * kDayMs;
-    char time[13];
-    auto two = [&](char* at, int64_t v) {
-      at[0] = static_cast<char>('0' + v / 10);
-      at[1] = static_cast<char>('0' + v % 10);
-    };
-    two(time, ms / 3'600'000);
-    time[2] = ':';
-    two(time + 3, ms / 60'000 % 60);
-    time[5] = ':';
-    two(time + 6, ms / 1000 % 60);
-    time[8] = '.';
-    time[9] = static_cast<char>('0' + ms % 1000 / 100);
-    two(time + 10, ms % 100);
-    time[12] = 'Z';
-    out += '"';
-    out += *date_;
-    out.append(time, 13);
-    out += '"';
-  }
-
- private:
-  std::optional<std::string> date_;
-  int64_t day_ = 0;
-};
-
-std::string encode_status_row_fast(const JobState& s, const RowTexts& texts, TimeFormatter& times) {
-  // The row header: format, version, status, created_seq, deadline (0: none),
-  // heartbeat_timeout_s; integers big-endian.
-  char header[34];
-  auto u64_at = [&](size_t at, uint64_t x) {
-    for (int i = 7; i >= 0; --i, x >>= 8) header[at + i] = static_cast<char>(x & 0xFF);
-  };
-  header[0] = static_cast<char>(kRowFormat);
-  u64_at(1, s.version);
-  header[9] = static_cast<char>(s.status);
-  u64_at(10, s.created_seq);
-  u64_at(18, static_cast<uint64_t>(s.deadline_ms.value_or(0)));
-  u64_at(26, static_cast<uint64_t>(s.heartbeat_timeout_s));
-  std::string v;
-  v.reserve(512);
-  v.append(header, sizeof header);
-  // job_to_json(s, 0)
-  v += R"({"cancel_requested":)";
-  v += s.cancel_requested ? "true" : "false";
-  v += R"(,"created_at":)";
-  times.append(v, s.created_at_ms);
-  v += R"(,"deadline_at":)";
-  times.append(v, s.status == JobStatus::kRunning && s.deadline_ms
-                      ? std::optional<TimeMs>(effective_deadline_ms(s, 0))
-                      : std::nullopt);
-  v += R"(,"error":)";
-  append_json(v, {}, s.error);
-  v += R"(,"finished_at":)";
-  times.append(v, s.finished_at_ms);
-  v += R"(,"heartbeat_timeout_s":)";
-  v += std::to_string(s.heartbeat_timeout_s);
-  v += R"(,"id":")";
-  v += s.id.to_string();
-  v += R"(","labels":)";
-  append_json(v, texts.labels, s.labels);
-  v += R"(,"last_heartbeat_at":)";
-  times.append(v, s.last_heartbeat_at_ms);
-  v += R"(,"params":)";
-  append_json(v, texts.params, s.params);
-  v += R"(,"progress":)";
-  append_json(v, texts.progress, s.progress);
-  v += R"(,"result":)";
-  append_json(v, texts.result, s.result);
-  v += R"(,"started_at":)";
-  times.append(v, s.started_at_ms);
-  v += R"(,"state":")";
-  v += job_status_name(s.status);
-  v += R"(","type":)";
-  append_json_string(v, s.type);
-  v += R"(,"version":)";
-  v += std::to_string(s.version);
-  v += R"(,"worker":)";
-  if (s.worker)
-    append_json_string(v, *s.worker);
-  else
-    v += "null";
-  v += '}';
-  return v;
-}
 
 // Open-addressing map from job id to a slot number: the one lookup every
 // event needs, without a node allocation per job.
@@ -543,7 +337,7 @@ class JobFolder {
   // and the row takes them from the created event's canonical text.
   struct OpenJob {
     JobState state;
-    bool check_row = false;         // compare encode_status_row_fast with encode_status_row
+    bool check_row = false;         // compare the row with encode_status_row_reference
     nlohmann::json params, labels;  // only when check_row
     std::string created_data;
     std::string_view params_text, labels_text;  // into created_data; empty: use the JSON
@@ -655,15 +449,15 @@ class JobFolder {
         texts.progress = *only_member_text(job.progress_data, "progress");
       }
       if (!job.result_data.empty()) texts.result = *only_member_text(job.result_data, "result");
-      std::string row = encode_status_row_fast(s, texts, times_);
+      std::string row = encode_status_row(s, texts);
       if (job.check_row) {
         if (!texts.progress.empty()) s.progress = nlohmann::json::parse(texts.progress);
         if (!texts.result.empty()) s.result = nlohmann::json::parse(texts.result);
-        if (row != encode_status_row(s)) {
+        if (row != encode_status_row_reference(s)) {
           fail(s.id, s.created_seq,
                make_error(ErrorCode::kInternal,
-                          "the rebuilt status row differs from encode_status_row: "
-                          "encode_status_row_fast (projections/rebuild.cpp) needs updating"));
+                          "the rebuilt status row differs from encode_status_row_reference: "
+                          "encode_status_row (projections/status_projection.cpp) needs updating"));
           return;
         }
       }
@@ -687,7 +481,6 @@ class JobFolder {
   const bool exact_;  // parse every event; rows by encode_status_row
   uint64_t created_jobs_ = 0;
   Event event_;  // reused: its members keep their allocations between events
-  TimeFormatter times_;
   JobIndex index_;
   std::vector<JobSlot> slots_;
 };

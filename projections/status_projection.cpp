@@ -38,19 +38,143 @@ std::string deadline_key(TimeMs deadline_ms, const JobId& id) {
   k += id.bytes();
   return k;
 }
-}  // namespace
 
-std::string encode_status_row(const JobState& s) {
-  std::string text = canonical_dump(job_to_json(s, 0));
+std::string encode_row_header(const JobState& s, size_t reserve) {
   std::string v;
-  v.reserve(kRowHeader + text.size());
+  v.reserve(kRowHeader + reserve);
   v.push_back(static_cast<char>(kRowFormat));
   put_u64_be(v, s.version);
   v.push_back(static_cast<char>(s.status));
   put_u64_be(v, s.created_seq);
   put_u64_be(v, static_cast<uint64_t>(s.deadline_ms.value_or(0)));
   put_u64_be(v, static_cast<uint64_t>(s.heartbeat_timeout_s));
+  return v;
+}
+
+bool is_plain_json_string(std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') return false;
+  return true;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  if (is_plain_json_string(s)) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += canonical_dump(nlohmann::json(std::string(s)));
+  }
+}
+
+void append_json(std::string& out, std::string_view text, const nlohmann::json& j) {
+  if (!text.empty())
+    out += text;
+  else if (j.is_null())
+    out += "null";
+  else if (j.is_object() && j.empty())
+    out += "{}";
+  else
+    out += canonical_dump(j);
+}
+
+// format_rfc3339_ms without a snprintf per timestamp: the date part comes
+// from format_rfc3339_ms once per day, the time of day is plain arithmetic.
+class TimeFormatter {
+ public:
+  // Appends the JSON of t: "\"<format_rfc3339_ms(*t)>\"", or null.
+  void append(std::string& out, std::optional<TimeMs> t) {
+    if (!t) {
+      out += "null";
+      return;
+    }
+    constexpr int64_t kDayMs = 86'400'000;
+    const int64_t day = *t / kDayMs - (*t % kDayMs < 0 ? 1 : 0);
+    if (!date_ || day != day_) {
+      const std::string full = format_rfc3339_ms(*t);
+      date_ = full.substr(0, full.size() - 13);  // all but "HH:MM:SS.mmmZ"
+      day_ = day;
+    }
+    int64_t ms = *t - day * kDayMs;
+    char time[13];
+    auto two = [&](char* at, int64_t v) {
+      at[0] = static_cast<char>('0' + v / 10);
+      at[1] = static_cast<char>('0' + v % 10);
+    };
+    two(time, ms / 3'600'000);
+    time[2] = ':';
+    two(time + 3, ms / 60'000 % 60);
+    time[5] = ':';
+    two(time + 6, ms / 1000 % 60);
+    time[8] = '.';
+    time[9] = static_cast<char>('0' + ms % 1000 / 100);
+    two(time + 10, ms % 100);
+    time[12] = 'Z';
+    out += '"';
+    out += *date_;
+    out.append(time, 13);
+    out += '"';
+  }
+
+ private:
+  std::optional<std::string> date_;
+  int64_t day_ = 0;
+};
+}  // namespace
+
+std::string encode_status_row_reference(const JobState& s) {
+  std::string text = canonical_dump(job_to_json(s, 0));
+  std::string v = encode_row_header(s, text.size());
   v += text;
+  return v;
+}
+
+// job_to_json(s, 0)'s members in key order, each value as canonical text.
+// projections_status_test checks it byte for byte against the reference.
+std::string encode_status_row(const JobState& s, const RowTexts& texts) {
+  thread_local TimeFormatter times;
+  std::string v = encode_row_header(s, 480 + texts.params.size() + texts.labels.size() +
+                                           texts.progress.size() + texts.result.size());
+  v += R"({"cancel_requested":)";
+  v += s.cancel_requested ? "true" : "false";
+  v += R"(,"created_at":)";
+  times.append(v, s.created_at_ms);
+  v += R"(,"deadline_at":)";
+  times.append(v, s.status == JobStatus::kRunning && s.deadline_ms
+                      ? std::optional<TimeMs>(effective_deadline_ms(s, 0))
+                      : std::nullopt);
+  v += R"(,"error":)";
+  append_json(v, {}, s.error);
+  v += R"(,"finished_at":)";
+  times.append(v, s.finished_at_ms);
+  v += R"(,"heartbeat_timeout_s":)";
+  v += std::to_string(s.heartbeat_timeout_s);
+  v += R"(,"id":")";
+  v += s.id.to_string();
+  v += R"(","labels":)";
+  append_json(v, texts.labels, s.labels);
+  v += R"(,"last_heartbeat_at":)";
+  times.append(v, s.last_heartbeat_at_ms);
+  v += R"(,"params":)";
+  append_json(v, texts.params, s.params);
+  v += R"(,"progress":)";
+  append_json(v, texts.progress, s.progress);
+  v += R"(,"result":)";
+  append_json(v, texts.result, s.result);
+  v += R"(,"started_at":)";
+  times.append(v, s.started_at_ms);
+  v += R"(,"state":")";
+  v += job_status_name(s.status);
+  v += R"(","type":)";
+  append_json_string(v, s.type);
+  v += R"(,"version":)";
+  v += std::to_string(s.version);
+  v += R"(,"worker":)";
+  if (s.worker)
+    append_json_string(v, *s.worker);
+  else
+    v += "null";
+  v += '}';
   return v;
 }
 
@@ -167,9 +291,9 @@ Result<std::optional<JobState>> StatusProjection::load(const JobId& id) {
   return std::optional<JobState>(std::move(*s));
 }
 
-void StatusProjection::project(rocksdb::WriteBatch& batch, const JobState* before,
-                               const JobState& after) {
-  auto new_entries = projection_entries(after);
+void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
+                               const JobState* before, const JobState& after) {
+  auto new_entries = projection_entries(after, /*with_row=*/false);
   std::vector<ProjectionEntry> old_entries;
   if (before) old_entries = projection_entries(*before, /*with_row=*/false);
   auto has = [](const std::vector<ProjectionEntry>& v, const ProjectionEntry& e) {
@@ -180,23 +304,39 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, const JobState* befor
   // Keys the old state had and the new one does not: old status list keys, the old deadline.
   for (auto& old : old_entries)
     if (!has(new_entries, old)) batch.Delete(family(old.family), old.key);
+
+  auto row = std::make_shared<StatusRow>();
+  row->version = after.version;
+  row->status = after.status;
+  row->created_seq = after.created_seq;
+  row->deadline_ms = after.deadline_ms.value_or(0);
+  row->heartbeat_timeout_s = after.heartbeat_timeout_s;
+  const std::string value = encode_status_row(after);
+  row->json_text.assign(value, kRowHeader);
+
   // The row always changes; index keys only when they are new (their value is the id).
   for (auto& e : new_entries) {
-    if (e.family != ProjectionEntry::kJobs && has(old_entries, e)) continue;
-    batch.Put(family(e.family), e.key, e.value);
-    if (e.family == ProjectionEntry::kJobs)
-      if (auto r = decode_status_row(e.value))
-        staged_.emplace_back(after.id, std::make_shared<const StatusRow>(std::move(*r)));
+    if (e.family == ProjectionEntry::kJobs) {
+      batch.Put(jobs_, e.key, value);
+    } else if (!has(old_entries, e)) {
+      batch.Put(family(e.family), e.key, e.value);
+    }
   }
+  std::lock_guard lock(staged_mu_);
+  staged_.push_back({batch_no, after.id, std::move(row)});
 }
 
-void StatusProjection::batch_finished(bool durable) {
+void StatusProjection::batch_finished(uint64_t batch_no, bool durable) {
+  std::lock_guard lock(staged_mu_);
+  auto end = staged_.begin();
+  while (end != staged_.end() && end->batch_no <= batch_no) ++end;
   if (durable) {
-    std::lock_guard lock(recent_mu_);
-    if (recent_.size() + staged_.size() > kRecentRows) recent_.clear();
-    for (auto& [id, row] : staged_) recent_[id] = std::move(row);
+    std::lock_guard recent_lock(recent_mu_);
+    if (recent_.size() + static_cast<size_t>(end - staged_.begin()) > kRecentRows) recent_.clear();
+    for (auto it = staged_.begin(); it != end; ++it)
+      if (it->batch_no == batch_no) recent_[it->id] = std::move(it->row);
   }
-  staged_.clear();
+  staged_.erase(staged_.begin(), end);
 }
 
 Result<ListPage> StatusProjection::list(const ListFilter& filter, std::optional<uint64_t> before_seq,

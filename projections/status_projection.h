@@ -16,6 +16,7 @@
 // Thread safety: all methods are safe to call concurrently.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,7 +48,20 @@ struct StatusRow {
   std::string render(TimeMs server_start_ms) const;
 };
 
-std::string encode_status_row(const JobState& s);
+// Canonical texts standing in for the state's JSON values when a row is
+// encoded (empty: dump the state's value). The writer passes params and
+// labels cut from the job's previous row; rebuild passes the texts stored in
+// the events. REQUIRES: each is the canonical text of the state's value.
+struct RowTexts {
+  std::string_view params, labels, progress, result;
+};
+
+// The status row of `s`: a binary header and job_to_json(s, 0) as canonical
+// text, written member by member (about 10x faster than building the JSON).
+std::string encode_status_row(const JobState& s, const RowTexts& texts = {});
+// The same bytes through job_to_json and canonical_dump: the definition the
+// fast encoder is tested (and rebuild spot-checked) against.
+std::string encode_status_row_reference(const JobState& s);
 Result<StatusRow> decode_status_row(std::string_view value);
 
 // Which projection keys a job in state `s` has: used both by the inline
@@ -85,8 +99,9 @@ class StatusProjection final : public BatchProjector {
 
   // BatchProjector
   Result<std::optional<JobState>> load(const JobId& id) override;
-  void project(rocksdb::WriteBatch& batch, const JobState* before, const JobState& after) override;
-  void batch_finished(bool durable) override;
+  void project(rocksdb::WriteBatch& batch, uint64_t batch_no, const JobState* before,
+               const JobState& after) override;
+  void batch_finished(uint64_t batch_no, bool durable) override;
 
   // The job's status row; nullopt when there is no such job.
   Result<std::optional<StatusRow>> row(const JobId& id) const;
@@ -121,7 +136,14 @@ class StatusProjection final : public BatchProjector {
   static constexpr size_t kRecentRows = 100'000;
   mutable std::mutex recent_mu_;
   std::unordered_map<JobId, std::shared_ptr<const StatusRow>> recent_;
-  std::vector<std::pair<JobId, std::shared_ptr<const StatusRow>>> staged_;  // writer thread only
+  // Rows of batches not yet durable, oldest batch first.
+  struct StagedRow {
+    uint64_t batch_no;
+    JobId id;
+    std::shared_ptr<const StatusRow> row;
+  };
+  std::mutex staged_mu_;
+  std::deque<StagedRow> staged_;
 };
 
 // The stored generation (1 when the store has none yet).

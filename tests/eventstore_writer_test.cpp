@@ -40,6 +40,11 @@ class GatedWrites {
     std::lock_guard lock(mu_);
     fail_ = fail;
   }
+  // Only write attempt number `n` (counting from 1 since the store opened) fails.
+  void fail_attempt(int n) {
+    std::lock_guard lock(mu_);
+    fail_attempt_ = n;
+  }
   void hold() {
     std::lock_guard lock(mu_);
     held_ = true;
@@ -69,7 +74,7 @@ class GatedWrites {
     cv_.notify_all();
     cv_.wait(lock, [&] { return !held_; });
     blocked_ = false;
-    if (fail_) return rocksdb::Status::IOError("injected write failure");
+    if (fail_ || attempts_ == fail_attempt_) return rocksdb::Status::IOError("injected write failure");
     lock.unlock();
     rocksdb::WriteOptions wo;
     wo.sync = true;
@@ -80,6 +85,7 @@ class GatedWrites {
   std::condition_variable cv_;
   rocksdb::DB* db_ = nullptr;
   bool fail_ = false;
+  int fail_attempt_ = 0;
   bool held_ = false;
   bool blocked_ = false;
   int attempts_ = 0;
@@ -468,6 +474,86 @@ TEST_F(WriterTest, FailedWriteAcknowledgesNothingAndTheStoreRecovers) {
   EXPECT_OK(rebuild_projections(store_->db(), check));
 }
 
+// The sequencer builds the next batch while the committer writes the one
+// before. When that write fails, the next batch must not rest on it: its
+// commands run again from the durable state.
+TEST_F(WriterTest, ABatchBuiltOnAFailedWriteRunsAgainFromTheDurableState) {
+  open_store(/*gated=*/true);
+  const LogHead head = store_->writer().committed_head();
+  const JobId x = JobId::generate();
+  const JobId y = JobId::generate();
+  gate_.fail_attempt(gate_.attempts() + 1);
+  gate_.hold();
+  std::promise<Result<CommandOutcome>> p1, p2, p3;
+  store_->writer().submit(create_request(x),
+                          [&](Result<CommandOutcome> r) { p1.set_value(std::move(r)); });
+  ASSERT_TRUE(gate_.wait_until_blocked());
+  // Built on x's creation, which is about to fail.
+  store_->writer().submit(request(x, StartJob{"w"}),
+                          [&](Result<CommandOutcome> r) { p2.set_value(std::move(r)); });
+  store_->writer().submit(create_request(y),
+                          [&](Result<CommandOutcome> r) { p3.set_value(std::move(r)); });
+  ASSERT_TRUE(wait_for_queued(store_->writer(), 2));
+  gate_.release();
+
+  EXPECT_ERROR_CODE(p1.get_future().get(), ErrorCode::kUnavailable);
+  // x was never written.
+  EXPECT_ERROR_CODE(p2.get_future().get(), ErrorCode::kJobNotFound);
+  auto created_y = p3.get_future().get();
+  ASSERT_OK(created_y);
+  ASSERT_EQ(created_y->events.size(), 1u);
+  EXPECT_EQ(created_y->events[0].seq, head.seq + 1) << "no gap where the failed batch was";
+  EXPECT_EQ(created_y->events[0].hash,
+            chain_hash(head.hash, canonical_event_json(created_y->events[0])));
+
+  auto row_x = store_->projection().row(x);
+  ASSERT_OK(row_x);
+  EXPECT_FALSE(row_x->has_value());
+  auto row_y = store_->projection().row(y);
+  ASSERT_OK(row_y);
+  ASSERT_TRUE(row_y->has_value());
+  EXPECT_EQ((*row_y)->status, JobStatus::kQueued);
+  EXPECT_EQ(store_->log().head()->seq, head.seq + 1);
+  EXPECT_TRUE(testing::log_is_intact(store_->db()));
+}
+
+// A refusal decided on top of a command whose write then fails would be a
+// lie ("job is terminal" while it still runs): it fails with kUnavailable
+// too. A refusal that owes nothing to the batch keeps its own error.
+TEST_F(WriterTest, RefusalsThatRestOnAFailedWriteAreNotReported) {
+  open_store(/*gated=*/true);
+  const JobId a = JobId::generate();
+  must(create_request(a));
+  must(request(a, StartJob{"w"}));
+  // Hold one successful write so the next three commands share one batch,
+  // and make that batch's write fail.
+  gate_.fail_attempt(gate_.attempts() + 2);
+  gate_.hold();
+  std::promise<Result<CommandOutcome>> p0, p1, p2, p3;
+  store_->writer().submit(request(a, Heartbeat{nullptr}),
+                          [&](Result<CommandOutcome> r) { p0.set_value(std::move(r)); });
+  ASSERT_TRUE(gate_.wait_until_blocked());
+  store_->writer().submit(request(a, SucceedJob{json{{"ok", true}}}),
+                          [&](Result<CommandOutcome> r) { p1.set_value(std::move(r)); });
+  store_->writer().submit(request(a, Heartbeat{nullptr}),
+                          [&](Result<CommandOutcome> r) { p2.set_value(std::move(r)); });
+  store_->writer().submit(request(JobId::generate(), Heartbeat{nullptr}),
+                          [&](Result<CommandOutcome> r) { p3.set_value(std::move(r)); });
+  ASSERT_TRUE(wait_for_queued(store_->writer(), 3));
+  gate_.release();
+
+  EXPECT_OK(p0.get_future().get());
+  EXPECT_ERROR_CODE(p1.get_future().get(), ErrorCode::kUnavailable);
+  // Refused only because of the success that was never written.
+  EXPECT_ERROR_CODE(p2.get_future().get(), ErrorCode::kUnavailable);
+  EXPECT_ERROR_CODE(p3.get_future().get(), ErrorCode::kJobNotFound);
+
+  // a is still running: the heartbeat the failed batch refused goes through now.
+  auto hb = must(request(a, Heartbeat{nullptr}));
+  EXPECT_EQ(hb.job.status, JobStatus::kRunning);
+  EXPECT_EQ(hb.job.version, 4u);
+}
+
 TEST_F(WriterTest, StoppedWriterRefusesWithUnavailable) {
   open_store();
   const JobId a = JobId::generate();
@@ -503,7 +589,7 @@ TEST_F(WriterTest, CommitListenerSeesDurableBatches) {
   ASSERT_EQ(commits.size(), 2u) << "a refused command commits nothing";
   EXPECT_EQ(commits[1].head, store_->log().head().value());
   ASSERT_EQ(commits[1].changed_jobs.size(), 1u);
-  EXPECT_EQ(commits[1].changed_jobs[0].status, JobStatus::kRunning);
+  EXPECT_EQ(commits[1].changed_jobs[0]->status, JobStatus::kRunning);
 }
 
 }  // namespace

@@ -351,3 +351,77 @@ TEST_F(ProjectionTest, RestartGivesGraceToOverdueJobs) {
 
 }  // namespace
 }  // namespace jobstate
+
+namespace jobstate {
+namespace {
+
+// The status row is written member by member (the writer's hot path); it
+// must be byte for byte what job_to_json + canonical_dump give, for every
+// kind of value a job can hold.
+TEST(StatusRowEncoding, FastEncoderMatchesTheReferenceForEveryKindOfJob) {
+  const TimeMs midnight = 1'795'824'000'000;  // 2026-11-27T00:00:00.000Z
+  JobState base;
+  base.id = JobId::generate();
+  base.type = "reports.daily:v2";
+  base.created_seq = 42;
+  base.created_at_ms = midnight - 1;  // the day before, 23:59:59.999
+  base.heartbeat_timeout_s = 90;
+
+  std::vector<JobState> jobs;
+  jobs.push_back(base);  // queued, empty params and labels
+
+  JobState with_values = base;
+  with_values.params = json{{"b", {1, 2.5, "x"}}, {"a", {{"nested", nullptr}}}, {"ü", "ø\"\\\n"},
+                            {"big", 1.2345678901234567e15}, {"neg", -0.0}, {"emoji", "😀"}};
+  with_values.labels = json{{"team", "data"}, {"région", "eu-west"}};
+  with_values.cancel_requested = true;
+  jobs.push_back(with_values);
+
+  JobState running = with_values;
+  running.status = JobStatus::kRunning;
+  running.version = 7;
+  running.started_at_ms = midnight + 5;
+  running.last_heartbeat_at_ms = midnight + 86'399'999;  // 23:59:59.999 the same day
+  running.deadline_ms = *running.last_heartbeat_at_ms + 90'000;
+  running.worker = "host-1/pid 7 \"quoted\" \x01 ünï";
+  running.progress = json{{"fraction", 0.333}, {"message", "step 2 of 3"}, {"details", {{"rows", 12}}}};
+  jobs.push_back(running);
+
+  JobState succeeded = running;
+  succeeded.status = JobStatus::kSucceeded;
+  succeeded.deadline_ms.reset();
+  succeeded.finished_at_ms = midnight + 3 * 86'400'000 + 12'345;
+  succeeded.result = json{{"url", "s3://bucket/key"}, {"count", 1e300}, {"list", json::array()}};
+  jobs.push_back(succeeded);
+
+  JobState failed = running;
+  failed.status = JobStatus::kFailed;
+  failed.deadline_ms.reset();
+  failed.finished_at_ms = midnight + 1;
+  failed.error = json{{"code", "heartbeat_timeout"}, {"message", "no heartbeat"},
+                      {"details", {{"last_heartbeat_at", "2026-11-27T23:59:59.999Z"}}}};
+  jobs.push_back(failed);
+
+  JobState cancelled = base;
+  cancelled.status = JobStatus::kCancelled;
+  cancelled.finished_at_ms = base.created_at_ms;  // back to the day before
+  jobs.push_back(cancelled);
+
+  for (const auto& job : jobs) {
+    SCOPED_TRACE(canonical_dump(job_to_json(job, 0)));
+    EXPECT_EQ(encode_status_row(job), encode_status_row_reference(job));
+    // The same with the JSON values given as their canonical texts.
+    const std::string params = canonical_dump(job.params), labels = canonical_dump(job.labels),
+                      progress = canonical_dump(job.progress), result = canonical_dump(job.result);
+    EXPECT_EQ(encode_status_row(job, RowTexts{params, labels, progress, result}),
+              encode_status_row_reference(job));
+    auto decoded = decode_status_row(encode_status_row(job));
+    ASSERT_OK(decoded);
+    auto state = decoded->to_state();
+    ASSERT_OK(state);
+    EXPECT_EQ(*state, job);
+  }
+}
+
+}  // namespace
+}  // namespace jobstate
