@@ -50,7 +50,7 @@ std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(const std::str
   static const std::shared_ptr<const rocksdb::SliceTransform> none(rocksdb::NewFixedPrefixTransform(0));
   static const std::shared_ptr<const rocksdb::SliceTransform> job_id(rocksdb::NewFixedPrefixTransform(16));
   if (name == kEventsCf) return none;
-  static const std::shared_ptr<const rocksdb::SliceTransform> deadline(rocksdb::NewFixedPrefixTransform(7));
+  static const std::shared_ptr<const rocksdb::SliceTransform> deadline(rocksdb::NewFixedPrefixTransform(8));
   if (name == kJobEventsCf || name.rfind("jobs.g", 0) == 0) return job_id;
   if (name.rfind("deadlines.g", 0) == 0) return deadline;
   return nullptr;

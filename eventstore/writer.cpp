@@ -1,6 +1,7 @@
 #include "eventstore/writer.h"
 
 #include <pthread.h>
+#include <time.h>
 
 #include <future>
 
@@ -111,17 +112,22 @@ std::unique_ptr<Writer::Batch> Writer::new_batch() {
 
 void Writer::run_sequencer() {
   pthread_setname_np(pthread_self(), "js-sequencer");  // for top -H and perf
+  // Commands taken from the queue at a time: between chunks the sequencer
+  // hands a batch over or answers one, so neither waits for a long batch.
+  constexpr size_t kChunk = 64;
   std::unique_ptr<Batch> open = new_batch();
   std::vector<Pending> taken;
   for (;;) {
     bool hand_over = false;
     std::optional<LogHead> failed_at;  // the durable head, when a write failed
+    std::unique_ptr<Batch> written;    // committed (or failed): to answer
     {
       std::unique_lock lock(mu_);
       const auto room = [&] { return options_.max_batch_commands - open->pending.size(); };
       cv_.wait(lock, [&] {
-        return (!queue_.empty() && room() > 0) || (!open->pending.empty() && !committing_) ||
-               (stopping_ && queue_.empty() && open->pending.empty());
+        return (!open->pending.empty() && !committing_) || !written_.empty() ||
+               (!queue_.empty() && room() > 0) ||
+               (stopping_ && queue_.empty() && open->pending.empty() && !committing_);
       });
       if (!open->pending.empty() && !committing_) {
         // The committer is free: it takes what is ready now, and the commands
@@ -138,28 +144,31 @@ void Writer::run_sequencer() {
           handoff_ = std::move(open);
           hand_over = true;
         }
+      } else if (!written_.empty()) {
+        written = std::move(written_.front());
+        written_.pop_front();
       } else if (!queue_.empty() && room() > 0) {
-        const size_t n = std::min(queue_.size(), room());
+        const size_t n = std::min({queue_.size(), room(), kChunk});
         for (size_t i = 0; i < n; ++i) {
           taken.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
         open_commands_ += n;
       } else {
-        break;  // stopping, and everything is handed over
+        break;  // stopping, and everything is written and answered
       }
     }
     if (hand_over) {
       commit_cv_.notify_one();
       open = new_batch();
-      continue;
-    }
-    if (failed_at) {
+    } else if (failed_at) {
       restart_from(*failed_at, open);
-      continue;
+    } else if (written) {
+      answer(*written);
+    } else {
+      for (auto& p : taken) add(*open, std::move(p));
+      taken.clear();
     }
-    for (auto& p : taken) add(*open, std::move(p));
-    taken.clear();
   }
   {
     std::lock_guard lock(mu_);
@@ -190,50 +199,50 @@ void Writer::run_committer() {
       if (!handoff_) return;
       b = std::move(handoff_);
     }
-    commit(*b);
-    b.reset();
+    const bool durable = commit(*b);
     {
       std::lock_guard lock(mu_);
       committing_ = false;
+      // The sequencer must not hand over a batch built on a failed one.
+      if (!durable) commit_failed_ = true;
+      written_.push_back(std::move(b));
     }
     cv_.notify_all();
   }
 }
 
-void Writer::commit(Batch& b) {
-  if (b.has_events) {
-    auto* meta = db_.cf(kMetaCf);
-    b.wb.Put(meta, kMetaHeadSeq, u64_be(b.head.seq));
-    b.wb.Put(meta, kMetaHeadHash, hex_to_raw(b.head.hash));
-    rocksdb::Status ws;
-    if (options_.write_for_test) {
-      ws = options_.write_for_test(b.wb);
-    } else {
-      rocksdb::WriteOptions wo;
-      wo.sync = true;
-      ws = db_.db()->Write(wo, &b.wb);
-    }
-    projector_.batch_finished(b.number, ws.ok());
-    if (!ws.ok()) {
-      // Nothing of this batch is acknowledged, and nothing that rests on it:
-      // the sequencer drops what it built on top before handing over more.
-      {
-        std::lock_guard lock(mu_);
-        commit_failed_ = true;
-      }
-      Error err = rocksdb_error(ws, "writing to the store");
-      err.code = ErrorCode::kUnavailable;
-      for (size_t i = 0; i < b.pending.size(); ++i) {
-        if (b.results[i].ok() || b.rests_on_batch[i]) b.results[i] = err;
-        finish(b.pending[i].done, std::move(b.results[i]));
-      }
-      return;
-    }
-    std::lock_guard lock(mu_);
-    head_ = b.head;
-  } else {
+bool Writer::commit(Batch& b) {
+  if (!b.has_events) {
     projector_.batch_finished(b.number, true);
+    return true;
   }
+  auto* meta = db_.cf(kMetaCf);
+  b.wb.Put(meta, kMetaHeadSeq, u64_be(b.head.seq));
+  b.wb.Put(meta, kMetaHeadHash, hex_to_raw(b.head.hash));
+  rocksdb::Status ws;
+  if (options_.write_for_test) {
+    ws = options_.write_for_test(b.wb);
+  } else {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ws = db_.db()->Write(wo, &b.wb);
+  }
+  projector_.batch_finished(b.number, ws.ok());
+  if (!ws.ok()) {
+    // Nothing of this batch is acknowledged, and nothing that rests on it.
+    Error err = rocksdb_error(ws, "writing to the store");
+    err.code = ErrorCode::kUnavailable;
+    for (size_t i = 0; i < b.results.size(); ++i)
+      if (b.results[i].ok() || b.rests_on_batch[i]) b.results[i] = err;
+    b.changed.clear();  // nothing to announce
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  head_ = b.head;
+  return true;
+}
+
+void Writer::answer(Batch& b) {
   for (size_t i = 0; i < b.pending.size(); ++i) finish(b.pending[i].done, std::move(b.results[i]));
   if (options_.on_commit && !b.changed.empty()) {
     CommitInfo info{b.head, {}};
@@ -241,6 +250,18 @@ void Writer::commit(Batch& b) {
     for (auto& [id, st] : b.changed) info.changed_jobs.push_back(st);
     options_.on_commit(info);
   }
+}
+
+int64_t Writer::cpu_time_ns() const {
+  int64_t total = 0;
+  for (const std::thread* t : {&thread_, &commit_thread_}) {
+    clockid_t clock;
+    timespec ts{};
+    if (pthread_getcpuclockid(const_cast<std::thread*>(t)->native_handle(), &clock) == 0 &&
+        clock_gettime(clock, &ts) == 0)
+      total += int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  }
+  return total;
 }
 
 Result<Writer::StatePtr> Writer::current(const JobId& id) {

@@ -6,8 +6,10 @@
 //              and builds the batch's WriteBatch (events, the job_events
 //              index, idempotency records, the projections). It alone owns
 //              sequencing.
-//   committer  writes each batch (and the head) with sync = true, then runs
-//              the batch's callbacks and on_commit, in batch order.
+//   committer  writes each batch (and the head) with sync = true, and hands
+//              it back to the sequencer, which runs its callbacks and
+//              on_commit (in batch order, between its own steps), so the
+//              committer does nothing but I/O.
 //
 // While the committer fsyncs batch N, the sequencer builds batch N+1 on top
 // of N's (not yet durable) result, and hands it over the moment the
@@ -20,7 +22,7 @@
 // durable state.
 //
 // Thread safety: submit(), committed_head(), queued() and stop() may be
-// called from any thread. Callbacks run on the committer thread, after the
+// called from any thread. Callbacks run on the sequencer thread, after the
 // batch is durable (or failed): they must be quick and must not call
 // execute() (or otherwise wait for another command's result).
 #pragma once
@@ -63,7 +65,7 @@ class BatchProjector {
   // Once per batch number that project() contributed to, in increasing
   // order: whether it became durable. Called before any of the batch's
   // callbacks run, on the committer thread (or, for a batch that is dropped
-  // and run again, on the sequencer while nothing else is being committed).
+  // and run again, on the sequencer while nothing is being committed).
   virtual void batch_finished(uint64_t batch_no, bool durable) {}
 };
 
@@ -100,7 +102,7 @@ struct WriterOptions {
   size_t max_queued_commands = 100'000;
   // Job states kept in memory so decide() needs no read. Default 200k.
   size_t state_cache_entries = 200'000;
-  // Called on the committer thread after every durable batch, after its callbacks.
+  // Called on the sequencer thread after every durable batch, after its callbacks.
   std::function<void(const CommitInfo&)> on_commit;
   // Test seam: replaces db->Write(batch) (on the committer thread). Default: a synced write.
   std::function<rocksdb::Status(rocksdb::WriteBatch&)> write_for_test;
@@ -131,6 +133,8 @@ class Writer {
   TimeMs server_start_ms() const { return server_start_ms_; }
   // Commands submitted and not yet handed to the committer.
   size_t queued() const;
+  // CPU time the writer's two threads have used (for benchmarks).
+  int64_t cpu_time_ns() const;
 
  private:
   struct Pending {
@@ -153,8 +157,10 @@ class Writer {
   // and runs `open`'s commands again from the durable state.
   void restart_from(const LogHead& durable, std::unique_ptr<Batch>& open);
   std::unique_ptr<Batch> new_batch();
-  // Committer: writes `b`, then answers its commands.
-  void commit(Batch& b);
+  // Committer: writes `b`; false when the write failed (the results then say so).
+  bool commit(Batch& b);
+  // Sequencer: runs the callbacks of a written batch, then on_commit.
+  void answer(Batch& b);
 
   Database& db_;
   BatchProjector& projector_;
@@ -172,6 +178,7 @@ class Writer {
   bool commit_failed_ = false;  // a write failed since the sequencer last looked
   bool committer_exit_ = false;
   std::unique_ptr<Batch> handoff_;
+  std::deque<std::unique_ptr<Batch>> written_;  // committed or failed, to answer
   LogHead head_;  // durable head
 
   // Sequencer only: the head and job states including batches not yet durable.
