@@ -203,6 +203,8 @@ void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms, int stat
 // the job's row as this batch left it (encoded once, in the batch): use it
 // unless a later command of the same batch moved the job on.
 void send_written(const Context& ctx, Call& call, int status, const JobState& job) {
+  if (auto recent = ctx.store.projection().recent_row(job.id); recent && recent->version == job.version)
+    return send_row(call, *recent, ctx.server_start_ms(), status);
   auto row = ctx.store.projection().row(job.id);
   if (row && *row && (*row)->version == job.version)
     return send_row(call, **row, ctx.server_start_ms(), status);

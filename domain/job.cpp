@@ -87,7 +87,18 @@ struct Decider {
   const DecideContext& ctx;
   using Out = Result<std::vector<NewEvent>>;
 
-  static Out one(EventType t, json data) { return std::vector<NewEvent>{{t, std::move(data)}}; }
+  // (No initializer lists here: they copy every json value they hold.)
+  static Out one(EventType t, json data) {
+    std::vector<NewEvent> events;
+    events.push_back(NewEvent{t, std::move(data)});
+    return events;
+  }
+  // {"<key>": value}
+  static json member(const char* key, json value) {
+    json object = json::object();
+    object.emplace(key, std::move(value));
+    return object;
+  }
 
   Out operator()(const CreateJob&) const { return make_error(ErrorCode::kInternal, "unreachable"); }
   Out operator()(const StartJob& c) const {
@@ -99,7 +110,7 @@ struct Decider {
     auto p = normalize_progress(c.progress);
     if (!p) return p.error();
     if (s.status != JobStatus::kRunning) return transition(s, "heartbeat");
-    return one(EventType::kHeartbeat, {{"progress", *p}});
+    return one(EventType::kHeartbeat, member("progress", std::move(*p)));
   }
   Out operator()(const SucceedJob& c) const {
     if (s.status != JobStatus::kRunning) return transition(s, "succeed");
@@ -108,7 +119,7 @@ struct Decider {
   Out operator()(const FailJob& c) const {
     auto e = normalize_error(c.error);
     if (!e) return e.error();
-    return one(EventType::kFailed, {{"error", *e}});
+    return one(EventType::kFailed, member("error", std::move(*e)));
   }
   Out operator()(const RequestCancel& c) const {
     if (s.status == JobStatus::kQueued) return one(EventType::kCancelled, {{"reason", c.reason}});

@@ -268,6 +268,12 @@ rocksdb::ColumnFamilyHandle* StatusProjection::family(ProjectionEntry::Family f)
   return nullptr;
 }
 
+std::shared_ptr<const StatusRow> StatusProjection::recent_row(const JobId& id) const {
+  std::lock_guard lock(recent_mu_);
+  auto it = recent_.find(id);
+  return it == recent_.end() ? nullptr : it->second;
+}
+
 Result<std::optional<StatusRow>> StatusProjection::row(const JobId& id) const {
   {
     std::lock_guard lock(recent_mu_);
@@ -293,17 +299,36 @@ Result<std::optional<JobState>> StatusProjection::load(const JobId& id) {
 
 void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
                                const JobState* before, const JobState& after) {
-  auto new_entries = projection_entries(after, /*with_row=*/false);
-  std::vector<ProjectionEntry> old_entries;
-  if (before) old_entries = projection_entries(*before, /*with_row=*/false);
-  auto has = [](const std::vector<ProjectionEntry>& v, const ProjectionEntry& e) {
-    for (auto& x : v)
-      if (x.family == e.family && x.key == e.key) return true;
-    return false;
-  };
-  // Keys the old state had and the new one does not: old status list keys, the old deadline.
-  for (auto& old : old_entries)
-    if (!has(new_entries, old)) batch.Delete(family(old.family), old.key);
+  if (before && before->status == after.status && before->type == after.type &&
+      before->created_seq == after.created_seq) {
+    // The common case (a heartbeat): the list keys stay, only the deadline
+    // can move. Same keys as projection_entries() gives.
+    auto deadline = [](const JobState& s) -> std::optional<std::string> {
+      if (s.status != JobStatus::kRunning || !s.deadline_ms) return std::nullopt;
+      return deadline_key(*s.deadline_ms, s.id);
+    };
+    auto old_key = deadline(*before), new_key = deadline(after);
+    if (old_key != new_key) {
+      if (old_key) batch.Delete(deadlines_, *old_key);
+      if (new_key) batch.Put(deadlines_, *new_key, "");
+    }
+  } else {
+    auto new_entries = projection_entries(after, /*with_row=*/false);
+    std::vector<ProjectionEntry> old_entries;
+    if (before) old_entries = projection_entries(*before, /*with_row=*/false);
+    auto has = [](const std::vector<ProjectionEntry>& v, const ProjectionEntry& e) {
+      for (auto& x : v)
+        if (x.family == e.family && x.key == e.key) return true;
+      return false;
+    };
+    // Keys the old state had and the new one does not: old status list keys, the old deadline.
+    for (auto& old : old_entries)
+      if (!has(new_entries, old)) batch.Delete(family(old.family), old.key);
+    // Index keys only when they are new (their value is the id).
+    for (auto& e : new_entries)
+      if (e.family != ProjectionEntry::kJobs && !has(old_entries, e))
+        batch.Put(family(e.family), e.key, e.value);
+  }
 
   auto row = std::make_shared<StatusRow>();
   row->version = after.version;
@@ -314,14 +339,8 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
   const std::string value = encode_status_row(after);
   row->json_text.assign(value, kRowHeader);
 
-  // The row always changes; index keys only when they are new (their value is the id).
-  for (auto& e : new_entries) {
-    if (e.family == ProjectionEntry::kJobs) {
-      batch.Put(jobs_, e.key, value);
-    } else if (!has(old_entries, e)) {
-      batch.Put(family(e.family), e.key, e.value);
-    }
-  }
+  // The row always changes.
+  batch.Put(jobs_, after.id.bytes(), value);
   std::lock_guard lock(staged_mu_);
   staged_.push_back({batch_no, after.id, std::move(row)});
 }

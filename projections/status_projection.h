@@ -105,6 +105,9 @@ class StatusProjection final : public BatchProjector {
 
   // The job's status row; nullopt when there is no such job.
   Result<std::optional<StatusRow>> row(const JobId& id) const;
+  // The job's row when it is among the recently written ones (no copy, no
+  // read); nullptr otherwise.
+  std::shared_ptr<const StatusRow> recent_row(const JobId& id) const;
   // Newest first; only jobs created before `before_seq` when given.
   // REQUIRES: limit >= 1.
   Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
