@@ -43,8 +43,8 @@ namespace {
 // hint), and `job_events` and the status rows (`jobs.g<N>`) are keyed by
 // job id, whose next key sits right beside its previous one (prefix: the id).
 // A heartbeat moves its job's key in `deadlines.g<N>` (big-endian ms + id)
-// from one recent deadline to a newer one: both land among keys written in
-// the same quarter second (prefix: the deadline without its low byte, 256 ms).
+// from one recent deadline to a newer one: each lands among the keys of its
+// own millisecond (prefix: the 8-byte deadline; one hint per millisecond).
 // Other families get no hint: their keys land far from the previous insert.
 std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(const std::string& name) {
   static const std::shared_ptr<const rocksdb::SliceTransform> none(rocksdb::NewFixedPrefixTransform(0));

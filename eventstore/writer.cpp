@@ -248,7 +248,11 @@ void Writer::answer(Batch& b) {
     CommitInfo info{b.head, {}};
     info.changed_jobs.reserve(b.changed.size());
     for (auto& [id, st] : b.changed) info.changed_jobs.push_back(st);
-    options_.on_commit(info);
+    try {
+      options_.on_commit(info);
+    } catch (...) {
+      // A listener's failure must not stop the writer.
+    }
   }
 }
 
