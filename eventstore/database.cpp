@@ -46,6 +46,8 @@ namespace {
 // from one recent deadline to a newer one: each lands among the keys of its
 // own millisecond (prefix: the 8-byte deadline; one hint per millisecond).
 // Other families get no hint: their keys land far from the previous insert.
+// A hint costs about 250 bytes per distinct prefix in a memtable (mostly in
+// its arena, so a memtable of many new jobs fills and flushes a little sooner).
 std::shared_ptr<const rocksdb::SliceTransform> insert_hint_prefix(const std::string& name) {
   static const std::shared_ptr<const rocksdb::SliceTransform> none(rocksdb::NewFixedPrefixTransform(0));
   static const std::shared_ptr<const rocksdb::SliceTransform> job_id(rocksdb::NewFixedPrefixTransform(16));

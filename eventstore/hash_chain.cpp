@@ -13,10 +13,11 @@ std::string digest_hex(std::initializer_list<std::string_view> parts) {
   thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                                          &EVP_MD_CTX_free);
   // OpenSSL 3 looks the algorithm up on every init unless it is fetched once.
-  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  static EVP_MD* const fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  const EVP_MD* sha256 = fetched ? fetched : EVP_sha256();
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (!ctx || !sha256 || EVP_DigestInit_ex(ctx.get(), sha256, nullptr) != 1)
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), sha256, nullptr) != 1)
     throw std::runtime_error("EVP_DigestInit_ex failed");
   for (auto p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
   EVP_DigestFinal_ex(ctx.get(), md, &len);

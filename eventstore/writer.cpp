@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <algorithm>
 #include <future>
 
 #include "eventstore/event_codec.h"
@@ -51,6 +52,7 @@ Result<std::unique_ptr<Writer>> Writer::start(Database& db, BatchProjector& proj
     return make_error(ErrorCode::kInvalidRequest, "the writer needs a read-write store");
   auto head = LogReader(db).head();
   if (!head) return head.error();
+  options.max_batch_commands = std::max<size_t>(options.max_batch_commands, 1);
   std::unique_ptr<Writer> w(new Writer(db, projector, clock, std::move(options)));
   w->head_ = *head;
   w->head_seq_ = head->seq;
@@ -87,11 +89,18 @@ void Writer::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    // The sequencer never started (a failed start): nobody else tells the committer.
+    if (!thread_.joinable()) committer_exit_ = true;
   }
   cv_.notify_all();
+  commit_cv_.notify_all();
+  // From a callback, a listener or the write hook (on a writer thread):
+  // joining would wait for this very thread. The writer stops by itself
+  // once everything queued is done.
   const auto self = std::this_thread::get_id();
-  if (thread_.joinable() && thread_.get_id() != self) thread_.join();
-  if (commit_thread_.joinable() && commit_thread_.get_id() != self) commit_thread_.join();
+  if (self == thread_.get_id() || self == commit_thread_.get_id()) return;
+  if (thread_.joinable()) thread_.join();
+  if (commit_thread_.joinable()) commit_thread_.join();
 }
 
 LogHead Writer::committed_head() const {
@@ -259,6 +268,7 @@ void Writer::answer(Batch& b) {
 int64_t Writer::cpu_time_ns() const {
   int64_t total = 0;
   for (const std::thread* t : {&thread_, &commit_thread_}) {
+    if (!t->joinable()) continue;  // stopped: its clock is gone
     clockid_t clock;
     timespec ts{};
     if (pthread_getcpuclockid(const_cast<std::thread*>(t)->native_handle(), &clock) == 0 &&
@@ -275,7 +285,7 @@ Result<Writer::StatePtr> Writer::current(const JobId& id) {
   if (!loaded) return loaded.error();
   if (!*loaded) return StatePtr();
   auto state = std::make_shared<const JobState>(std::move(**loaded));
-  cache_[id] = state;
+  if (cache_.size() < options_.state_cache_entries) cache_[id] = state;
   return state;
 }
 

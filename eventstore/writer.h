@@ -24,7 +24,8 @@
 // Thread safety: submit(), committed_head(), queued() and stop() may be
 // called from any thread. Callbacks run on the sequencer thread, after the
 // batch is durable (or failed): they must be quick and must not call
-// execute() (or otherwise wait for another command's result).
+// execute() (or otherwise wait for another command's result). stop() from a
+// callback or listener only asks the writer to stop; it does not wait.
 #pragma once
 
 #include <rocksdb/write_batch.h>
@@ -125,7 +126,8 @@ class Writer {
   // writer callback.
   Result<CommandOutcome> execute(CommandRequest request);
 
-  // Refuses new commands, finishes every queued one, joins the threads. Idempotent.
+  // Refuses new commands, finishes every queued one, joins the threads.
+  // Idempotent. From a callback or listener it only asks (see above).
   void stop();
 
   LogHead committed_head() const;

@@ -49,9 +49,9 @@ struct StatusRow {
 };
 
 // Canonical texts standing in for the state's JSON values when a row is
-// encoded (empty: dump the state's value). The writer passes params and
-// labels cut from the job's previous row; rebuild passes the texts stored in
-// the events. REQUIRES: each is the canonical text of the state's value.
+// encoded (empty: dump the state's value). Rebuild passes the texts stored
+// in the events; the writer passes none. REQUIRES: each is the canonical
+// text of the state's value.
 struct RowTexts {
   std::string_view params, labels, progress, result;
 };

@@ -567,6 +567,31 @@ TEST_F(WriterTest, StoppedWriterRefusesWithUnavailable) {
   EXPECT_ERROR_CODE(exec(request(a, StartJob{"w"})), ErrorCode::kUnavailable);
 }
 
+// A callback that stops the writer (say, a shutdown triggered by an answer)
+// must not wait for its own thread: it asks, and the writer finishes what is
+// queued and stops.
+TEST_F(WriterTest, StopFromACallbackAsksWithoutWaiting) {
+  open_store();
+  const JobId a = JobId::generate();
+  must(create_request(a));
+  std::promise<void> stopped;
+  std::promise<Result<CommandOutcome>> queued_behind;
+  store_->writer().submit(request(a, StartJob{"w"}), [&](Result<CommandOutcome> r) {
+    EXPECT_OK(r);
+    store_->writer().stop();
+    stopped.set_value();
+  });
+  ASSERT_EQ(stopped.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "stop() from a callback hung";
+  store_->writer().submit(request(a, Heartbeat{nullptr}), [&](Result<CommandOutcome> r) {
+    queued_behind.set_value(std::move(r));
+  });
+  auto late = queued_behind.get_future();
+  ASSERT_EQ(late.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_ERROR_CODE(late.get(), ErrorCode::kUnavailable);
+  store_.reset();  // joins both threads
+}
+
 // The commit listener sees each durable batch with the head after it.
 TEST_F(WriterTest, CommitListenerSeesDurableBatches) {
   std::mutex mu;
