@@ -18,91 +18,12 @@
 
 #include "api_test_server.h"
 #include "eventstore/hash_chain.h"
+#include "serve_process.h"
 
 namespace jobstate::testing {
 namespace {
 
 using nlohmann::json;
-using SteadyClock = std::chrono::steady_clock;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// `jobstate serve --data-dir D --listen 127.0.0.1:0`, its stdout in a file.
-class ServeProcess {
- public:
-  ServeProcess(const std::string& data_dir, const std::string& out_path) : out_path_(out_path) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (out >= 0) {
-        dup2(out, STDOUT_FILENO);
-        dup2(out, STDERR_FILENO);
-      }
-      execl(JOBSTATE_BIN, JOBSTATE_BIN, "serve", "--data-dir", data_dir.c_str(), "--listen", "127.0.0.1:0",
-            "--log-level", "warn", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    // Wait for "jobstate serving on http://HOST:PORT ...".
-    const auto end = SteadyClock::now() + std::chrono::seconds(60);
-    while (SteadyClock::now() < end && url_.empty()) {
-      std::string text = read_file(out_path);
-      auto at = text.find("serving on http://");
-      if (at != std::string::npos) {
-        auto start = at + std::string("serving on ").size();
-        auto stop = text.find_first_of(" \n", start);
-        if (stop != std::string::npos) url_ = text.substr(start, stop - start);
-      }
-      if (url_.empty()) {
-        int status = 0;
-        if (waitpid(pid_, &status, WNOHANG) == pid_) {
-          pid_ = -1;
-          exit_status_ = status;
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    }
-  }
-  ~ServeProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  const std::string& url() const { return url_; }
-  std::string output() const { return read_file(out_path_); }
-  void signal(int sig) {
-    if (pid_ > 0) ::kill(pid_, sig);
-  }
-
-  // The exit status (as from waitpid), or nullopt when it has not exited in time.
-  std::optional<int> wait_exit(std::chrono::seconds limit) {
-    if (pid_ <= 0) return exit_status_;
-    const auto end = SteadyClock::now() + limit;
-    while (SteadyClock::now() < end) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        exit_status_ = status;
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return std::nullopt;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> exit_status_;  // once reaped
-  std::string out_path_;
-  std::string url_;
-};
 
 // What clients were told: job id → highest acknowledged version, and the
 // event types of its acknowledged history (created, started, heartbeat..., succeeded).

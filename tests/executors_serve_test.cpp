@@ -15,92 +15,13 @@
 #include <thread>
 
 #include "http_client.h"
+#include "serve_process.h"
 #include "test_util.h"
 
 namespace jobstate::testing {
 namespace {
 
 using nlohmann::json;
-using SteadyClock = std::chrono::steady_clock;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// `jobstate serve ARGS...` with stdout and stderr in a file; the URL it
-// prints once it serves.
-class ServeProcess {
- public:
-  ServeProcess(std::vector<std::string> args, const std::string& out_path) : out_path_(out_path) {
-    args.insert(args.begin(), {JOBSTATE_BIN, "serve"});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (out >= 0) {
-        dup2(out, STDOUT_FILENO);
-        dup2(out, STDERR_FILENO);
-      }
-      execv(JOBSTATE_BIN, argv.data());
-      _exit(127);
-    }
-    const auto end = SteadyClock::now() + std::chrono::seconds(60);
-    while (SteadyClock::now() < end && url_.empty()) {
-      std::string text = read_file(out_path);
-      auto at = text.find("serving on http://");
-      if (at != std::string::npos) {
-        auto start = at + std::string("serving on ").size();
-        auto stop = text.find_first_of(" \n", start);
-        if (stop != std::string::npos) url_ = text.substr(start, stop - start);
-      }
-      if (url_.empty()) {
-        int status = 0;
-        if (waitpid(pid_, &status, WNOHANG) == pid_) {
-          pid_ = -1;
-          exit_status_ = status;
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    }
-  }
-  ~ServeProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  const std::string& url() const { return url_; }
-  std::string output() const { return read_file(out_path_); }
-  void signal(int sig) {
-    if (pid_ > 0) ::kill(pid_, sig);
-  }
-  // The exit status (as from waitpid); nullopt when it has not exited in 60 s.
-  std::optional<int> wait_exit() {
-    const auto end = SteadyClock::now() + std::chrono::seconds(60);
-    while (pid_ > 0 && SteadyClock::now() < end) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        exit_status_ = status;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return exit_status_;
-  }
-
- private:
-  std::string out_path_;
-  pid_t pid_ = -1;
-  std::string url_;
-  std::optional<int> exit_status_;
-};
 
 // A literal for an argv template: braces doubled (single ones are placeholders).
 std::string literal(const std::string& text) {

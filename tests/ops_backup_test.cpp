@@ -11,6 +11,7 @@
 #include "eventstore/backup.h"
 #include "http_client.h"
 #include "ops_test_util.h"
+#include "serve_process.h"
 
 namespace jobstate::testing {
 namespace {
@@ -140,60 +141,6 @@ TEST(OpsBackupTest, ACheckpointWhileTheWriterAppendsIsConsistent) {
   EXPECT_EQ(run_jobstate({"verify", "--data-dir", dir.sub("copy")}).exit_code, 0);
   EXPECT_EQ(hash_at(dir.sub("store"), result->head.seq), result->head.hash);
 }
-
-// A real server keeps serving and taking writes while it is backed up; a
-// second server on the backup answers with the backup's audit head and the
-// jobs as they were.
-class ServeProcess {
- public:
-  ServeProcess(const std::string& data_dir, const std::string& out_path) : out_path_(out_path) {
-    std::vector<std::string> args{JOBSTATE_BIN, "serve",    "--data-dir",
-                                  data_dir,     "--listen", "127.0.0.1:0"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (out >= 0) {
-        dup2(out, STDOUT_FILENO);
-        dup2(out, STDERR_FILENO);
-      }
-      execv(JOBSTATE_BIN, argv.data());
-      _exit(127);
-    }
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < end && url_.empty()) {
-      std::ifstream in(out_path);
-      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      std::smatch m;
-      if (std::regex_search(text, m, std::regex("(http://127\\.0\\.0\\.1:[0-9]+)"))) url_ = m[1];
-      if (url_.empty()) {
-        if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-          pid_ = -1;
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-    }
-  }
-  ~ServeProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  const std::string& url() const { return url_; }
-  std::string output() const {
-    std::ifstream in(out_path_);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::string out_path_;
-  std::string url_;
-};
 
 TEST(OpsBackupServeTest, ABackupOfARunningServerIsServedWithTheSameHead) {
   TempDir dir;
