@@ -39,6 +39,12 @@ std::string deadline_key(TimeMs deadline_ms, const JobId& id) {
   return k;
 }
 
+// The job's key in the deadline index: running jobs with a deadline only.
+std::optional<std::string> deadline_entry(const JobState& s) {
+  if (s.status != JobStatus::kRunning || !s.deadline_ms) return std::nullopt;
+  return deadline_key(*s.deadline_ms, s.id);
+}
+
 std::string encode_row_header(const JobState& s, size_t reserve) {
   std::string v;
   v.reserve(kRowHeader + reserve);
@@ -216,8 +222,7 @@ std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row
   ListFilter all, by_status{s.status, {}}, by_type{{}, s.type}, by_both{s.status, s.type};
   for (auto* f : {&all, &by_status, &by_type, &by_both})
     out.push_back({ProjectionEntry::kList, list_prefix(*f) + order, id});
-  if (s.status == JobStatus::kRunning && s.deadline_ms)
-    out.push_back({ProjectionEntry::kDeadlines, deadline_key(*s.deadline_ms, s.id), ""});
+  if (auto key = deadline_entry(s)) out.push_back({ProjectionEntry::kDeadlines, std::move(*key), ""});
   return out;
 }
 
@@ -302,12 +307,8 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
   if (before && before->status == after.status && before->type == after.type &&
       before->created_seq == after.created_seq) {
     // The common case (a heartbeat): the list keys stay, only the deadline
-    // can move. Same keys as projection_entries() gives.
-    auto deadline = [](const JobState& s) -> std::optional<std::string> {
-      if (s.status != JobStatus::kRunning || !s.deadline_ms) return std::nullopt;
-      return deadline_key(*s.deadline_ms, s.id);
-    };
-    auto old_key = deadline(*before), new_key = deadline(after);
+    // can move.
+    auto old_key = deadline_entry(*before), new_key = deadline_entry(after);
     if (old_key != new_key) {
       if (old_key) batch.Delete(deadlines_, *old_key);
       if (new_key) batch.Put(deadlines_, *new_key, "");
