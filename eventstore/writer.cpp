@@ -113,6 +113,11 @@ size_t Writer::queued() const {
   return queue_.size() + open_commands_;
 }
 
+size_t Writer::building() const {
+  std::lock_guard lock(mu_);
+  return open_commands_;
+}
+
 std::unique_ptr<Writer::Batch> Writer::new_batch() {
   auto b = std::make_unique<Batch>();
   b->number = next_batch_no_++;

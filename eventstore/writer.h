@@ -135,6 +135,9 @@ class Writer {
   TimeMs server_start_ms() const { return server_start_ms_; }
   // Commands submitted and not yet handed to the committer.
   size_t queued() const;
+  // Of those, the ones the sequencer has already taken into the batch it is
+  // building (tests use it to know which commands share a batch).
+  size_t building() const;
   // CPU time the writer's two threads have used (for benchmarks).
   int64_t cpu_time_ns() const;
 

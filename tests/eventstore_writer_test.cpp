@@ -100,6 +100,16 @@ bool wait_for_queued(const Writer& w, size_t n) {
   return false;
 }
 
+// Waits (bounded) until the sequencer has taken `n` commands into the batch
+// it is building, so that they share one batch.
+bool wait_for_building(const Writer& w, size_t n) {
+  for (int i = 0; i < 10'000; ++i) {
+    if (w.building() >= n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
 CommandRequest request(const JobId& id, Command c, std::optional<uint64_t> expected = {}) {
   CommandRequest r;
   r.job_id = id;
@@ -376,7 +386,7 @@ TEST_F(WriterTest, IdempotencyKeyTwiceInOneBatch) {
                           [&](Result<CommandOutcome> r) { b.set_value(std::move(r)); });
   store_->writer().submit(keyed_create(JobId::generate(), "same", "other-fp"),
                           [&](Result<CommandOutcome> r) { c.set_value(std::move(r)); });
-  ASSERT_TRUE(wait_for_queued(store_->writer(), 3));
+  ASSERT_TRUE(wait_for_building(store_->writer(), 3));
   gate_.release();
   ASSERT_OK(fill.get());
   auto ra = a.get_future().get();
@@ -421,7 +431,7 @@ TEST_F(WriterTest, FailedWriteAcknowledgesNothingAndTheStoreRecovers) {
   // Refused on its own merits: keeps its own error.
   store_->writer().submit(request(JobId::generate(), Heartbeat{nullptr}),
                           [&](Result<CommandOutcome> r) { p4.set_value(std::move(r)); });
-  ASSERT_TRUE(wait_for_queued(store_->writer(), 3));
+  ASSERT_TRUE(wait_for_building(store_->writer(), 3));
 
   // Reads work while the writer is stuck.
   EXPECT_EQ(store_->log().head()->seq, head.seq);
@@ -539,7 +549,7 @@ TEST_F(WriterTest, RefusalsThatRestOnAFailedWriteAreNotReported) {
                           [&](Result<CommandOutcome> r) { p2.set_value(std::move(r)); });
   store_->writer().submit(request(JobId::generate(), Heartbeat{nullptr}),
                           [&](Result<CommandOutcome> r) { p3.set_value(std::move(r)); });
-  ASSERT_TRUE(wait_for_queued(store_->writer(), 3));
+  ASSERT_TRUE(wait_for_building(store_->writer(), 3));
   gate_.release();
 
   EXPECT_OK(p0.get_future().get());
