@@ -40,6 +40,7 @@ struct Writer::Batch {
   std::unordered_map<JobId, StatePtr> changed;  // final state of jobs the batch changes
   std::unordered_map<std::string, std::string> new_idempotency;  // key → value
   bool has_events = false;
+  bool durable = false;  // set by the committer
   LogHead head;  // after the batch (when has_events)
 };
 
@@ -126,42 +127,41 @@ std::unique_ptr<Writer::Batch> Writer::new_batch() {
 
 void Writer::run_sequencer() {
   pthread_setname_np(pthread_self(), "js-sequencer");  // for top -H and perf
-  // Commands taken from the queue at a time: between chunks the sequencer
-  // hands a batch over or answers one, so neither waits for a long batch.
-  constexpr size_t kChunk = 64;
-  std::unique_ptr<Batch> open = new_batch();
+  // Commands taken from the queue at a time. After each chunk the open batch
+  // is parked, so an idle committer starts writing at once and what arrives
+  // meanwhile forms the next batch. With bigger chunks, a burst of requests
+  // (the answers of one batch come back together) lands in one batch that
+  // the committer waits for and then writes alone, with nothing to overlap:
+  // 64 requests in flight then ran one batch of 64 at a time (55k events/s)
+  // instead of two alternating batches of 32 (80k). A chunk costs two
+  // uncontended lock round trips.
+  constexpr size_t kChunk = 1;
+  std::unique_ptr<Batch> open;  // held while adding to it; otherwise parked in ready_
   std::vector<Pending> taken;
   for (;;) {
-    bool hand_over = false;
     std::optional<LogHead> failed_at;  // the durable head, when a write failed
     std::unique_ptr<Batch> written;    // committed (or failed): to answer
     {
       std::unique_lock lock(mu_);
-      const auto room = [&] { return options_.max_batch_commands - open->pending.size(); };
+      const auto room = [&] {
+        return options_.max_batch_commands - (ready_ ? ready_->pending.size() : 0);
+      };
       cv_.wait(lock, [&] {
-        return (!open->pending.empty() && !committing_) || !written_.empty() ||
-               (!queue_.empty() && room() > 0) ||
-               (stopping_ && queue_.empty() && open->pending.empty() && !committing_);
+        return commit_failed_ || !written_.empty() || (!queue_.empty() && room() > 0) ||
+               (stopping_ && queue_.empty() && !ready_ && !committing_);
       });
-      if (!open->pending.empty() && !committing_) {
-        // The committer is free: it takes what is ready now, and the commands
-        // still queued go into the next batch while this one is written.
-        if (commit_failed_) {
-          commit_failed_ = false;
-          failed_at = head_;
-        } else {
-          committing_ = true;
-          open_commands_ = 0;
-          committing_idempotency_ = std::move(open->new_idempotency);
-          committing_states_.clear();
-          for (auto& [id, st] : open->changed) committing_states_.push_back(st);
-          handoff_ = std::move(open);
-          hand_over = true;
-        }
+      note_taken();
+      if (commit_failed_) {
+        // The open batch was built on the failed one: it is run again below.
+        commit_failed_ = false;
+        failed_at = head_;
+        if (ready_) open = std::move(ready_);
       } else if (!written_.empty()) {
         written = std::move(written_.front());
         written_.pop_front();
       } else if (!queue_.empty() && room() > 0) {
+        if (ready_) open = std::move(ready_);  // not taken yet: it grows
+        parked_ = nullptr;
         const size_t n = std::min({queue_.size(), room(), kChunk});
         for (size_t i = 0; i < n; ++i) {
           taken.push_back(std::move(queue_.front()));
@@ -172,16 +172,26 @@ void Writer::run_sequencer() {
         break;  // stopping, and everything is written and answered
       }
     }
-    if (hand_over) {
-      commit_cv_.notify_one();
-      open = new_batch();
-    } else if (failed_at) {
+    if (failed_at) {
       restart_from(*failed_at, open);
     } else if (written) {
       answer(*written);
     } else {
+      if (!open) open = new_batch();
       for (auto& p : taken) add(*open, std::move(p));
       taken.clear();
+    }
+    if (open && !open->pending.empty()) {
+      // Park it: the committer takes it the moment it is free, without
+      // waiting for this thread to wake up and hand it over.
+      bool committer_idle;
+      {
+        std::lock_guard lock(mu_);
+        parked_ = open.get();
+        ready_ = std::move(open);
+        committer_idle = !committing_;
+      }
+      if (committer_idle) commit_cv_.notify_one();
     }
   }
   {
@@ -191,12 +201,32 @@ void Writer::run_sequencer() {
   commit_cv_.notify_one();
 }
 
+void Writer::note_taken() {
+  if (!parked_ || ready_.get() == parked_) return;
+  // The committer took the parked batch. Until it is durable, its
+  // idempotency records and job states cannot be read from the store. The
+  // committer does not touch these members of the batch, and the batch
+  // lives until this thread answers it.
+  committing_idempotency_ = std::move(parked_->new_idempotency);
+  committing_states_.clear();
+  for (auto& [id, st] : parked_->changed) committing_states_.push_back(st);
+  parked_ = nullptr;
+}
+
+std::unique_ptr<Writer::Batch> Writer::take_ready() {
+  committing_ = true;
+  open_commands_ = 0;
+  return std::move(ready_);
+}
+
 void Writer::restart_from(const LogHead& durable, std::unique_ptr<Batch>& open) {
   head_seq_ = durable.seq;
   head_hash_ = durable.hash;
   cache_.clear();
   committing_idempotency_.clear();
   committing_states_.clear();
+  parked_ = nullptr;
+  if (!open) return;
   projector_.batch_finished(open->number, /*durable=*/false);
   std::vector<Pending> again = std::move(open->pending);
   open = new_batch();
@@ -205,21 +235,27 @@ void Writer::restart_from(const LogHead& durable, std::unique_ptr<Batch>& open) 
 
 void Writer::run_committer() {
   pthread_setname_np(pthread_self(), "js-committer");
+  std::unique_ptr<Batch> b;
   for (;;) {
-    std::unique_ptr<Batch> b;
-    {
-      std::unique_lock lock(mu_);
-      commit_cv_.wait(lock, [&] { return handoff_ || committer_exit_; });
-      if (!handoff_) return;
-      b = std::move(handoff_);
+    if (!b) {
+      bool queue_waits;
+      {
+        std::unique_lock lock(mu_);
+        commit_cv_.wait(lock, [&] { return (ready_ && !commit_failed_) || committer_exit_; });
+        if (!ready_ || commit_failed_) return;
+        b = take_ready();
+        queue_waits = !queue_.empty();
+      }
+      if (queue_waits) cv_.notify_all();  // a full batch was parked: the next one can start
     }
     const bool durable = commit(*b);
     {
       std::lock_guard lock(mu_);
       committing_ = false;
-      // The sequencer must not hand over a batch built on a failed one.
+      // Nothing built on a failed batch is written: the sequencer runs it again.
       if (!durable) commit_failed_ = true;
       written_.push_back(std::move(b));
+      if (!commit_failed_ && ready_) b = take_ready();  // straight on, no hand-over
     }
     cv_.notify_all();
   }
@@ -228,6 +264,7 @@ void Writer::run_committer() {
 bool Writer::commit(Batch& b) {
   if (!b.has_events) {
     projector_.batch_finished(b.number, true);
+    b.durable = true;
     return true;
   }
   auto* meta = db_.cf(kMetaCf);
@@ -248,9 +285,9 @@ bool Writer::commit(Batch& b) {
     err.code = ErrorCode::kUnavailable;
     for (size_t i = 0; i < b.results.size(); ++i)
       if (b.results[i].ok() || b.rests_on_batch[i]) b.results[i] = err;
-    b.changed.clear();  // nothing to announce
     return false;
   }
+  b.durable = true;
   std::lock_guard lock(mu_);
   head_ = b.head;
   return true;
@@ -258,7 +295,7 @@ bool Writer::commit(Batch& b) {
 
 void Writer::answer(Batch& b) {
   for (size_t i = 0; i < b.pending.size(); ++i) finish(b.pending[i].done, std::move(b.results[i]));
-  if (options_.on_commit && !b.changed.empty()) {
+  if (options_.on_commit && b.durable && !b.changed.empty()) {
     CommitInfo info{b.head, {}};
     info.changed_jobs.reserve(b.changed.size());
     for (auto& [id, st] : b.changed) info.changed_jobs.push_back(st);

@@ -12,8 +12,9 @@
 //              committer does nothing but I/O.
 //
 // While the committer fsyncs batch N, the sequencer builds batch N+1 on top
-// of N's (not yet durable) result, and hands it over the moment the
-// committer is free: the CPU work of one batch overlaps the I/O of the
+// of N's (not yet durable) result. Between commands it parks N+1 where the
+// committer takes it the moment N is written, without waiting for the
+// sequencer to wake up: the CPU work of one batch overlaps the I/O of the
 // previous one, and a request waits at most about two fsyncs. Nothing is
 // answered before its batch is durable, refusals included (they may rest on
 // the batch before). When a write fails, that batch's commands fail with
@@ -162,6 +163,11 @@ class Writer {
   // and runs `open`'s commands again from the durable state.
   void restart_from(const LogHead& durable, std::unique_ptr<Batch>& open);
   std::unique_ptr<Batch> new_batch();
+  // Sequencer, under mu_: if the committer took the parked batch, keeps what
+  // later commands need from it until it is durable.
+  void note_taken();
+  // Under mu_: the committer takes ready_.
+  std::unique_ptr<Batch> take_ready();
   // Committer: writes `b`; false when the write failed (the results then say so).
   bool commit(Batch& b);
   // Sequencer: runs the callbacks of a written batch, then on_commit.
@@ -182,10 +188,15 @@ class Writer {
   bool committing_ = false;   // the committer has a batch
   bool commit_failed_ = false;  // a write failed since the sequencer last looked
   bool committer_exit_ = false;
-  std::unique_ptr<Batch> handoff_;
+  // The sequencer's open batch while it is not adding to it: the committer
+  // takes it from here as soon as it is free.
+  std::unique_ptr<Batch> ready_;
   std::deque<std::unique_ptr<Batch>> written_;  // committed or failed, to answer
   LogHead head_;  // durable head
 
+  // Sequencer only: the batch it last parked in ready_ (to notice that the
+  // committer took it).
+  Batch* parked_ = nullptr;
   // Sequencer only: the head and job states including batches not yet durable.
   uint64_t head_seq_ = 0;
   std::string head_hash_;
