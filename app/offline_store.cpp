@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -63,17 +64,82 @@ pid_t lock_holder(const std::string& data_dir) {
   return probe.l_pid > 0 ? probe.l_pid : -1;
 }
 
-Result<std::string> make_secondary_dir() {
+// Each secondary directory holds this file, and the process using the
+// directory keeps an open file description lock on it (F_OFD_SETLK) for as
+// long as it does. The kernel drops the lock when the process dies, however
+// it dies, so a directory whose owner file is unlocked was abandoned: its
+// process was killed (SIGKILL, OOM) before its destructor could remove it.
+// OFD locks, unlike POSIX record locks, also conflict between two
+// descriptors of one process, so a process with two stores open never takes
+// its own live directory for an abandoned one.
+constexpr const char* kSecondaryPrefix = "jobstate-secondary-";
+constexpr const char* kOwnerFile = "owner";
+
+bool owner_lock_held(const fs::path& owner) {
+  int fd = ::open(owner.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  const int rc = ::fcntl(fd, F_OFD_GETLK, &probe);
+  ::close(fd);
+  return rc != 0 || probe.l_type != F_UNLCK;  // in doubt, the directory is in use
+}
+
+// Removes the secondary directories that killed processes left under `tmp`.
+// A directory is only touched once it is a minute old, so one that another
+// process created a moment ago and has not locked yet is safe. A directory
+// without an owner file (made by an older jobstate) goes after a day.
+void remove_abandoned_secondary_dirs(const fs::path& tmp) {
+  const auto now = fs::file_time_type::clock::now();
+  const auto older_than = [&](const fs::path& p, std::chrono::seconds age) {
+    std::error_code ec;
+    const auto t = fs::last_write_time(p, ec);
+    return !ec && now - t > age;
+  };
+  std::error_code ec;
+  for (fs::directory_iterator it(tmp, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path dir = it->path();
+    std::error_code entry_ec;
+    if (dir.filename().string().rfind(kSecondaryPrefix, 0) != 0 || !it->is_directory(entry_ec) ||
+        it->is_symlink(entry_ec))
+      continue;
+    const fs::path owner = dir / kOwnerFile;
+    const bool abandoned = fs::exists(owner, entry_ec)
+                               ? older_than(owner, std::chrono::minutes(1)) && !owner_lock_held(owner)
+                               : older_than(dir, std::chrono::hours(24));
+    if (abandoned) fs::remove_all(dir, entry_ec);
+  }
+}
+
+// A private directory for a secondary instance, locked as described above.
+// Sets `owner_fd` to the descriptor that holds the lock.
+Result<std::string> make_secondary_dir(int& owner_fd) {
   std::error_code ec;
   fs::path tmp = fs::temp_directory_path(ec);
   if (ec) tmp = "/tmp";
-  std::string pattern = (tmp / "jobstate-secondary-XXXXXX").string();
+  remove_abandoned_secondary_dirs(tmp);
+  std::string pattern = (tmp / (std::string(kSecondaryPrefix) + "XXXXXX")).string();
   std::vector<char> buf(pattern.begin(), pattern.end());
   buf.push_back('\0');
-  if (!mkdtemp(buf.data()))
+  const auto cannot = [&] {
     return make_error(ErrorCode::kUnavailable,
                       "cannot create a private directory under " + tmp.string());
-  return std::string(buf.data());
+  };
+  if (!mkdtemp(buf.data())) return cannot();
+  const std::string dir(buf.data());
+  const std::string owner = (fs::path(dir) / kOwnerFile).string();
+  owner_fd = ::open(owner.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (owner_fd < 0 || ::fcntl(owner_fd, F_OFD_SETLK, &lock) != 0) {
+    if (owner_fd >= 0) ::close(owner_fd);
+    owner_fd = -1;
+    fs::remove_all(dir, ec);
+    return cannot();
+  }
+  return dir;
 }
 
 }  // namespace
@@ -98,7 +164,7 @@ Result<std::unique_ptr<OfflineStore>> OfflineStore::open(const std::string& data
     store->db_ = std::move(*db);
     return store;
   }
-  auto dir = make_secondary_dir();
+  auto dir = make_secondary_dir(store->owner_fd_);
   if (!dir) return dir.error();
   store->secondary_dir_ = *dir;  // removed by the destructor, whatever happens next
   o.mode = OpenMode::kSecondary;
@@ -129,6 +195,7 @@ OfflineStore::~OfflineStore() {
     std::error_code ec;
     fs::remove_all(secondary_dir_, ec);
   }
+  if (owner_fd_ >= 0) ::close(owner_fd_);
 }
 
 void print_error(std::string_view command, std::string_view message) {

@@ -18,8 +18,10 @@ namespace jobstate::app {
 enum class OfflineAccess {
   // A consistent read of the store as of open(), whether or not a server has
   // it open: a RocksDB secondary instance with a private directory under the
-  // system temp directory. Never writes to the data directory, never blocks
-  // the server.
+  // system temp directory ($TMPDIR/jobstate-secondary-*). Never writes to the
+  // data directory, never blocks the server. Directories that killed
+  // processes left behind are removed by the next open (see
+  // offline_store.cpp).
   kFollow,
   // Read-write: takes the LOCK file. Fails with kUnavailable and one line
   // ("... is in use by process N (is a jobstate server running?)") when
@@ -45,6 +47,7 @@ class OfflineStore {
  private:
   OfflineStore() = default;
   std::string secondary_dir_;
+  int owner_fd_ = -1;  // holds the lock that marks secondary_dir_ as in use
   std::unique_ptr<Database> db_;
 };
 
