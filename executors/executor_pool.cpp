@@ -114,7 +114,7 @@ struct Note {
   std::string type;
   JobStatus status = JobStatus::kQueued;
   uint64_t created_seq = 0;
-  bool cancel_requested = false;  // kJob, and kHeartbeat from the answer
+  bool cancel_requested = false;  // kJob; the others: from the answer when it is ok
   // kStarted, kHeartbeat, kReported: the writer's answer.
   bool ok = false;
   ErrorCode code = ErrorCode::kInternal;
@@ -123,6 +123,24 @@ struct Note {
   std::optional<CommandRequest> request;
   int attempt = 0;
 };
+
+namespace {
+// The note carrying the writer's answer to a command the pool submitted; the
+// caller adds what only its kind needs.
+Note answer_note(Note::Kind kind, const JobId& id, const Result<CommandOutcome>& r) {
+  Note n;
+  n.kind = kind;
+  n.id = id;
+  n.ok = r.ok();
+  if (r) {
+    n.cancel_requested = r->job.cancel_requested;
+  } else {
+    n.code = r.error().code;
+    n.message = r.error().message;
+  }
+  return n;
+}
+}  // namespace
 
 struct ExecutorPool::Impl {
   Impl(ExecutorConfig c, ExecutorPoolOptions o, std::atomic<size_t>& active)
@@ -569,12 +587,7 @@ void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t cr
                                    {"details", {{"executor", spec.type}}}}};
     ++in_flight;
     writer->submit(std::move(request), [this, id](const Result<CommandOutcome>& r) {
-      Note n;
-      n.kind = Note::Kind::kReported;
-      n.id = id;
-      n.ok = r.ok();
-      if (!r) n.code = r.error().code, n.message = r.error().message;
-      push(std::move(n));
+      push(answer_note(Note::Kind::kReported, id, r));
     });
     return;
   }
@@ -597,17 +610,7 @@ void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t cr
   request.command = StartJob{options.worker_name};
   ++in_flight;
   writer->submit(std::move(request), [this, id](const Result<CommandOutcome>& r) {
-    Note n;
-    n.kind = Note::Kind::kStarted;
-    n.id = id;
-    n.ok = r.ok();
-    if (r) {
-      n.cancel_requested = r->job.cancel_requested;
-    } else {
-      n.code = r.error().code;
-      n.message = r.error().message;
-    }
-    push(std::move(n));
+    push(answer_note(Note::Kind::kStarted, id, r));
   });
 }
 
@@ -730,17 +733,7 @@ void ExecutorPool::Impl::send_heartbeat(Run& run, TimePoint now) {
   request.command = std::move(hb);
   ++in_flight;
   writer->submit(std::move(request), [this, id = run.id](const Result<CommandOutcome>& r) {
-    Note n;
-    n.kind = Note::Kind::kHeartbeat;
-    n.id = id;
-    n.ok = r.ok();
-    if (r) {
-      n.cancel_requested = r->job.cancel_requested;
-    } else {
-      n.code = r.error().code;
-      n.message = r.error().message;
-    }
-    push(std::move(n));
+    push(answer_note(Note::Kind::kHeartbeat, id, r));
   });
 }
 
@@ -769,12 +762,7 @@ void ExecutorPool::Impl::finish(Run& run) {
     request.command = Heartbeat{std::move(*p)};
     ++in_flight;
     writer->submit(std::move(request), [this, id = run.id](const Result<CommandOutcome>& r) {
-      Note n;
-      n.kind = Note::Kind::kHeartbeat;
-      n.id = id;
-      n.ok = r.ok();
-      if (!r) n.code = r.error().code, n.message = r.error().message;
-      push(std::move(n));
+      push(answer_note(Note::Kind::kHeartbeat, id, r));
     });
   }
   Command outcome;
@@ -817,16 +805,9 @@ void ExecutorPool::Impl::submit_report(const JobId& id, Command command, int att
   ++in_flight;
   writer->submit(std::move(request), [this, id, attempt, copy = std::move(copy)](
                                          const Result<CommandOutcome>& r) mutable {
-    Note n;
-    n.kind = Note::Kind::kReported;
-    n.id = id;
-    n.ok = r.ok();
+    Note n = answer_note(Note::Kind::kReported, id, r);
     n.attempt = attempt;
-    if (!r) {
-      n.code = r.error().code;
-      n.message = r.error().message;
-      n.request = std::move(copy);
-    }
+    if (!r) n.request = std::move(copy);
     push(std::move(n));
   });
 }
