@@ -16,27 +16,10 @@
 namespace jobstate::client {
 namespace {
 
-using jobstate::testing::ServerProcess;
-using jobstate::testing::TempDir;
 using nlohmann::json;
 
-class ClientApiTest : public ::testing::Test {
+class ClientApiTest : public jobstate::testing::SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    server_ = new ServerProcess(dir_->sub("data"));
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  void SetUp() override {
-    ASSERT_FALSE(server_->url().empty());
-    ClientOptions o;
-    o.base_url = server_->url();
-    client_ = std::make_unique<Client>(o);
-  }
-
   Job created(const std::string& type = "client-test", int64_t heartbeat_timeout_s = 120) {
     CreateJobRequest r;
     r.type = type;
@@ -51,13 +34,7 @@ class ClientApiTest : public ::testing::Test {
     EXPECT_TRUE(started.ok()) << (started ? "" : started.problem().describe());
     return started ? *started : Job{};
   }
-
-  static TempDir* dir_;
-  static ServerProcess* server_;
-  std::unique_ptr<Client> client_;
 };
-TempDir* ClientApiTest::dir_ = nullptr;
-ServerProcess* ClientApiTest::server_ = nullptr;
 
 TEST_F(ClientApiTest, HealthAndReadiness) {
   EXPECT_TRUE(client_->healthz().ok());
@@ -347,18 +324,49 @@ TEST_F(ClientApiTest, OneClientSharedByManyThreads) {
   EXPECT_EQ(ids.size(), 40u);
 }
 
+// A TCP socket bound to a free port on 127.0.0.1, closed at scope exit.
+class LoopbackPort {
+ public:
+  // With `listening`, the kernel accepts connections on the port and nobody
+  // ever reads them.
+  explicit LoopbackPort(bool listening) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        (listening && listen(fd_, 16) != 0)) {
+      close();
+      return;
+    }
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    url_ = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+  ~LoopbackPort() { close(); }
+  LoopbackPort(const LoopbackPort&) = delete;
+  LoopbackPort& operator=(const LoopbackPort&) = delete;
+
+  // Frees the port; url() stays as it was.
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  // "http://127.0.0.1:PORT"; empty when bind or listen failed.
+  const std::string& url() const { return url_; }
+
+ private:
+  int fd_ = -1;
+  std::string url_;
+};
+
 TEST(ClientWithoutServerTest, RefusedConnectionIsARetryableTransportProblem) {
   // A port that was just free: bind, read the number, close.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
+  LoopbackPort port(/*listening=*/false);
+  ASSERT_FALSE(port.url().empty());
+  port.close();
   ClientOptions o;
-  o.base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  o.base_url = port.url();
   Client c(o);
   auto job = c.get(random_uuid());
   ASSERT_FALSE(job.ok());
@@ -370,35 +378,22 @@ TEST(ClientWithoutServerTest, RefusedConnectionIsARetryableTransportProblem) {
 
 TEST(ClientWithoutServerTest, SilentServerHitsTheRequestTimeout) {
   // Listening but never answering: the kernel accepts, nobody reads.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(fd, 16), 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  LoopbackPort silent(/*listening=*/true);
+  ASSERT_FALSE(silent.url().empty());
   ClientOptions o;
-  o.base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  o.base_url = silent.url();
   o.request_timeout_ms = 300;
   Client c(o);
   auto h = c.healthz();
-  close(fd);
   ASSERT_FALSE(h.ok());
   EXPECT_EQ(h.problem().slug, "transport");
 }
 
 TEST(ClientWithoutServerTest, AbortEndsABlockedCall) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(fd, 16), 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  LoopbackPort silent(/*listening=*/true);
+  ASSERT_FALSE(silent.url().empty());
   ClientOptions o;
-  o.base_url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  o.base_url = silent.url();
   o.request_timeout_ms = 120000;  // only abort_calls() can end it in time
   Client c(o);
   std::thread aborter([&] {
@@ -407,7 +402,6 @@ TEST(ClientWithoutServerTest, AbortEndsABlockedCall) {
   });
   auto h = c.healthz();
   aborter.join();
-  close(fd);
   ASSERT_FALSE(h.ok());
   EXPECT_EQ(h.problem().slug, "aborted");
   EXPECT_FALSE(h.problem().retryable());

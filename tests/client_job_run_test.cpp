@@ -12,10 +12,7 @@
 namespace jobstate::client {
 namespace {
 
-using jobstate::testing::eventually;
-using jobstate::testing::ServerProcess;
-using jobstate::testing::SteadyClock;
-using jobstate::testing::TempDir;
+using namespace jobstate::testing;
 using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -24,27 +21,18 @@ struct PageRenderError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-class JobRunTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    server_ = new ServerProcess(dir_->sub("data"));
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  void SetUp() override {
-    ASSERT_FALSE(server_->url().empty());
-    options_.base_url = server_->url();
-    client_ = std::make_unique<Client>(options_);
-  }
+// A new job of `type` for JobRun::start.
+JobRunOptions new_job_of(const std::string& type, int64_t heartbeat_timeout_s) {
+  JobRunOptions o;
+  o.create.type = type;
+  o.create.heartbeat_timeout_s = heartbeat_timeout_s;
+  return o;
+}
 
+class JobRunTest : public SharedServerTest {
+ protected:
   JobRunOptions new_job(int64_t heartbeat_timeout_s = 120) {
-    JobRunOptions o;
-    o.create.type = "job-run-test";
-    o.create.heartbeat_timeout_s = heartbeat_timeout_s;
-    return o;
+    return new_job_of("job-run-test", heartbeat_timeout_s);
   }
   std::unique_ptr<JobRun> start(JobRunOptions o) {
     auto run = JobRun::start(options_, std::move(o));
@@ -56,14 +44,7 @@ class JobRunTest : public ::testing::Test {
     EXPECT_TRUE(j.ok()) << (j ? "" : j.problem().describe());
     return j ? *j : Job{};
   }
-
-  static TempDir* dir_;
-  static ServerProcess* server_;
-  ClientOptions options_;
-  std::unique_ptr<Client> client_;
 };
-TempDir* JobRunTest::dir_ = nullptr;
-ServerProcess* JobRunTest::server_ = nullptr;
 
 TEST_F(JobRunTest, SucceedRecordsResultAndLastProgress) {
   auto run = start(new_job());
@@ -278,21 +259,17 @@ TEST_F(JobRunTest, JobFailedByTheWatchdogIsLost) {
   EXPECT_EQ(job(failed->id).error.at("code"), "heartbeat_timeout");
 }
 
-TEST(JobRunServerDownTest, DestructorIsBoundedWhenTheServerIsFrozenOrGone) {
-  TempDir dir;
-  ServerProcess server(dir.sub("data"));
-  ASSERT_FALSE(server.url().empty());
-  ClientOptions client_options;
-  client_options.base_url = server.url();
-  JobRunOptions o;
-  o.create.type = "frozen";
-  o.create.heartbeat_timeout_s = 60;
+// Each test stops or freezes its own server.
+class JobRunServerDownTest : public OwnServerTest {};
+
+TEST_F(JobRunServerDownTest, DestructorIsBoundedWhenTheServerIsFrozenOrGone) {
+  JobRunOptions o = new_job_of("frozen", 60);
   o.destructor_timeout_ms = 1000;
 
   {
-    auto run = JobRun::start(client_options, o);
+    auto run = JobRun::start(options_, o);
     ASSERT_TRUE(run.ok()) << run.problem().describe();
-    server.pause();                     // accepts connections, answers nothing
+    server_.pause();                    // accepts connections, answers nothing
     (*run)->set_progress(0.5, "half");  // a heartbeat now hangs too
     const auto before = SteadyClock::now();
     run->reset();
@@ -300,12 +277,12 @@ TEST(JobRunServerDownTest, DestructorIsBoundedWhenTheServerIsFrozenOrGone) {
     std::printf("destructor with a frozen server took %lld ms (bound: 1000 ms + ~1 s)\n",
                 static_cast<long long>(took.count()));
     EXPECT_LT(took.count(), 10000);  // generous: the contract is ~2 s
-    server.resume();
+    server_.resume();
   }
   {
-    auto run = JobRun::start(client_options, o);
+    auto run = JobRun::start(options_, o);
     ASSERT_TRUE(run.ok()) << run.problem().describe();
-    server.stop();  // connection refused from now on
+    server_.stop();  // connection refused from now on
     const auto before = SteadyClock::now();
     run->reset();
     const auto took = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - before);
@@ -315,31 +292,23 @@ TEST(JobRunServerDownTest, DestructorIsBoundedWhenTheServerIsFrozenOrGone) {
   }
 }
 
-TEST(JobRunServerDownTest, HeartbeatsRetryWhileTheServerIsDownAndTheJobSurvives) {
-  TempDir dir;
-  ServerProcess server(dir.sub("data"));
-  ASSERT_FALSE(server.url().empty());
-  ClientOptions client_options;
-  client_options.base_url = server.url();
-  JobRunOptions o;
-  o.create.type = "outage";
-  o.create.heartbeat_timeout_s = 3;
-  auto started = JobRun::start(client_options, o);
+TEST_F(JobRunServerDownTest, HeartbeatsRetryWhileTheServerIsDownAndTheJobSurvives) {
+  auto started = JobRun::start(options_, new_job_of("outage", 3));
   ASSERT_TRUE(started.ok()) << started.problem().describe();
   JobRun& run = **started;
 
-  server.stop();
+  server_.stop();
   ASSERT_TRUE(eventually([&] { return run.heartbeat_problem().has_value(); }, seconds(30)));
   EXPECT_EQ(run.heartbeat_problem()->slug, "transport");
   EXPECT_FALSE(run.should_stop());  // the task keeps running
 
   // Back on the same port; the restarted server grants the running job a
   // heartbeat timeout of grace, and the retried heartbeats land again.
-  server.restart();
-  ASSERT_FALSE(server.url().empty());
+  server_.restart();
+  ASSERT_FALSE(server_.url().empty());
   ASSERT_TRUE(eventually([&] { return !run.heartbeat_problem().has_value(); }, seconds(30)));
   EXPECT_FALSE(run.lost());
-  Client c(client_options);
+  Client c(options_);
   auto j = c.get(run.job_id());
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->state, "running");

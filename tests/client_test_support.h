@@ -1,7 +1,8 @@
 // Helpers for tests that talk to a real `jobstate serve` process: start one
 // on an ephemeral loopback port (URL parsed from what it prints), run other
 // programs with a time bound and collect their output, wait for conditions
-// with a bound. POSIX only.
+// with a bound, and the fixtures the client tests share (a server for the
+// suite, or one of the test's own). POSIX only.
 #pragma once
 
 #include <fcntl.h>
@@ -14,12 +15,14 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "jobstate/client.h"
 #include "tests/test_util.h"
 
 extern char** environ;
@@ -137,6 +140,50 @@ inline ProcessOutput run_process(const std::vector<std::string>& args, const Tem
   return r;
 }
 
+// A child that says where it listens on the first line of its stdout
+// ("... on http://HOST:PORT ..."), as `jobstate serve` and the examples do.
+struct AnnouncingProcess {
+  pid_t pid = -1;          // -1 when it could not be started
+  std::string url;         // "http://HOST:PORT"; empty when it printed none within 30 s
+  std::string first_line;  // what it printed, for failure messages
+};
+
+// Spawns args (stderr appended to `stderr_path`) and reads its stdout until
+// the first line ends, at most 30 s.
+inline AnnouncingProcess spawn_announcing_url(const std::vector<std::string>& args,
+                                              const std::string& stderr_path) {
+  AnnouncingProcess p;
+  int fds[2];
+  if (pipe(fds) != 0) return p;
+  p.pid = spawn_process(args, fds[1], stderr_path);
+  close(fds[1]);
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(30);
+  while (p.first_line.find('\n') == std::string::npos && SteadyClock::now() < deadline) {
+    pollfd poll_fd{fds[0], POLLIN, 0};
+    if (poll(&poll_fd, 1, 100) <= 0) continue;
+    char buf[512];
+    ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;
+    p.first_line.append(buf, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  auto at = p.first_line.find("http://");
+  if (at != std::string::npos)
+    p.url = p.first_line.substr(at, p.first_line.find_first_of(" \n", at) - at);
+  return p;
+}
+
+// SIGTERM (after SIGCONT, should it be stopped), then SIGKILL if it has not
+// exited within `bound`; reaps it either way.
+inline void terminate_process(pid_t pid, std::chrono::milliseconds bound) {
+  kill(pid, SIGCONT);
+  kill(pid, SIGTERM);
+  if (!wait_for_exit(pid, bound)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+}
+
 // A `jobstate serve` child process on 127.0.0.1 (ephemeral port unless one
 // is given). Its log goes to <data_dir>.log.
 class ServerProcess {
@@ -157,12 +204,7 @@ class ServerProcess {
   // SIGTERM, then SIGKILL if it has not stopped within 20 s.
   void stop() {
     if (pid_ <= 0) return;
-    kill(pid_, SIGCONT);
-    kill(pid_, SIGTERM);
-    if (!wait_for_exit(pid_, std::chrono::seconds(20))) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    terminate_process(pid_, std::chrono::seconds(20));
     pid_ = -1;
   }
   // Freezes the process: connections are accepted by the kernel, nothing is answered.
@@ -177,32 +219,18 @@ class ServerProcess {
  private:
   void start(uint16_t port) {
     log_path_ = data_dir_ + ".log";
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = spawn_process({JOBSTATE_BIN, "serve", "--data-dir", data_dir_, "--listen",
-                          "127.0.0.1:" + std::to_string(port), "--watchdog-interval-ms", "100"},
-                         fds[1], log_path_);
-    close(fds[1]);
     // "jobstate serving on http://127.0.0.1:PORT (data: ...)"
-    std::string text;
-    const auto deadline = SteadyClock::now() + std::chrono::seconds(30);
-    while (text.find('\n') == std::string::npos && SteadyClock::now() < deadline) {
-      pollfd p{fds[0], POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char buf[512];
-      ssize_t n = read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      text.append(buf, static_cast<size_t>(n));
-    }
-    close(fds[0]);
-    auto at = text.find("http://");
-    if (at == std::string::npos) {
-      ADD_FAILURE() << "jobstate serve did not print its URL; printed: " << text
+    AnnouncingProcess p =
+        spawn_announcing_url({JOBSTATE_BIN, "serve", "--data-dir", data_dir_, "--listen",
+                              "127.0.0.1:" + std::to_string(port), "--watchdog-interval-ms", "100"},
+                             log_path_);
+    pid_ = p.pid;
+    if (p.url.empty()) {
+      ADD_FAILURE() << "jobstate serve did not print its URL; printed: " << p.first_line
                     << "\nlog: " << read_file(log_path_);
       return;
     }
-    auto end = text.find_first_of(" \n", at);
-    url_ = text.substr(at, end - at);
+    url_ = p.url;
     port_ = static_cast<uint16_t>(std::stoi(url_.substr(url_.rfind(':') + 1)));
   }
 
@@ -211,6 +239,46 @@ class ServerProcess {
   std::string url_;
   uint16_t port_ = 0;
   pid_t pid_ = -1;
+};
+
+// A suite of tests sharing one server: started once for the suite on a fresh
+// data directory under dir_, with a Client for it in every test. Suites run
+// one after another, so each derived suite has the statics to itself.
+class SharedServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    server_ = new ServerProcess(dir_->sub("data"));
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_FALSE(server_->url().empty());
+    options_.base_url = server_->url();
+    client_ = std::make_unique<client::Client>(options_);
+  }
+
+  static inline TempDir* dir_ = nullptr;
+  static inline ServerProcess* server_ = nullptr;
+  client::ClientOptions options_;  // base_url: server_
+  std::unique_ptr<client::Client> client_;
+};
+
+// For tests that stop, freeze or restart the server: each starts its own.
+class OwnServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(server_.url().empty());
+    options_.base_url = server_.url();
+  }
+
+  TempDir dir_;
+  ServerProcess server_{dir_.sub("data")};
+  client::ClientOptions options_;  // base_url: server_
 };
 
 }  // namespace jobstate::testing

@@ -13,12 +13,7 @@
 namespace jobstate::client {
 namespace {
 
-using jobstate::testing::eventually;
-using jobstate::testing::read_file;
-using jobstate::testing::run_process;
-using jobstate::testing::ServerProcess;
-using jobstate::testing::spawn_process;
-using jobstate::testing::TempDir;
+using namespace jobstate::testing;
 using nlohmann::json;
 using std::chrono::seconds;
 
@@ -32,45 +27,24 @@ std::string shell_example(const std::string& name) {
   return std::string(JOBSTATE_SOURCE_DIR) + "/examples/shell/" + name;
 }
 
-// The example service as a child process.
+// The example service as a child process, stopped at scope exit.
 class ReportService {
  public:
-  ReportService(const std::string& jobstate_url, const TempDir& dir) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = spawn_process({report_service_binary(), "--jobstate", jobstate_url, "--listen",
-                          "127.0.0.1:0", "--page-ms", "50"},
-                         fds[1], dir.sub("report_service.err"));
-    close(fds[1]);
-    std::string text;
-    const auto deadline = jobstate::testing::SteadyClock::now() + seconds(30);
-    while (text.find('\n') == std::string::npos &&
-           jobstate::testing::SteadyClock::now() < deadline) {
-      pollfd p{fds[0], POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char buf[256];
-      ssize_t n = read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      text.append(buf, static_cast<size_t>(n));
-    }
-    close(fds[0]);
-    auto at = text.find("http://");
-    if (at != std::string::npos) url_ = text.substr(at, text.find(' ', at) - at);
-  }
+  ReportService(const std::string& jobstate_url, const TempDir& dir)
+      : process_(spawn_announcing_url({report_service_binary(), "--jobstate", jobstate_url,
+                                       "--listen", "127.0.0.1:0", "--page-ms", "50"},
+                                      dir.sub("report_service.err"))) {}
   ~ReportService() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    if (!jobstate::testing::wait_for_exit(pid_, seconds(30))) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    if (process_.pid > 0) terminate_process(process_.pid, seconds(30));
   }
-  const std::string& url() const { return url_; }
-  pid_t pid() const { return pid_; }
+  ReportService(const ReportService&) = delete;
+  ReportService& operator=(const ReportService&) = delete;
+
+  // "http://127.0.0.1:PORT"; empty when it did not come up.
+  const std::string& url() const { return process_.url; }
 
  private:
-  pid_t pid_ = -1;
-  std::string url_;
+  AnnouncingProcess process_;
 };
 
 // A minimal HTTP client for the example service (it is not jobstate, so
@@ -104,18 +78,8 @@ HttpReply http(const std::string& method, const std::string& url, const std::str
   return r;
 }
 
-class ExamplesTest : public ::testing::Test {
+class ExamplesTest : public SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    server_ = new ServerProcess(dir_->sub("data"));
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  void SetUp() override { ASSERT_FALSE(server_->url().empty()); }
-
   // Polls GET /reports/<id> until the job is terminal (bounded).
   json poll_until_done(const std::string& service, const std::string& id) {
     json last;
@@ -131,11 +95,27 @@ class ExamplesTest : public ::testing::Test {
     return last;
   }
 
-  static TempDir* dir_;
-  static ServerProcess* server_;
+  // Runs examples/shell/nightly-export.sh against the server, with `env` added.
+  ProcessOutput run_nightly_export(const std::string& env) {
+    return run_process(
+        {"sh", shell_example("nightly-export.sh")}, *dir_,
+        {std::string("JOBSTATE=") + JOBSTATE_BIN, "JOBSTATE_SERVER=" + server_->url(), env});
+  }
+  // The newest nightly-export job in `state` ("": any); nullopt, with the
+  // failure recorded, when the list fails or has none.
+  std::optional<Job> newest_nightly_export(const std::string& state = "") {
+    ListQuery q;
+    q.type = "nightly-export";
+    q.state = state;
+    q.limit = 1;
+    auto page = client_->list(q);
+    EXPECT_TRUE(page.ok()) << (page ? "" : page.problem().describe());
+    if (!page) return std::nullopt;
+    EXPECT_EQ(page->jobs.size(), 1u);
+    if (page->jobs.empty()) return std::nullopt;
+    return page->jobs[0];
+  }
 };
-TempDir* ExamplesTest::dir_ = nullptr;
-ServerProcess* ExamplesTest::server_ = nullptr;
 
 TEST_F(ExamplesTest, ReportServiceTriggersThenCallersPollToSuccess) {
   ReportService service(server_->url(), *dir_);
@@ -154,10 +134,7 @@ TEST_F(ExamplesTest, ReportServiceTriggersThenCallersPollToSuccess) {
   EXPECT_EQ(done.at("progress").at("message"), "page 8/8");
 
   // The same job, seen directly in jobstate, with its history.
-  ClientOptions o;
-  o.base_url = server_->url();
-  Client client(o);
-  auto events = client.job_events(id);
+  auto events = client_->job_events(id);
   ASSERT_TRUE(events.ok());
   EXPECT_EQ(events->events.front().type, "created");
   EXPECT_EQ(events->events.back().type, "succeeded");
@@ -183,16 +160,13 @@ TEST_F(ExamplesTest, ReportServiceStopsACancelledReport) {
   auto triggered = http("POST", service.url() + "/reports", R"({"pages": 2000})");
   ASSERT_EQ(triggered.status, 202);
   const std::string id = triggered.body.at("job_id");
-  ClientOptions o;
-  o.base_url = server_->url();
-  Client client(o);
   ASSERT_TRUE(eventually(
       [&] {
-        auto j = client.get(id);
+        auto j = client_->get(id);
         return j && j->state == "running";
       },
       seconds(30)));
-  ASSERT_TRUE(client.cancel(id, "changed my mind").ok());
+  ASSERT_TRUE(client_->cancel(id, "changed my mind").ok());
   json done = poll_until_done(service.url(), id);
   EXPECT_EQ(done.at("state"), "cancelled") << done.dump();
 }
@@ -205,48 +179,27 @@ TEST_F(ExamplesTest, ReportServiceRefusesBadInputAndUnknownReports) {
 }
 
 TEST_F(ExamplesTest, ShellExampleRecordsTheNightlyExport) {
-  auto out = run_process({"sh", shell_example("nightly-export.sh")}, *dir_,
-                         {std::string("JOBSTATE=") + JOBSTATE_BIN,
-                          "JOBSTATE_SERVER=" + server_->url(), "EXPORT_BATCHES=3"});
+  auto out = run_nightly_export("EXPORT_BATCHES=3");
   ASSERT_EQ(out.status, 0) << out.err;
   EXPECT_NE(out.out.find("exporting 3 batches for job"), std::string::npos);
   EXPECT_EQ(out.out.find("PROGRESS"), std::string::npos);  // consumed by jobstate run
 
-  ClientOptions o;
-  o.base_url = server_->url();
-  Client client(o);
-  ListQuery q;
-  q.type = "nightly-export";
-  q.limit = 1;
-  auto page = client.list(q);
-  ASSERT_TRUE(page.ok());
-  ASSERT_EQ(page->jobs.size(), 1u);
-  const Job& job = page->jobs[0];
-  EXPECT_EQ(job.state, "succeeded");
-  EXPECT_EQ(job.result.at("batches"), 3);
-  EXPECT_EQ(job.progress.at("message"), "batch 3/3");
-  EXPECT_EQ(job.heartbeat_timeout_s, 60);
+  std::optional<Job> job = newest_nightly_export();
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->state, "succeeded");
+  EXPECT_EQ(job->result.at("batches"), 3);
+  EXPECT_EQ(job->progress.at("message"), "batch 3/3");
+  EXPECT_EQ(job->heartbeat_timeout_s, 60);
 }
 
 TEST_F(ExamplesTest, ShellExampleFailureKeepsTheExitStatusAndTheReason) {
-  auto out = run_process({"sh", shell_example("nightly-export.sh")}, *dir_,
-                         {std::string("JOBSTATE=") + JOBSTATE_BIN,
-                          "JOBSTATE_SERVER=" + server_->url(), "EXPORT_FAIL_AT=2"});
+  auto out = run_nightly_export("EXPORT_FAIL_AT=2");
   EXPECT_EQ(out.status, 3);
-  ClientOptions o;
-  o.base_url = server_->url();
-  Client client(o);
-  ListQuery q;
-  q.type = "nightly-export";
-  q.state = "failed";
-  q.limit = 1;
-  auto page = client.list(q);
-  ASSERT_TRUE(page.ok());
-  ASSERT_EQ(page->jobs.size(), 1u);
-  const Job& job = page->jobs[0];
-  EXPECT_EQ(job.error.at("code"), "exit_code");
+  std::optional<Job> job = newest_nightly_export("failed");
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->error.at("code"), "exit_code");
   EXPECT_NE(
-      job.error.at("details").at("stderr_tail").get<std::string>().find("refused the connection"),
+      job->error.at("details").at("stderr_tail").get<std::string>().find("refused the connection"),
       std::string::npos);
 }
 

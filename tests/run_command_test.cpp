@@ -14,14 +14,8 @@
 namespace jobstate::client {
 namespace {
 
-using jobstate::testing::eventually;
-using jobstate::testing::ProcessOutput;
-using jobstate::testing::read_file;
-using jobstate::testing::run_process;
-using jobstate::testing::ServerProcess;
-using jobstate::testing::TempDir;
+using namespace jobstate::testing;
 using nlohmann::json;
-using std::chrono::milliseconds;
 using std::chrono::seconds;
 
 // The job id the runner announces on stderr ("job <id> started").
@@ -32,31 +26,66 @@ std::string announced_job_id(const std::string& err) {
   return std::regex_search(err, m, kJob) ? m[1].str() : std::string();
 }
 
-class RunCommandTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    server_ = new ServerProcess(dir_->sub("data"));
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  void SetUp() override {
-    ASSERT_FALSE(server_->url().empty());
-    ClientOptions o;
-    o.base_url = server_->url();
-    client_ = std::make_unique<Client>(o);
-  }
+// jobstate run --server URL <flags> -- <command>
+std::vector<std::string> run_args(const std::string& server_url,
+                                  const std::vector<std::string>& flags,
+                                  const std::vector<std::string>& command) {
+  std::vector<std::string> args = {JOBSTATE_BIN, "run", "--server", server_url};
+  args.insert(args.end(), flags.begin(), flags.end());
+  args.push_back("--");
+  args.insert(args.end(), command.begin(), command.end());
+  return args;
+}
 
-  // jobstate run --server URL <flags> -- <command>
+// `jobstate run <flags> -- sh -c 'echo $$ > <name>.pid; exec sleep 60'` in
+// the background, stderr in <name>.err. Its process group is killed at scope
+// exit, so a test that fails half-way leaves neither runner nor command.
+class SleepingRun {
+ public:
+  SleepingRun(const std::string& server_url, const std::vector<std::string>& flags,
+              const TempDir& dir, const std::string& name)
+      : pid_file_(dir.sub(name + ".pid")),
+        err_path_(dir.sub(name + ".err")),
+        runner_(spawn_process(
+            run_args(server_url, flags, {"sh", "-c", "echo $$ > " + pid_file_ + "; exec sleep 60"}),
+            -1, err_path_)),
+        reaper_(runner_) {}
+
+  // Waits (at most 30 s) until the runner has announced its job and the
+  // command runs; false when it did not get that far.
+  bool started() {
+    return runner_ > 0 && eventually(
+                              [&] {
+                                job_id_ = announced_job_id(read_file(err_path_));
+                                return !job_id_.empty() && !read_file(pid_file_).empty();
+                              },
+                              seconds(30));
+  }
+  // The runner's exit status as a shell reports it, or nullopt when it is
+  // still running after `bound`.
+  std::optional<int> wait_exit(seconds bound) {
+    auto raw = wait_for_exit(runner_, bound);
+    return raw ? std::optional<int>(shell_status(*raw)) : std::nullopt;
+  }
+  pid_t runner() const { return runner_; }
+  // REQUIRES: started().
+  pid_t command() const { return std::stoi(read_file(pid_file_)); }
+  const std::string& job_id() const { return job_id_; }
+  std::string err() const { return read_file(err_path_); }
+
+ private:
+  std::string pid_file_;
+  std::string err_path_;
+  pid_t runner_;
+  ProcessGroupReaper reaper_;
+  std::string job_id_;
+};
+
+class RunCommandTest : public SharedServerTest {
+ protected:
   ProcessOutput run(const std::vector<std::string>& flags,
                     const std::vector<std::string>& command) {
-    std::vector<std::string> args = {JOBSTATE_BIN, "run", "--server", server_->url()};
-    args.insert(args.end(), flags.begin(), flags.end());
-    args.push_back("--");
-    args.insert(args.end(), command.begin(), command.end());
-    return run_process(args, *dir_);
+    return run_process(run_args(server_->url(), flags, command), *dir_);
   }
   Job job_of(const ProcessOutput& out) {
     const std::string id = announced_job_id(out.err);
@@ -65,13 +94,7 @@ class RunCommandTest : public ::testing::Test {
     EXPECT_TRUE(j.ok()) << (j ? "" : j.problem().describe());
     return j ? *j : Job{};
   }
-
-  static TempDir* dir_;
-  static ServerProcess* server_;
-  std::unique_ptr<Client> client_;
 };
-TempDir* RunCommandTest::dir_ = nullptr;
-ServerProcess* RunCommandTest::server_ = nullptr;
 
 TEST_F(RunCommandTest, SuccessWithProgressAndAJsonResult) {
   auto out = run({"--type", "nightly-export"},
@@ -162,51 +185,25 @@ TEST_F(RunCommandTest, HeartbeatTimeoutFlagIsUsed) {
 }
 
 TEST_F(RunCommandTest, CancelStopsTheCommand) {
-  const std::string marker = dir_->sub("cancel-started");
-  std::vector<std::string> args = {
-      JOBSTATE_BIN, "run", "--server", server_->url(), "--heartbeat-timeout",
-      "3",          "--",  "sh",       "-c",           "touch " + marker + "; exec sleep 60"};
-  const std::string err_path = dir_->sub("cancel.err");
-  pid_t runner = jobstate::testing::spawn_process(args, -1, err_path);
-  ASSERT_GT(runner, 0);
-  jobstate::testing::ProcessGroupReaper reaper(runner);
-  std::string id;
-  ASSERT_TRUE(eventually(
-      [&] {
-        id = announced_job_id(read_file(err_path));
-        return !id.empty() && access(marker.c_str(), F_OK) == 0;
-      },
-      seconds(30)));
-  ASSERT_TRUE(client_->cancel(id, "test").ok());
-  auto raw = jobstate::testing::wait_for_exit(runner, seconds(60));
-  ASSERT_TRUE(raw.has_value());
-  EXPECT_EQ(jobstate::testing::shell_status(*raw), 128 + 15);  // SIGTERM ended `sleep`
-  auto j = client_->get(id);
+  SleepingRun run(server_->url(), {"--heartbeat-timeout", "3"}, *dir_, "cancel");
+  ASSERT_TRUE(run.started()) << run.err();
+  ASSERT_TRUE(client_->cancel(run.job_id(), "test").ok());
+  auto status = run.wait_exit(seconds(60));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 128 + 15);  // SIGTERM ended `sleep`
+  auto j = client_->get(run.job_id());
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->state, "cancelled");
 }
 
 TEST_F(RunCommandTest, SigtermToTheRunnerIsForwardedToTheCommand) {
-  const std::string marker = dir_->sub("forward-started");
-  std::vector<std::string> args = {
-      JOBSTATE_BIN, "run", "--server", server_->url(),
-      "--",         "sh",  "-c",       "touch " + marker + "; exec sleep 60"};
-  const std::string err_path = dir_->sub("forward.err");
-  pid_t runner = jobstate::testing::spawn_process(args, -1, err_path);
-  ASSERT_GT(runner, 0);
-  jobstate::testing::ProcessGroupReaper reaper(runner);
-  std::string id;
-  ASSERT_TRUE(eventually(
-      [&] {
-        id = announced_job_id(read_file(err_path));
-        return !id.empty() && access(marker.c_str(), F_OK) == 0;
-      },
-      seconds(30)));
-  kill(runner, SIGTERM);
-  auto raw = jobstate::testing::wait_for_exit(runner, seconds(60));
-  ASSERT_TRUE(raw.has_value());
-  EXPECT_EQ(jobstate::testing::shell_status(*raw), 128 + 15);
-  auto j = client_->get(id);
+  SleepingRun run(server_->url(), {}, *dir_, "forward");
+  ASSERT_TRUE(run.started()) << run.err();
+  kill(run.runner(), SIGTERM);
+  auto status = run.wait_exit(seconds(60));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 128 + 15);
+  auto j = client_->get(run.job_id());
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->state, "failed");
   EXPECT_EQ(j->error.at("code"), "signal");
@@ -214,28 +211,15 @@ TEST_F(RunCommandTest, SigtermToTheRunnerIsForwardedToTheCommand) {
 }
 
 TEST_F(RunCommandTest, RunnerKilledWithSigkillIsCaughtByTheWatchdog) {
-  const std::string pid_file = dir_->sub("killed-child.pid");
-  std::vector<std::string> args = {
-      JOBSTATE_BIN, "run", "--server", server_->url(), "--heartbeat-timeout",
-      "1",          "--",  "sh",       "-c",           "echo $$ > " + pid_file + "; exec sleep 60"};
-  const std::string err_path = dir_->sub("killed.err");
-  pid_t runner = jobstate::testing::spawn_process(args, -1, err_path);
-  ASSERT_GT(runner, 0);
-  jobstate::testing::ProcessGroupReaper reaper(runner);
-  std::string id;
-  ASSERT_TRUE(eventually(
-      [&] {
-        id = announced_job_id(read_file(err_path));
-        return !id.empty() && !read_file(pid_file).empty();
-      },
-      seconds(30)));
-  const pid_t command = std::stoi(read_file(pid_file));
+  SleepingRun run(server_->url(), {"--heartbeat-timeout", "1"}, *dir_, "killed");
+  ASSERT_TRUE(run.started()) << run.err();
+  const pid_t command = run.command();
 
-  kill(runner, SIGKILL);
-  ASSERT_TRUE(jobstate::testing::wait_for_exit(runner, seconds(10)).has_value());
+  kill(run.runner(), SIGKILL);
+  ASSERT_TRUE(run.wait_exit(seconds(10)).has_value());
 
   // Generous overall bound; the outcome is what counts.
-  auto j = client_->wait(id, 30);
+  auto j = client_->wait(run.job_id(), 30);
   ASSERT_TRUE(j.ok());
   ASSERT_EQ(j->state, "failed");
   EXPECT_EQ(j->error.at("code"), "heartbeat_timeout");
