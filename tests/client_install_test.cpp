@@ -12,8 +12,9 @@
 namespace jobstate::client {
 namespace {
 
+using jobstate::testing::client_test_server;
 using jobstate::testing::run_process;
-using jobstate::testing::ServerProcess;
+using jobstate::testing::ServeProcess;
 using jobstate::testing::TempDir;
 using std::chrono::minutes;
 
@@ -24,7 +25,7 @@ TEST(ClientInstallTest, FindPackageConsumerBuildsAndRunsAgainstTheInstalledLibra
 
   auto installed =
       run_process({"cmake", "--install", build_dir, "--prefix", prefix, "--component", "client"},
-                  dir, {}, minutes(2));
+                  {}, minutes(2));
   ASSERT_EQ(installed.status, 0) << installed.out << installed.err;
   EXPECT_TRUE(std::filesystem::exists(prefix + "/include/jobstate/job_run.h"));
   // Only the client: the server's headers and libraries stay out.
@@ -34,9 +35,9 @@ TEST(ClientInstallTest, FindPackageConsumerBuildsAndRunsAgainstTheInstalledLibra
   auto configured = run_process(
       {"cmake", "-S", std::string(JOBSTATE_SOURCE_DIR) + "/examples/find_package_consumer", "-B",
        consumer_build, "-DCMAKE_PREFIX_PATH=" + prefix},
-      dir, {}, minutes(3));
+      {}, minutes(3));
   ASSERT_EQ(configured.status, 0) << configured.out << configured.err;
-  auto built = run_process({"cmake", "--build", consumer_build, "-j", "1"}, dir, {}, minutes(5));
+  auto built = run_process({"cmake", "--build", consumer_build, "-j", "1"}, {}, minutes(5));
   ASSERT_EQ(built.status, 0) << built.out << built.err;
 
   // The consumer links libcurl and nlohmann_json, not RocksDB or Pistache.
@@ -46,9 +47,9 @@ TEST(ClientInstallTest, FindPackageConsumerBuildsAndRunsAgainstTheInstalledLibra
   EXPECT_EQ(link_line.find("pistache"), std::string::npos) << link_line;
   EXPECT_NE(link_line.find("curl"), std::string::npos) << link_line;
 
-  ServerProcess server(dir.sub("data"));
-  ASSERT_FALSE(server.url().empty());
-  auto ran = run_process({consumer_build + "/consumer", server.url()}, dir);
+  ServeProcess server(client_test_server(dir.sub("data")));
+  ASSERT_FALSE(server.url().empty()) << server.output();
+  auto ran = run_process({consumer_build + "/consumer", server.url()});
   ASSERT_EQ(ran.status, 0) << ran.err;
   const std::string id = ran.out.substr(0, 36);
   EXPECT_EQ(ran.out, id + " succeeded\n");

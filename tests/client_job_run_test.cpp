@@ -305,7 +305,7 @@ TEST_F(JobRunServerDownTest, HeartbeatsRetryWhileTheServerIsDownAndTheJobSurvive
   // Back on the same port; the restarted server grants the running job a
   // heartbeat timeout of grace, and the retried heartbeats land again.
   server_.restart();
-  ASSERT_FALSE(server_.url().empty());
+  ASSERT_FALSE(server_.url().empty()) << server_.output();
   ASSERT_TRUE(eventually([&] { return !run.heartbeat_problem().has_value(); }, seconds(30)));
   EXPECT_FALSE(run.lost());
   Client c(options_);

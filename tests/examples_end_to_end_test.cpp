@@ -98,7 +98,7 @@ class ExamplesTest : public SharedServerTest {
   // Runs examples/shell/nightly-export.sh against the server, with `env` added.
   ProcessOutput run_nightly_export(const std::string& env) {
     return run_process(
-        {"sh", shell_example("nightly-export.sh")}, *dir_,
+        {"sh", shell_example("nightly-export.sh")},
         {std::string("JOBSTATE=") + JOBSTATE_BIN, "JOBSTATE_SERVER=" + server_->url(), env});
   }
   // The newest nightly-export job in `state` ("": any); nullopt, with the

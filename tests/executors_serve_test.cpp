@@ -47,9 +47,9 @@ class ExecutorsServeTest : public ::testing::Test {
   }
   std::unique_ptr<ServeProcess> serve(const std::string& config) {
     auto p = std::make_unique<ServeProcess>(
-        std::vector<std::string>{"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0",
-                                 "--config", config, "--log-level", "warn"},
-        dir_.sub("serve-" + std::to_string(++serves_) + ".log"));
+        ServeOptions{.data_dir = dir_.sub("data"),
+                     .output_path = dir_.sub("serve-" + std::to_string(++serves_) + ".log"),
+                     .flags = {"--config", config, "--log-level", "warn"}});
     EXPECT_FALSE(p->url().empty()) << p->output();
     return p;
   }
@@ -206,8 +206,9 @@ TEST_F(ExecutorsServeTest, ConfigWithErrorsIsRefusedWithLineAndReason) {
   std::ofstream(path)
       << "{\n  \"executors\": {\n    \"thumbnail\": {\n      \"argv\": [\"/bin/true\"],\n"
          "      \"concurrency\": -1\n    }\n  }\n}\n";
-  ServeProcess server({"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config", path},
-                      dir_.sub("broken.log"));
+  ServeProcess server({.data_dir = dir_.sub("data"),
+                       .output_path = dir_.sub("broken.log"),
+                       .flags = {"--config", path}});
   EXPECT_TRUE(server.url().empty());
   auto status = server.wait_exit();
   ASSERT_TRUE(status.has_value());
@@ -220,8 +221,9 @@ TEST_F(ExecutorsServeTest, ConfigWithErrorsIsRefusedWithLineAndReason) {
 
   std::ofstream(path, std::ios::trunc)
       << "{\n  \"executors\": {\n    \"a\": {\"argv\": [\"/bin/true\"]\n  }\n";
-  ServeProcess syntax({"--data-dir", dir_.sub("data"), "--listen", "127.0.0.1:0", "--config", path},
-                      dir_.sub("syntax.log"));
+  ServeProcess syntax({.data_dir = dir_.sub("data"),
+                       .output_path = dir_.sub("syntax.log"),
+                       .flags = {"--config", path}});
   EXPECT_TRUE(syntax.url().empty());
   syntax.wait_exit();
   EXPECT_NE(syntax.output().find(path + ":5:"), std::string::npos) << syntax.output();

@@ -6,7 +6,6 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <rocksdb/db.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -28,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "child_process.h"
 #include "eventstore/keys.h"
 #include "projections/job_store.h"
 #include "test_util.h"
@@ -53,52 +53,13 @@ struct CommandResult {
 // Runs JOBSTATE_BIN with `args`, collecting stdout and stderr; killed after
 // timeout_s.
 inline CommandResult run_jobstate(const std::vector<std::string>& args, int timeout_s = 300) {
-  int out_pipe[2], err_pipe[2];
+  std::vector<std::string> argv{JOBSTATE_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CompletedRun run = run_to_completion(argv, std::chrono::seconds(timeout_s));
   CommandResult r;
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) return r;
-  std::vector<std::string> argv_store{JOBSTATE_BIN};
-  argv_store.insert(argv_store.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_store) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out_pipe[1], STDOUT_FILENO);
-    dup2(err_pipe[1], STDERR_FILENO);
-    execv(JOBSTATE_BIN, argv.data());
-    _exit(127);
-  }
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  int open_fds = 2;
-  char buf[65536];
-  bool timed_out = false;
-  while (open_fds > 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      timed_out = true;
-      kill(pid, SIGKILL);
-      break;
-    }
-    if (poll(fds, 2, 200) <= 0) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
-      } else {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& f : fds)
-    if (f.fd >= 0) close(f.fd);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = !timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (run.raw_status && WIFEXITED(*run.raw_status)) r.exit_code = WEXITSTATUS(*run.raw_status);
+  r.out = std::move(run.out);
+  r.err = std::move(run.err);
   return r;
 }
 

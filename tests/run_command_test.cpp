@@ -85,7 +85,7 @@ class RunCommandTest : public SharedServerTest {
  protected:
   ProcessOutput run(const std::vector<std::string>& flags,
                     const std::vector<std::string>& command) {
-    return run_process(run_args(server_->url(), flags, command), *dir_);
+    return run_process(run_args(server_->url(), flags, command));
   }
   Job job_of(const ProcessOutput& out) {
     const std::string id = announced_job_id(out.err);
@@ -235,16 +235,15 @@ TEST_F(RunCommandTest, RunnerKilledWithSigkillIsCaughtByTheWatchdog) {
 TEST(RunCommandNoServerTest, CommandIsNotRunWhenTheJobCannotBeCreated) {
   TempDir dir;
   const std::string marker = dir.sub("ran");
-  auto out = run_process(
-      {JOBSTATE_BIN, "run", "--server", "http://127.0.0.1:1", "--", "touch", marker}, dir);
+  auto out =
+      run_process({JOBSTATE_BIN, "run", "--server", "http://127.0.0.1:1", "--", "touch", marker});
   EXPECT_EQ(out.status, kRunExitNoJob);
   EXPECT_NE(out.err.find("cannot create and start the job"), std::string::npos) << out.err;
   EXPECT_NE(access(marker.c_str(), F_OK), 0);
 }
 
 TEST(RunCommandNoServerTest, MissingCommandIsAUsageError) {
-  TempDir dir;
-  auto out = run_process({JOBSTATE_BIN, "run", "--server", "http://127.0.0.1:1"}, dir);
+  auto out = run_process({JOBSTATE_BIN, "run", "--server", "http://127.0.0.1:1"});
   EXPECT_EQ(out.status, 2);
 }
 

@@ -1,7 +1,7 @@
 // Small helpers shared by tests: a temporary directory removed at scope exit,
-// assertions that print a Result's error instead of just "false", and a few
-// store checks (the whole log verified from the genesis hash, a column
-// family's contents).
+// a file's contents, assertions that print a Result's error instead of just
+// "false", and a few store checks (the whole log verified from the genesis
+// hash, a column family's contents).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,8 +9,10 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -47,6 +49,14 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The whole file; empty when it cannot be read.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 // "kind: message" of a failed Result, for assertion messages.
 template <typename R>
