@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
 #include "app/commands.h"
@@ -49,19 +50,26 @@ Status check_is_store(const std::string& data_dir) {
 // LOG. Only sound in a process that does not have the store open itself:
 // closing any descriptor of the file drops that process's own POSIX locks,
 // which is why this lives in the CLI and not in the libraries.
-pid_t lock_holder(const std::string& data_dir) {
-  const std::string lock_path = (fs::path(data_dir) / "LOCK").string();
-  int fd = ::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+// Whether a write lock on the whole of `path` would conflict with a lock
+// someone holds (`get`: F_GETLK for POSIX locks, F_OFD_GETLK for OFD locks):
+// the conflicting lock (l_type != F_UNLCK) or none (F_UNLCK); nullopt when
+// the file cannot be opened or probed.
+std::optional<struct flock> probe_write_lock(const fs::path& path, int get) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
   struct flock probe {};
   probe.l_type = F_WRLCK;
   probe.l_whence = SEEK_SET;
-  probe.l_start = 0;
-  probe.l_len = 0;
-  const int rc = ::fcntl(fd, F_GETLK, &probe);
+  const int rc = ::fcntl(fd, get, &probe);
   ::close(fd);
-  if (rc != 0 || probe.l_type == F_UNLCK) return 0;
-  return probe.l_pid > 0 ? probe.l_pid : -1;
+  if (rc != 0) return std::nullopt;
+  return probe;
+}
+
+pid_t lock_holder(const std::string& data_dir) {
+  auto lock = probe_write_lock(fs::path(data_dir) / "LOCK", F_GETLK);
+  if (!lock || lock->l_type == F_UNLCK) return 0;
+  return lock->l_pid > 0 ? lock->l_pid : -1;
 }
 
 // Each secondary directory holds this file, and the process using the
@@ -76,14 +84,8 @@ constexpr const char* kSecondaryPrefix = "jobstate-secondary-";
 constexpr const char* kOwnerFile = "owner";
 
 bool owner_lock_held(const fs::path& owner) {
-  int fd = ::open(owner.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  struct flock probe {};
-  probe.l_type = F_WRLCK;
-  probe.l_whence = SEEK_SET;
-  const int rc = ::fcntl(fd, F_OFD_GETLK, &probe);
-  ::close(fd);
-  return rc != 0 || probe.l_type != F_UNLCK;  // in doubt, the directory is in use
+  auto lock = probe_write_lock(owner, F_OFD_GETLK);
+  return !lock || lock->l_type != F_UNLCK;  // in doubt, the directory is in use
 }
 
 // Removes the secondary directories that killed processes left under `tmp`.
@@ -105,9 +107,10 @@ void remove_abandoned_secondary_dirs(const fs::path& tmp) {
         it->is_symlink(entry_ec))
       continue;
     const fs::path owner = dir / kOwnerFile;
-    const bool abandoned = fs::exists(owner, entry_ec)
-                               ? older_than(owner, std::chrono::minutes(1)) && !owner_lock_held(owner)
-                               : older_than(dir, std::chrono::hours(24));
+    const bool abandoned =
+        fs::exists(owner, entry_ec)
+            ? older_than(owner, std::chrono::minutes(1)) && !owner_lock_held(owner)
+            : older_than(dir, std::chrono::hours(24));
     if (abandoned) fs::remove_all(dir, entry_ec);
   }
 }
