@@ -41,7 +41,7 @@ struct Writer::Batch {
   std::unordered_map<std::string, std::string> new_idempotency;  // key → value
   bool has_events = false;
   bool durable = false;  // set by the committer
-  LogHead head;  // after the batch (when has_events)
+  LogHead head;          // after the batch (when has_events)
 };
 
 Writer::Writer(Database& db, BatchProjector& projector, const Clock& clock, WriterOptions options)
@@ -64,7 +64,9 @@ Result<std::unique_ptr<Writer>> Writer::start(Database& db, BatchProjector& proj
   return w;
 }
 
-Writer::~Writer() { stop(); }
+Writer::~Writer() {
+  stop();
+}
 
 void Writer::submit(CommandRequest request, CommandCallback done) {
   {
@@ -82,7 +84,8 @@ void Writer::submit(CommandRequest request, CommandCallback done) {
 Result<CommandOutcome> Writer::execute(CommandRequest request) {
   std::promise<Result<CommandOutcome>> promise;
   auto future = promise.get_future();
-  submit(std::move(request), [&promise](Result<CommandOutcome> r) { promise.set_value(std::move(r)); });
+  submit(std::move(request),
+         [&promise](Result<CommandOutcome> r) { promise.set_value(std::move(r)); });
   return future.get();
 }
 
@@ -364,7 +367,8 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
                           "this Idempotency-Key was used with a different request");
       auto state = current(*JobId::from_bytes(stored.substr(0, 16)));
       if (!state) return state.error();
-      if (!*state) return make_error(ErrorCode::kCorruption, "idempotency record names a missing job");
+      if (!*state)
+        return make_error(ErrorCode::kCorruption, "idempotency record names a missing job");
       return CommandOutcome{**state, {}, true};
     }
   }
@@ -401,7 +405,8 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
     } catch (const nlohmann::json::exception&) {
       return make_error(ErrorCode::kInvalidRequest, "strings must be valid UTF-8");
     }
-    hash = chain_hash(hash, canonical_event_json(e.seq, e.job_id, e.version, e.type, e.at_ms, data_text));
+    hash = chain_hash(hash,
+                      canonical_event_json(e.seq, e.job_id, e.version, e.type, e.at_ms, data_text));
     e.hash = hash;
     auto next = apply(prev, e);
     if (!next)

@@ -83,8 +83,8 @@ struct CommandRequest {
 };
 
 struct CommandOutcome {
-  JobState job;               // the job after the command
-  std::vector<Event> events;  // appended by this command (empty: nothing changed)
+  JobState job;                    // the job after the command
+  std::vector<Event> events;       // appended by this command (empty: nothing changed)
   bool idempotent_replay = false;  // an earlier request with the same Idempotency-Key
 };
 
@@ -185,14 +185,14 @@ class Writer {
   std::deque<Pending> queue_;
   size_t open_commands_ = 0;  // in the sequencer's open batch
   bool stopping_ = false;
-  bool committing_ = false;   // the committer has a batch
+  bool committing_ = false;     // the committer has a batch
   bool commit_failed_ = false;  // a write failed since the sequencer last looked
   bool committer_exit_ = false;
   // The sequencer's open batch while it is not adding to it: the committer
   // takes it from here as soon as it is free.
   std::unique_ptr<Batch> ready_;
   std::deque<std::unique_ptr<Batch>> written_;  // committed or failed, to answer
-  LogHead head_;  // durable head
+  LogHead head_;                                // durable head
 
   // Sequencer only: the batch it last parked in ready_ (to notice that the
   // committer took it).
