@@ -8,9 +8,11 @@ using nlohmann::json;
 
 namespace {
 constexpr std::array<const char*, 6> kStatusNames = {"",          "queued", "running",
-                                                      "succeeded", "failed", "cancelled"};
+                                                     "succeeded", "failed", "cancelled"};
 
-Error invalid(std::string msg) { return make_error(ErrorCode::kInvalidRequest, std::move(msg)); }
+Error invalid(std::string msg) {
+  return make_error(ErrorCode::kInvalidRequest, std::move(msg));
+}
 Error transition(const JobState& s, const char* what) {
   return make_error(ErrorCode::kInvalidTransition,
                     std::string("cannot ") + what + " a " + job_status_name(s.status) + " job");
@@ -170,8 +172,8 @@ bool is_valid_job_type(std::string_view type) {
 }
 
 const char* command_name(const Command& c) {
-  static constexpr std::array<const char*, 8> kNames = {
-      "create", "start", "heartbeat", "succeed", "fail", "cancel", "cancelled", "expire"};
+  static constexpr std::array<const char*, 8> kNames = {"create", "start",  "heartbeat", "succeed",
+                                                        "fail",   "cancel", "cancelled", "expire"};
   return kNames[c.index()];
 }
 
@@ -183,16 +185,16 @@ Result<std::vector<NewEvent>> decide(const JobState* state, const Command& comma
     return make_error(ErrorCode::kJobTerminal,
                       std::string("job is already ") + job_status_name(state->status));
   if (ctx.expected_version && *ctx.expected_version != state->version)
-    return make_error(ErrorCode::kVersionMismatch,
-                      "job is at version " + std::to_string(state->version) + ", not " +
-                          std::to_string(*ctx.expected_version));
+    return make_error(ErrorCode::kVersionMismatch, "job is at version " +
+                                                       std::to_string(state->version) + ", not " +
+                                                       std::to_string(*ctx.expected_version));
   return std::visit(Decider{*state, ctx}, command);
 }
 
 namespace {
 Error bad_event(const Event& e, std::string why) {
-  return make_error(ErrorCode::kCorruption, "seq " + std::to_string(e.seq) + " (" +
-                                                event_type_name(e.type) + "): " + why);
+  return make_error(ErrorCode::kCorruption,
+                    "seq " + std::to_string(e.seq) + " (" + event_type_name(e.type) + "): " + why);
 }
 
 template <typename T>
@@ -218,8 +220,8 @@ Result<JobState> apply(const JobState* state, const Event& e) {
     s.version = 1;
     s.created_seq = e.seq;
     s.created_at_ms = e.at_ms;
-    if (!get_field(e.data, "type", s.type) || !get_field(e.data, "heartbeat_timeout_s",
-                                                         s.heartbeat_timeout_s))
+    if (!get_field(e.data, "type", s.type) ||
+        !get_field(e.data, "heartbeat_timeout_s", s.heartbeat_timeout_s))
       return bad_event(e, "created lacks type or heartbeat_timeout_s");
     s.params = e.data.value("params", json::object());
     s.labels = e.data.value("labels", json::object());
@@ -284,10 +286,15 @@ Result<JobState> apply(const JobState* state, const Event& e) {
 }
 
 TimeMs effective_deadline_ms(const JobState& s, TimeMs server_start_ms) {
-  const TimeMs stored = s.deadline_ms.value_or(0);
+  return effective_deadline_ms(s.deadline_ms.value_or(0), s.heartbeat_timeout_s, server_start_ms);
+}
+
+TimeMs effective_deadline_ms(TimeMs stored_deadline_ms, int64_t heartbeat_timeout_s,
+                             TimeMs server_start_ms) {
   // Only a deadline that passed while the server was down is moved (API.md):
   // one still ahead at start-up stays as the worker's heartbeats set it.
-  return stored < server_start_ms ? server_start_ms + s.heartbeat_timeout_s * 1000 : stored;
+  return stored_deadline_ms < server_start_ms ? server_start_ms + heartbeat_timeout_s * 1000
+                                              : stored_deadline_ms;
 }
 
 json job_to_json(const JobState& s, TimeMs server_start_ms) {

@@ -19,12 +19,20 @@
 namespace jobstate {
 
 // Stored as one byte: never renumber.
-enum class JobStatus : uint8_t { kQueued = 1, kRunning = 2, kSucceeded = 3, kFailed = 4, kCancelled = 5 };
+enum class JobStatus : uint8_t {
+  kQueued = 1,
+  kRunning = 2,
+  kSucceeded = 3,
+  kFailed = 4,
+  kCancelled = 5
+};
 
 // "queued", "running", "succeeded", "failed", "cancelled".
 const char* job_status_name(JobStatus s);
 std::optional<JobStatus> parse_job_status(std::string_view name);
-inline bool is_terminal(JobStatus s) { return s >= JobStatus::kSucceeded; }
+inline bool is_terminal(JobStatus s) {
+  return s >= JobStatus::kSucceeded;
+}
 
 struct JobState {
   JobId id;
@@ -120,6 +128,9 @@ Result<JobState> apply(const JobState* state, const Event& event);
 // deadline that passed before server_start_ms (while the server was down)
 // becomes server_start_ms + heartbeat_timeout (grace after a restart).
 TimeMs effective_deadline_ms(const JobState& s, TimeMs server_start_ms);
+// The same from a stored deadline and timeout (a status row's header).
+TimeMs effective_deadline_ms(TimeMs stored_deadline_ms, int64_t heartbeat_timeout_s,
+                             TimeMs server_start_ms);
 
 // The job resource of API.md. `deadline_at` shows effective_deadline_ms.
 nlohmann::json job_to_json(const JobState& s, TimeMs server_start_ms);

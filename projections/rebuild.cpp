@@ -267,7 +267,7 @@ class JobIndex {
 // their projection entries.
 class JobFolder {
  public:
-  explicit JobFolder(bool parse_every_event) : exact_(parse_every_event) {}
+  JobFolder(bool parse_every_event, DeadlineRule rule) : exact_(parse_every_event), rule_(rule) {}
 
   // Folds one event. After the first failure the rest is ignored.
   void fold(const EventRecord& r, std::string_view data) {
@@ -432,7 +432,8 @@ class JobFolder {
     JobState& s = job.state;
     try {
       if (exact_) {
-        for (auto& e : projection_entries(s)) out[e.family].add(e.key, e.value);
+        for (auto& e : projection_entries(s, /*with_row=*/true, rule_))
+          out[e.family].add(e.key, e.value);
         ++jobs;
         return;
       }
@@ -461,7 +462,7 @@ class JobFolder {
           return;
         }
       }
-      for (auto& e : projection_entries(s, /*with_row=*/false))
+      for (auto& e : projection_entries(s, /*with_row=*/false, rule_))
         out[e.family].add(e.key, e.family == ProjectionEntry::kJobs ? std::string_view(row)
                                                                     : std::string_view(e.value));
       ++jobs;
@@ -479,6 +480,7 @@ class JobFolder {
   }
 
   const bool exact_;  // parse every event; rows by encode_status_row
+  const DeadlineRule rule_;
   uint64_t created_jobs_ = 0;
   Event event_;  // reused: its members keep their allocations between events
   JobIndex index_;
@@ -609,13 +611,14 @@ std::array<std::string, kFamilies> family_names(uint64_t generation) {
 
 // Reads the log once, on the calling thread, and folds it on kFolders
 // threads. Returns the number of events.
-Result<uint64_t> replay_log(const Database& db, const RebuildOptions& options, Folders& folders) {
+Result<uint64_t> replay_log(const Database& db, const RebuildOptions& options, DeadlineRule rule,
+                            Folders& folders) {
   std::array<ChunkQueue, kFolders> queues;
   std::vector<std::thread> threads;
   // Lowest seq a folder has failed at: the scan need not go further.
   std::atomic<uint64_t> stop_after_seq{UINT64_MAX};
   for (size_t i = 0; i < kFolders; ++i) {
-    folders[i] = std::make_unique<JobFolder>(options.parse_every_event);
+    folders[i] = std::make_unique<JobFolder>(options.parse_every_event, rule);
     threads.emplace_back([&, i] {
       JobFolder& folder = *folders[i];
       while (auto chunk = queues[i].pop()) {
@@ -754,8 +757,11 @@ Status write_generation(Database& db, uint64_t current_gen, const Folders& folde
   }
   rocksdb::WriteOptions synced;
   synced.sync = true;
-  if (auto s = db.db()->Put(synced, db.cf(kMetaCf), kMetaProjectionGeneration, u64_be(next_gen));
-      !s.ok())
+  rocksdb::WriteBatch switch_batch;
+  switch_batch.Put(db.cf(kMetaCf), kMetaProjectionGeneration, u64_be(next_gen));
+  switch_batch.Put(db.cf(kMetaCf), kMetaDeadlineRule,
+                   std::string(1, static_cast<char>(DeadlineRule::kQuarterTimeout)));
+  if (auto s = db.db()->Write(synced, &switch_batch); !s.ok())
     return rocksdb_error(s, "switching to the rebuilt projection");
   for (auto& old : family_names(current_gen))
     if (auto s = db.drop_column_family(old); !s) return s;
@@ -771,8 +777,12 @@ Result<RebuildStats> rebuild_projections(Database& db, const RebuildOptions& opt
   auto gen = read_projection_generation(db);
   if (!gen) return gen.error();
 
+  // A check compares with the index as the store files it; a rebuild writes
+  // the current rule (and records it in the same write as the switch).
+  auto rule = options.check_only ? read_deadline_rule(db) : DeadlineRule::kQuarterTimeout;
+  if (!rule) return rule.error();
   Folders folders;
-  auto events = replay_log(db, options, folders);
+  auto events = replay_log(db, options, *rule, folders);
   if (!events) return events.error();
   RebuildStats stats;
   stats.events = *events;

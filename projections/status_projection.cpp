@@ -1,5 +1,6 @@
 #include "projections/status_projection.h"
 
+#include <algorithm>
 #include <memory>
 
 #include "eventstore/keys.h"
@@ -11,7 +12,9 @@ namespace {
 constexpr uint8_t kRowFormat = 1;
 constexpr size_t kRowHeader = 1 + 8 + 1 + 8 + 8 + 8;
 
-std::string newest_first(uint64_t created_seq) { return u64_be(UINT64_MAX - created_seq); }
+std::string newest_first(uint64_t created_seq) {
+  return u64_be(UINT64_MAX - created_seq);
+}
 
 // The list-index prefix a filter scans.
 std::string list_prefix(const ListFilter& f) {
@@ -33,16 +36,16 @@ std::string list_prefix(const ListFilter& f) {
   return p;
 }
 
-std::string deadline_key(TimeMs deadline_ms, const JobId& id) {
-  std::string k = u64_be(static_cast<uint64_t>(deadline_ms));
+std::string deadline_key(TimeMs due_ms, const JobId& id) {
+  std::string k = u64_be(static_cast<uint64_t>(due_ms));
   k += id.bytes();
   return k;
 }
 
 // The job's key in the deadline index: running jobs with a deadline only.
-std::optional<std::string> deadline_entry(const JobState& s) {
+std::optional<std::string> deadline_entry(const JobState& s, DeadlineRule rule) {
   if (s.status != JobStatus::kRunning || !s.deadline_ms) return std::nullopt;
-  return deadline_key(*s.deadline_ms, s.id);
+  return deadline_key(deadline_due_ms(*s.deadline_ms, s.heartbeat_timeout_s, rule), s.id);
 }
 
 std::string encode_row_header(const JobState& s, size_t reserve) {
@@ -206,14 +209,39 @@ Result<JobState> StatusRow::to_state() const {
 }
 
 std::string StatusRow::render(TimeMs server_start_ms) const {
-  const bool grace = status == JobStatus::kRunning && deadline_ms != 0 && deadline_ms < server_start_ms;
+  const bool grace =
+      status == JobStatus::kRunning && deadline_ms != 0 && deadline_ms < server_start_ms;
   if (!grace) return json_text;
   auto s = to_state();
   if (!s) return json_text;
   return canonical_dump(job_to_json(*s, server_start_ms));
 }
 
-std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row) {
+TimeMs deadline_due_ms(TimeMs deadline_ms, int64_t heartbeat_timeout_s, DeadlineRule rule) {
+  if (rule == DeadlineRule::kExact) return deadline_ms;
+  // A heartbeat every few seconds against a timeout of minutes moved the key
+  // on every heartbeat: two of a heartbeat's five writes, and the costliest
+  // memtable inserts (a new millisecond each time). Rounded down to a quarter
+  // timeout, a job that heartbeats more often than that moves it about four
+  // times per timeout, and a key comes due at most a quarter timeout early
+  // (the watchdog then reads the row and waits).
+  const TimeMs step = std::max<TimeMs>(1, heartbeat_timeout_s * 250);
+  return deadline_ms - deadline_ms % step;
+}
+
+Result<DeadlineRule> read_deadline_rule(const Database& db) {
+  std::string v;
+  auto s = db.db()->Get(rocksdb::ReadOptions(), db.cf(kMetaCf), kMetaDeadlineRule, &v);
+  if (s.IsNotFound()) return DeadlineRule::kExact;
+  if (!s.ok()) return rocksdb_error(s, "reading the deadline index rule");
+  if (v.size() != 1 || (v[0] != static_cast<char>(DeadlineRule::kExact) &&
+                        v[0] != static_cast<char>(DeadlineRule::kQuarterTimeout)))
+    return make_error(ErrorCode::kCorruption, "meta: unknown deadline index rule");
+  return static_cast<DeadlineRule>(v[0]);
+}
+
+std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row,
+                                                DeadlineRule rule) {
   std::vector<ProjectionEntry> out;
   out.reserve(6);
   const std::string id(s.id.bytes());
@@ -222,12 +250,17 @@ std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row
   ListFilter all, by_status{s.status, {}}, by_type{{}, s.type}, by_both{s.status, s.type};
   for (auto* f : {&all, &by_status, &by_type, &by_both})
     out.push_back({ProjectionEntry::kList, list_prefix(*f) + order, id});
-  if (auto key = deadline_entry(s)) out.push_back({ProjectionEntry::kDeadlines, std::move(*key), ""});
+  if (auto key = deadline_entry(s, rule))
+    out.push_back({ProjectionEntry::kDeadlines, std::move(*key), ""});
   return out;
 }
 
-std::string StatusProjection::jobs_cf_name(uint64_t g) { return "jobs.g" + std::to_string(g); }
-std::string StatusProjection::list_cf_name(uint64_t g) { return "job_list.g" + std::to_string(g); }
+std::string StatusProjection::jobs_cf_name(uint64_t g) {
+  return "jobs.g" + std::to_string(g);
+}
+std::string StatusProjection::list_cf_name(uint64_t g) {
+  return "job_list.g" + std::to_string(g);
+}
 std::string StatusProjection::deadlines_cf_name(uint64_t g) {
   return "deadlines.g" + std::to_string(g);
 }
@@ -261,14 +294,50 @@ Result<std::unique_ptr<StatusProjection>> StatusProjection::open(Database& db) {
     if (!created) return created.error();
     *slots[i] = *created;
   }
+  auto rule = read_deadline_rule(db);
+  if (!rule) return rule.error();
+  p->rule_ = *rule;
+  if (p->rule_ != DeadlineRule::kQuarterTimeout && db.mode() == OpenMode::kReadWrite)
+    if (auto s = p->convert_deadline_index(); !s) return s.error();
   return p;
+}
+
+Status StatusProjection::convert_deadline_index() {
+  // One key per running job, in one synced batch with the rule: a crash
+  // leaves either the old index and no rule, or the new index and the rule.
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(db_.db()->NewIterator(rocksdb::ReadOptions(), deadlines_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const auto k = it->key().ToStringView();
+    if (k.size() != 24) return make_error(ErrorCode::kCorruption, "deadlines: malformed key");
+    batch.Delete(deadlines_, it->key());
+    const JobId id = *JobId::from_bytes(k.substr(8));
+    auto r = row(id);
+    if (!r) return r.error();
+    if (!*r || (*r)->status != JobStatus::kRunning || (*r)->deadline_ms == 0) continue;
+    const TimeMs due = deadline_due_ms((*r)->deadline_ms, (*r)->heartbeat_timeout_s,
+                                       DeadlineRule::kQuarterTimeout);
+    batch.Put(deadlines_, deadline_key(due, id), "");
+  }
+  if (!it->status().ok()) return rocksdb_error(it->status(), "reading deadlines");
+  batch.Put(db_.cf(kMetaCf), kMetaDeadlineRule,
+            std::string(1, static_cast<char>(DeadlineRule::kQuarterTimeout)));
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  if (auto s = db_.db()->Write(synced, &batch); !s.ok())
+    return rocksdb_error(s, "converting the deadline index");
+  rule_ = DeadlineRule::kQuarterTimeout;
+  return ok_status();
 }
 
 rocksdb::ColumnFamilyHandle* StatusProjection::family(ProjectionEntry::Family f) const {
   switch (f) {
-    case ProjectionEntry::kJobs: return jobs_;
-    case ProjectionEntry::kList: return list_;
-    case ProjectionEntry::kDeadlines: return deadlines_;
+    case ProjectionEntry::kJobs:
+      return jobs_;
+    case ProjectionEntry::kList:
+      return list_;
+    case ProjectionEntry::kDeadlines:
+      return deadlines_;
   }
   return nullptr;
 }
@@ -282,7 +351,8 @@ std::shared_ptr<const StatusRow> StatusProjection::recent_row(const JobId& id) c
 Result<std::optional<StatusRow>> StatusProjection::row(const JobId& id) const {
   {
     std::lock_guard lock(recent_mu_);
-    if (auto it = recent_.find(id); it != recent_.end()) return std::optional<StatusRow>(*it->second);
+    if (auto it = recent_.find(id); it != recent_.end())
+      return std::optional<StatusRow>(*it->second);
   }
   rocksdb::PinnableSlice v;
   auto s = db_.db()->Get(rocksdb::ReadOptions(), jobs_, id.bytes(), &v);
@@ -308,15 +378,15 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
       before->created_seq == after.created_seq) {
     // The common case (a heartbeat): the list keys stay, only the deadline
     // can move.
-    auto old_key = deadline_entry(*before), new_key = deadline_entry(after);
+    auto old_key = deadline_entry(*before, rule_), new_key = deadline_entry(after, rule_);
     if (old_key != new_key) {
       if (old_key) batch.Delete(deadlines_, *old_key);
       if (new_key) batch.Put(deadlines_, *new_key, "");
     }
   } else {
-    auto new_entries = projection_entries(after, /*with_row=*/false);
+    auto new_entries = projection_entries(after, /*with_row=*/false, rule_);
     std::vector<ProjectionEntry> old_entries;
-    if (before) old_entries = projection_entries(*before, /*with_row=*/false);
+    if (before) old_entries = projection_entries(*before, /*with_row=*/false, rule_);
     auto has = [](const std::vector<ProjectionEntry>& v, const ProjectionEntry& e) {
       for (auto& x : v)
         if (x.family == e.family && x.key == e.key) return true;
@@ -359,8 +429,8 @@ void StatusProjection::batch_finished(uint64_t batch_no, bool durable) {
   staged_.erase(staged_.begin(), end);
 }
 
-Result<ListPage> StatusProjection::list(const ListFilter& filter, std::optional<uint64_t> before_seq,
-                                        size_t limit) const {
+Result<ListPage> StatusProjection::list(const ListFilter& filter,
+                                        std::optional<uint64_t> before_seq, size_t limit) const {
   const std::string prefix = list_prefix(filter);
   std::string upper = prefix;
   upper.back() = static_cast<char>(upper.back() + 1);  // prefixes end in a byte < 0xFF
@@ -400,7 +470,7 @@ Result<std::vector<ExpiredDeadline>> StatusProjection::expired(TimeMs now_ms, si
   std::unique_ptr<rocksdb::Iterator> it(db_.db()->NewIterator(ro, deadlines_));
   std::vector<ExpiredDeadline> out;
   if (after) {
-    const std::string from = deadline_key(after->deadline_ms, after->job_id);
+    const std::string from = deadline_key(after->due_ms, after->job_id);
     it->Seek(from);
     if (it->Valid() && it->key().ToStringView() == from) it->Next();
   } else {

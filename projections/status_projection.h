@@ -8,7 +8,13 @@
 //                     't' type 0x00 ~seq            by type
 //                     'x' status type 0x00 ~seq     by state and type
 //                   value: job id (16 bytes)
-//   deadlines.g<N>  big-endian deadline ms + job id → "" (running jobs only)
+//   deadlines.g<N>  big-endian due ms + job id → "" (running jobs only). The
+//                   due ms is the job's deadline rounded down to a multiple of
+//                   a quarter of its heartbeat timeout (DeadlineRule), so a
+//                   heartbeat moves the key only when the deadline crosses
+//                   such a step, not on every heartbeat. A key can thus come
+//                   due up to a quarter timeout before the deadline itself:
+//                   readers check the row's deadline.
 //
 // <N> is the projection generation (meta key "projection_generation"):
 // rebuild writes generation N+1 from the log and switches to it atomically.
@@ -21,8 +27,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "domain/job.h"
@@ -32,6 +38,20 @@
 namespace jobstate {
 
 inline constexpr const char* kMetaProjectionGeneration = "projection_generation";
+// Which DeadlineRule the deadline index follows (one byte); absent: kExact.
+inline constexpr const char* kMetaDeadlineRule = "deadline_rule";
+
+// How a running job's key in the deadline index follows from its deadline.
+enum class DeadlineRule : uint8_t {
+  // The deadline itself: every heartbeat moved the key (stores written
+  // before kMetaDeadlineRule existed; opening one read-write converts it).
+  kExact = 1,
+  // The deadline rounded down to a multiple of heartbeat_timeout / 4.
+  kQuarterTimeout = 2,
+};
+Result<DeadlineRule> read_deadline_rule(const Database& db);
+// The millisecond a running job with this deadline is filed under.
+TimeMs deadline_due_ms(TimeMs deadline_ms, int64_t heartbeat_timeout_s, DeadlineRule rule);
 
 // A decoded status row; json_text is job_to_json(state, 0) as stored.
 struct StatusRow {
@@ -72,7 +92,8 @@ struct ProjectionEntry {
   std::string value;
 };
 // with_row = false leaves the status row's value empty (only keys wanted).
-std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row = true);
+std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row = true,
+                                                DeadlineRule rule = DeadlineRule::kQuarterTimeout);
 
 struct ListFilter {
   std::optional<JobStatus> status;
@@ -85,16 +106,19 @@ struct ListPage {
   std::optional<uint64_t> next_before_seq;
 };
 
+// A key of the deadline index: the job is due for a look at due_ms; its
+// deadline (in its status row) is at most a quarter timeout later.
 struct ExpiredDeadline {
-  TimeMs deadline_ms;
+  TimeMs due_ms;
   JobId job_id;
 };
 
 class StatusProjection final : public BatchProjector {
  public:
   // Finds the current generation's column families; in kReadWrite mode
-  // creates them when missing (a new store). Fails with kInvalidRequest when a
-  // read-only store has no projection (run `jobstate rebuild`).
+  // creates them when missing (a new store), and rewrites a kExact deadline
+  // index as kQuarterTimeout (one synced batch). Fails with kInvalidRequest
+  // when a read-only store has no projection (run `jobstate rebuild`).
   static Result<std::unique_ptr<StatusProjection>> open(Database& db);
 
   // BatchProjector
@@ -112,12 +136,14 @@ class StatusProjection final : public BatchProjector {
   // REQUIRES: limit >= 1.
   Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
                         size_t limit) const;
-  // Running jobs whose stored deadline is <= now_ms, earliest first, at most
-  // `limit`, starting after `after` when given (to page through the range).
+  // Running jobs whose due ms is <= now_ms, earliest first, at most `limit`,
+  // starting after `after` when given (to page through the range). Their
+  // deadlines may still be ahead (see deadlines.g<N> above).
   Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit,
                                                const ExpiredDeadline* after = nullptr) const;
 
   uint64_t generation() const { return generation_; }
+  DeadlineRule deadline_rule() const { return rule_; }
 
   static std::string jobs_cf_name(uint64_t generation);
   static std::string list_cf_name(uint64_t generation);
@@ -126,8 +152,11 @@ class StatusProjection final : public BatchProjector {
  private:
   StatusProjection(Database& db, uint64_t generation) : db_(db), generation_(generation) {}
   rocksdb::ColumnFamilyHandle* family(ProjectionEntry::Family f) const;
+  // Read-write open: files every running job by kQuarterTimeout and records it.
+  Status convert_deadline_index();
   Database& db_;
   uint64_t generation_;
+  DeadlineRule rule_ = DeadlineRule::kQuarterTimeout;
   rocksdb::ColumnFamilyHandle* jobs_ = nullptr;
   rocksdb::ColumnFamilyHandle* list_ = nullptr;
   rocksdb::ColumnFamilyHandle* deadlines_ = nullptr;

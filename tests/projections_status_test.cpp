@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "eventstore/keys.h"
 #include "projections/job_store.h"
+#include "projections/verify.h"
 #include "test_util.h"
 
 namespace jobstate {
@@ -250,31 +252,42 @@ TEST_F(ProjectionTest, DeadlineIndexFollowsRunningJobs) {
     EXPECT_TRUE(r.ok()) << testing::describe_error(r);
     std::vector<std::pair<TimeMs, JobId>> out;
     if (r.ok())
-      for (auto& e : *r) out.emplace_back(e.deadline_ms, e.job_id);
+      for (auto& e : *r) out.emplace_back(e.due_ms, e.job_id);
     return out;
   };
   using Due = std::vector<std::pair<TimeMs, JobId>>;
   EXPECT_TRUE(expired_ids(kT0 + 86'400'000).empty()) << "queued jobs have no deadline";
 
-  must(a, StartJob{"w"});  // deadline kT0 + 10 s
-  must(b, StartJob{"w"});  // deadline kT0 + 20 s
+  // Filed under the deadline rounded down to a quarter timeout (2.5 s for a,
+  // 5 s for b): due then, and never after the deadline.
+  clock_.set_ms(kT0 + 1'234);
+  must(a, StartJob{"w"});  // deadline kT0 + 11.234 s, due kT0 + 10 s
+  must(b, StartJob{"w"});  // deadline kT0 + 21.234 s, due kT0 + 20 s
   EXPECT_TRUE(expired_ids(kT0 + 9'999).empty());
-  EXPECT_EQ(expired_ids(kT0 + 10'000), (Due{{kT0 + 10'000, a}})) << "due at the deadline itself";
-  EXPECT_EQ(expired_ids(kT0 + 20'000), (Due{{kT0 + 10'000, a}, {kT0 + 20'000, b}}))
+  EXPECT_EQ(expired_ids(kT0 + 10'000), (Due{{kT0 + 10'000, a}})) << "due at the rounded deadline";
+  EXPECT_EQ(expired_ids(kT0 + 21'234), (Due{{kT0 + 10'000, a}, {kT0 + 20'000, b}}))
       << "earliest first";
-  EXPECT_EQ(expired_ids(kT0 + 20'000, 1), (Due{{kT0 + 10'000, a}}));
+  EXPECT_EQ(expired_ids(kT0 + 21'234, 1), (Due{{kT0 + 10'000, a}}));
+  auto row = store_->projection().row(a);
+  ASSERT_OK(row);
+  EXPECT_EQ((*row)->deadline_ms, kT0 + 11'234) << "the row keeps the deadline itself";
 
-  // A heartbeat moves the deadline; the old key goes.
+  const std::string deadlines =
+      StatusProjection::deadlines_cf_name(store_->projection().generation());
+  const auto before = testing::family_contents(store_->db(), deadlines);
+  // A heartbeat that keeps the deadline within the same quarter leaves the key.
+  clock_.set_ms(kT0 + 2'000);
+  must(a, Heartbeat{nullptr});  // deadline kT0 + 12 s, still due kT0 + 10 s
+  EXPECT_EQ(testing::family_contents(store_->db(), deadlines), before);
+  // One that crosses a step moves it; the old key goes.
   clock_.set_ms(kT0 + 15'000);
-  must(a, Heartbeat{nullptr});
-  EXPECT_EQ(expired_ids(kT0 + 20'000), (Due{{kT0 + 20'000, b}}));
+  must(a, Heartbeat{nullptr});  // deadline kT0 + 25 s
+  EXPECT_EQ(expired_ids(kT0 + 24'999), (Due{{kT0 + 20'000, b}}));
   EXPECT_EQ(expired_ids(kT0 + 25'000), (Due{{kT0 + 20'000, b}, {kT0 + 25'000, a}}));
   // A cancel request is not a heartbeat.
   must(b, RequestCancel{"r"});
   EXPECT_EQ(expired_ids(kT0 + 20'000), (Due{{kT0 + 20'000, b}}));
 
-  const std::string deadlines =
-      StatusProjection::deadlines_cf_name(store_->projection().generation());
   EXPECT_EQ(testing::family_contents(store_->db(), deadlines).size(), 2u)
       << "one key per running job";
 
@@ -284,6 +297,57 @@ TEST_F(ProjectionTest, DeadlineIndexFollowsRunningJobs) {
   must(q, FailJob{{{"code", "x"}}});
   EXPECT_TRUE(expired_ids(kT0 + 86'400'000).empty());
   EXPECT_TRUE(testing::family_contents(store_->db(), deadlines).empty());
+}
+
+// A store whose deadline index files jobs under the deadline itself (written
+// before the rule was recorded) is converted when opened read-write: every
+// running job gets its rounded key, the old keys go, and the rule is recorded.
+TEST_F(ProjectionTest, AnExactDeadlineIndexIsConvertedOnOpen) {
+  const JobId a = create("t", 10), b = create("t", 60), done = create("t", 10);
+  clock_.set_ms(kT0 + 1'234);
+  must(a, StartJob{"w"});
+  must(b, StartJob{"w"});
+  must(done, StartJob{"w"});
+  must(done, SucceedJob{nullptr});
+  const std::string deadlines =
+      StatusProjection::deadlines_cf_name(store_->projection().generation());
+  const auto converted = testing::family_contents(store_->db(), deadlines);
+  ASSERT_EQ(converted.size(), 2u);
+
+  // Make it an old store: exact keys, no rule in meta.
+  {
+    rocksdb::WriteBatch old;
+    for (auto& [k, v] : converted) old.Delete(store_->db().cf(deadlines), k);
+    for (auto& [id, deadline] : {std::pair{a, kT0 + 11'234}, std::pair{b, kT0 + 61'234}})
+      old.Put(store_->db().cf(deadlines),
+              u64_be(static_cast<uint64_t>(deadline)) + std::string(id.bytes()), "");
+    old.Delete(store_->db().cf(kMetaCf), kMetaDeadlineRule);
+    ASSERT_TRUE(store_->db().db()->Write(rocksdb::WriteOptions(), &old).ok());
+  }
+  EXPECT_NE(testing::family_contents(store_->db(), deadlines), converted);
+  auto rule = read_deadline_rule(store_->db());
+  ASSERT_OK(rule);
+  EXPECT_EQ(*rule, DeadlineRule::kExact);
+  // verify checks an old index by its own rule.
+  EXPECT_OK(verify_store(store_->db()));
+
+  store_.reset();
+  open_store();
+  EXPECT_EQ(testing::family_contents(store_->db(), deadlines), converted);
+  rule = read_deadline_rule(store_->db());
+  ASSERT_OK(rule);
+  EXPECT_EQ(*rule, DeadlineRule::kQuarterTimeout);
+  EXPECT_EQ(store_->projection().deadline_rule(), DeadlineRule::kQuarterTimeout);
+  EXPECT_OK(verify_store(store_->db()));
+
+  // And the converted index goes on like a new one.
+  clock_.set_ms(kT0 + 5'000);
+  must(a, Heartbeat{nullptr});  // deadline kT0 + 15 s
+  auto due = store_->projection().expired(kT0 + 15'000, 10);
+  ASSERT_OK(due);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].due_ms, kT0 + 15'000);
+  EXPECT_EQ((*due)[0].job_id, a);
 }
 
 // The watchdog path end to end: index says due → ExpireHeartbeat with the
@@ -371,8 +435,9 @@ TEST(StatusRowEncoding, FastEncoderMatchesTheReferenceForEveryKindOfJob) {
   jobs.push_back(base);  // queued, empty params and labels
 
   JobState with_values = base;
-  with_values.params = json{{"b", {1, 2.5, "x"}}, {"a", {{"nested", nullptr}}}, {"ü", "ø\"\\\n"},
-                            {"big", 1.2345678901234567e15}, {"neg", -0.0}, {"emoji", "😀"}};
+  with_values.params = json{{"b", {1, 2.5, "x"}}, {"a", {{"nested", nullptr}}},
+                            {"ü", "ø\"\\\n"},     {"big", 1.2345678901234567e15},
+                            {"neg", -0.0},        {"emoji", "😀"}};
   with_values.labels = json{{"team", "data"}, {"région", "eu-west"}};
   with_values.cancel_requested = true;
   jobs.push_back(with_values);
@@ -384,7 +449,8 @@ TEST(StatusRowEncoding, FastEncoderMatchesTheReferenceForEveryKindOfJob) {
   running.last_heartbeat_at_ms = midnight + 86'399'999;  // 23:59:59.999 the same day
   running.deadline_ms = *running.last_heartbeat_at_ms + 90'000;
   running.worker = "host-1/pid 7 \"quoted\" \x01 ünï";
-  running.progress = json{{"fraction", 0.333}, {"message", "step 2 of 3"}, {"details", {{"rows", 12}}}};
+  running.progress =
+      json{{"fraction", 0.333}, {"message", "step 2 of 3"}, {"details", {{"rows", 12}}}};
   jobs.push_back(running);
 
   JobState succeeded = running;
@@ -398,7 +464,8 @@ TEST(StatusRowEncoding, FastEncoderMatchesTheReferenceForEveryKindOfJob) {
   failed.status = JobStatus::kFailed;
   failed.deadline_ms.reset();
   failed.finished_at_ms = midnight + 1;
-  failed.error = json{{"code", "heartbeat_timeout"}, {"message", "no heartbeat"},
+  failed.error = json{{"code", "heartbeat_timeout"},
+                      {"message", "no heartbeat"},
                       {"details", {{"last_heartbeat_at", "2026-11-27T23:59:59.999Z"}}}};
   jobs.push_back(failed);
 

@@ -28,14 +28,16 @@ class WatchdogLogic : public ::testing::Test {
     auto s = JobStore::open(o);
     ASSERT_OK(s);
     store_ = std::move(*s);
-    watchdog_ = std::make_unique<Watchdog>(store_->projection(), store_->writer(), clock_, options_);
+    watchdog_ =
+        std::make_unique<Watchdog>(store_->projection(), store_->writer(), clock_, options_);
   }
   void close() {
     watchdog_.reset();
     store_.reset();
   }
 
-  Result<CommandOutcome> run(const JobId& id, Command cmd, std::optional<uint64_t> expected = std::nullopt) {
+  Result<CommandOutcome> run(const JobId& id, Command cmd,
+                             std::optional<uint64_t> expected = std::nullopt) {
     CommandRequest r;
     r.job_id = id;
     r.command = std::move(cmd);
@@ -126,6 +128,11 @@ TEST_F(WatchdogLogic, AHeartbeatJustBeforeTheDeadlineKeepsTheJobAlive) {
   clock_.set_ms(kT0 + 10'000);  // the old deadline
   EXPECT_EQ(watchdog_->sweep_once(), 0u);
   clock_.set_ms(kT0 + 19'998);
+  // The index files the job under its deadline rounded down to a quarter
+  // timeout (kT0 + 17.5 s): it is due, but the row's deadline decides.
+  auto due = store_->projection().expired(clock_.now_ms(), 10);
+  ASSERT_OK(due);
+  EXPECT_EQ(due->size(), 1u);
   EXPECT_EQ(watchdog_->sweep_once(), 0u);
   EXPECT_EQ(state(id).status, JobStatus::kRunning);
   clock_.set_ms(kT0 + 19'999);  // the new one
@@ -265,9 +272,10 @@ TEST(WatchdogRealTime, ASilentJobIsFailedAndItsWorkerLearnsIt) {
   EXPECT_EQ(now["error"]["code"], "heartbeat_timeout");
   EXPECT_EQ(now["error"]["details"]["deadline_at"], started["deadline_at"]);
   EXPECT_TRUE(now["error"]["details"]["last_heartbeat_at"].is_null());
-  std::printf("[ info ] failed %lld ms after start; finished_at - deadline_at = %lld ms\n",
-              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
-              static_cast<long long>(ms_of(now["finished_at"]) - ms_of(started["deadline_at"])));
+  std::printf(
+      "[ info ] failed %lld ms after start; finished_at - deadline_at = %lld ms\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+      static_cast<long long>(ms_of(now["finished_at"]) - ms_of(started["deadline_at"])));
 
   // The worker comes back: every report says the job is over, and how.
   for (const char* action : {"heartbeat", "succeed", "start", "cancelled"}) {

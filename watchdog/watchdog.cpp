@@ -11,7 +11,9 @@ Watchdog::Watchdog(const StatusProjection& projection, Writer& writer, const Clo
                    WatchdogOptions options)
     : projection_(projection), writer_(writer), clock_(clock), options_(options) {}
 
-Watchdog::~Watchdog() { stop(); }
+Watchdog::~Watchdog() {
+  stop();
+}
 
 void Watchdog::start() {
   if (thread_.joinable()) return;
@@ -62,8 +64,11 @@ size_t Watchdog::sweep_once() {
       if (pending.size() >= options_.max_per_sweep) break;
       auto row = projection_.row(d.job_id);
       if (!row || !*row || (*row)->status != JobStatus::kRunning) continue;
-      // A deadline that passed while the server was down: not before the grace ends.
-      if (d.deadline_ms < server_start && now < server_start + (*row)->heartbeat_timeout_s * 1000)
+      // The index files a job up to a quarter timeout before its deadline,
+      // and a deadline that passed while the server was down gets its grace:
+      // the row decides.
+      if (now <
+          effective_deadline_ms((*row)->deadline_ms, (*row)->heartbeat_timeout_s, server_start))
         continue;
       auto done = std::make_shared<std::promise<void>>();
       pending.push_back(done->get_future());
