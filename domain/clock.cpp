@@ -29,7 +29,9 @@ void civil_from_days(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
   y += m <= 2;
 }
 
-int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+int64_t floor_div(int64_t a, int64_t b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
 
 unsigned days_in_month(unsigned y, unsigned m) {
   static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -60,13 +62,36 @@ std::string format_rfc3339_ms(TimeMs t) {
   int64_t y;
   unsigned m, d;
   civil_from_days(days, y, m, d);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
-                static_cast<long long>(y), m, d, static_cast<long long>(ms_of_day / 3'600'000),
-                static_cast<long long>(ms_of_day / 60'000 % 60),
-                static_cast<long long>(ms_of_day / 1000 % 60),
-                static_cast<long long>(ms_of_day % 1000));
-  return buf;
+  if (y < 0 || y > 9999) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                  static_cast<long long>(y), m, d, static_cast<long long>(ms_of_day / 3'600'000),
+                  static_cast<long long>(ms_of_day / 60'000 % 60),
+                  static_cast<long long>(ms_of_day / 1000 % 60),
+                  static_cast<long long>(ms_of_day % 1000));
+    return buf;
+  }
+  // The common case without snprintf: every event's hashed JSON has one.
+  std::string out(24, '\0');
+  char* p = out.data();
+  auto put = [](char* at, int64_t v, int width) {
+    for (int i = width - 1; i >= 0; --i, v /= 10) at[i] = static_cast<char>('0' + v % 10);
+  };
+  put(p, y, 4);
+  p[4] = '-';
+  put(p + 5, m, 2);
+  p[7] = '-';
+  put(p + 8, d, 2);
+  p[10] = 'T';
+  put(p + 11, ms_of_day / 3'600'000, 2);
+  p[13] = ':';
+  put(p + 14, ms_of_day / 60'000 % 60, 2);
+  p[16] = ':';
+  put(p + 17, ms_of_day / 1000 % 60, 2);
+  p[19] = '.';
+  put(p + 20, ms_of_day % 1000, 3);
+  p[23] = 'Z';
+  return out;
 }
 
 std::optional<TimeMs> parse_rfc3339_ms(std::string_view s) {
