@@ -277,8 +277,8 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
   r.command = std::move(*cmd);
   ctx.store.writer().submit(std::move(r), [&ctx, call](Result<CommandOutcome> out) {
     if (!out) return call->error(out.error());
-    call->header("Location", "/v1/jobs/" + out->job.id.to_string());
-    send_written(ctx, *call, 202, out->job);
+    call->header("Location", "/v1/jobs/" + out->state().id.to_string());
+    send_written(ctx, *call, 202, out->state());
   });
 }
 
@@ -292,7 +292,7 @@ void transition(const Context& ctx, const Http::Request& req, const CallPtr& cal
   CommandRequest r{id, std::move(*cmd), expected, std::nullopt, {}};
   ctx.store.writer().submit(std::move(r), [&ctx, call, id](Result<CommandOutcome> out) {
     if (!out) return send_refusal(ctx, *call, id, out.error());
-    send_written(ctx, *call, 200, out->job);
+    send_written(ctx, *call, 200, out->state());
   });
 }
 

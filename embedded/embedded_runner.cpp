@@ -261,7 +261,7 @@ void EmbeddedRunner::run_job(const JobId& id) {
     spdlog::debug("embedded: job {} not started: {}", id.to_string(), started.error().message);
     return;
   }
-  const JobState& job = started->job;
+  const JobState& job = started->state();
   auto handler = handlers_.find(job.type);
   if (handler == handlers_.end()) return;  // unreachable: only registered types are queued
 
@@ -358,7 +358,7 @@ void EmbeddedRunner::heartbeat_loop() {
         std::lock_guard run_lock(s->mu);
         s->heartbeat_in_flight = false;
         if (r) {
-          if (r->job.cancel_requested) s->cancel_requested = true;
+          if (r->state().cancel_requested) s->cancel_requested = true;
         } else if (r.error().code == ErrorCode::kJobTerminal) {
           s->ended_elsewhere = true;
         }

@@ -18,6 +18,11 @@ std::string idempotency_value(const JobId& id, std::string_view fingerprint) {
   return v;
 }
 
+const JobState& CommandOutcome::state() const {
+  static const JobState kNone;
+  return job ? *job : kNone;
+}
+
 namespace {
 // A callback that throws must not take the writer thread (and every later
 // write) down with it.
@@ -369,7 +374,7 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
       if (!state) return state.error();
       if (!*state)
         return make_error(ErrorCode::kCorruption, "idempotency record names a missing job");
-      return CommandOutcome{**state, {}, true};
+      return CommandOutcome{std::move(*state), {}, true};
     }
   }
 
@@ -381,7 +386,7 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
   DecideContext ctx{now, server_start_ms_, req.expected_version};
   auto decided = decide(before.get(), req.command, ctx);
   if (!decided) return decided.error();
-  if (decided->empty()) return CommandOutcome{before ? *before : JobState{}, {}, false};
+  if (decided->empty()) return CommandOutcome{before, {}, false};
 
   // Build this command's events completely before touching the batch, so a
   // refusal half-way leaves nothing behind.
@@ -442,7 +447,7 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
     for (auto& st : committing_states_) cache_.emplace(st->id, st);
   }
   cache_[job_id] = after;
-  outcome.job = *after;
+  outcome.job = std::move(after);
   return outcome;
 }
 

@@ -83,7 +83,11 @@ struct CommandRequest {
 };
 
 struct CommandOutcome {
-  JobState job;                    // the job after the command
+  // The job after the command: the writer's own copy, shared (a heartbeat's
+  // outcome used to copy every JSON member of the state, and free it again).
+  std::shared_ptr<const JobState> job;
+  // *job, or an empty JobState when there is none.
+  const JobState& state() const;
   std::vector<Event> events;       // appended by this command (empty: nothing changed)
   bool idempotent_replay = false;  // an earlier request with the same Idempotency-Key
 };

@@ -133,7 +133,7 @@ Note answer_note(Note::Kind kind, const JobId& id, const Result<CommandOutcome>&
   n.id = id;
   n.ok = r.ok();
   if (r) {
-    n.cancel_requested = r->job.cancel_requested;
+    n.cancel_requested = r->state().cancel_requested;
   } else {
     n.code = r.error().code;
     n.message = r.error().message;

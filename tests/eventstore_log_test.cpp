@@ -77,8 +77,8 @@ TEST_F(LogTest, AppendAssignsSeqVersionTimeAndChain) {
   EXPECT_EQ(e1.type, EventType::kCreated);
   EXPECT_EQ(e1.at_ms, kT0);
   EXPECT_EQ(e1.hash, chain_hash(kGenesisHash, canonical_event_json(e1)));
-  EXPECT_EQ(created.job.status, JobStatus::kQueued);
-  EXPECT_EQ(created.job.created_seq, 1u);
+  EXPECT_EQ(created.state().status, JobStatus::kQueued);
+  EXPECT_EQ(created.state().created_seq, 1u);
   EXPECT_FALSE(created.idempotent_replay);
 
   clock_.advance_ms(250);
@@ -89,13 +89,13 @@ TEST_F(LogTest, AppendAssignsSeqVersionTimeAndChain) {
   EXPECT_EQ(e2.version, 2u);
   EXPECT_EQ(e2.at_ms, kT0 + 250);
   EXPECT_EQ(e2.hash, chain_hash(e1.hash, canonical_event_json(e2)));
-  EXPECT_EQ(started.job.deadline_ms, kT0 + 250 + 30'000);
+  EXPECT_EQ(started.state().deadline_ms, kT0 + 250 + 30'000);
 
   // A no-op (second cancel request) appends nothing and is still a success.
   must(a, RequestCancel{"stop"});
   auto again = must(a, RequestCancel{"stop again"});
   EXPECT_TRUE(again.events.empty());
-  EXPECT_EQ(again.job.version, 3u);
+  EXPECT_EQ(again.state().version, 3u);
   EXPECT_EQ(store_->writer().committed_head().seq, 3u);
 }
 

@@ -303,7 +303,7 @@ TEST_F(WriterTest, ExpectedVersion) {
   EXPECT_ERROR_CODE(exec(request(id, Heartbeat{nullptr}, 3)), ErrorCode::kVersionMismatch);
   EXPECT_EQ(head_seq(), head) << "a refused command appends nothing";
   auto hb = must(request(id, Heartbeat{nullptr}, 2));
-  EXPECT_EQ(hb.job.version, 3u);
+  EXPECT_EQ(hb.state().version, 3u);
   must(request(id, SucceedJob{nullptr}, 3));
   // Terminal beats a stale If-Match; an unknown job is not found.
   EXPECT_ERROR_CODE(exec(request(id, Heartbeat{nullptr}, 1)), ErrorCode::kJobTerminal);
@@ -333,7 +333,7 @@ TEST_F(WriterTest, IdempotencyKeys) {
   // own fresh id is ignored).
   auto replay = must(keyed_create(JobId::generate(), "key-1", "fp-A"));
   EXPECT_TRUE(replay.idempotent_replay);
-  EXPECT_EQ(replay.job.id, first);
+  EXPECT_EQ(replay.state().id, first);
   EXPECT_TRUE(replay.events.empty());
   EXPECT_EQ(head_seq(), head);
 
@@ -345,12 +345,12 @@ TEST_F(WriterTest, IdempotencyKeys) {
   // A replay answers with the job as it is now.
   must(request(first, StartJob{"w"}));
   auto later = must(keyed_create(JobId::generate(), "key-1", "fp-A"));
-  EXPECT_EQ(later.job.status, JobStatus::kRunning);
-  EXPECT_EQ(later.job.version, 2u);
+  EXPECT_EQ(later.state().status, JobStatus::kRunning);
+  EXPECT_EQ(later.state().version, 2u);
 
   // Another key is another job.
   auto other = must(keyed_create(JobId::generate(), "key-2", "fp-A"));
-  EXPECT_NE(other.job.id, first);
+  EXPECT_NE(other.state().id, first);
   EXPECT_FALSE(other.idempotent_replay);
 
   // A create refused by validation records nothing under its key.
@@ -364,8 +364,8 @@ TEST_F(WriterTest, IdempotencyKeys) {
   open_store();
   auto after_reopen = must(keyed_create(JobId::generate(), "key-1", "fp-A"));
   EXPECT_TRUE(after_reopen.idempotent_replay);
-  EXPECT_EQ(after_reopen.job.id, first);
-  EXPECT_EQ(after_reopen.job.status, JobStatus::kRunning);
+  EXPECT_EQ(after_reopen.state().id, first);
+  EXPECT_EQ(after_reopen.state().status, JobStatus::kRunning);
   EXPECT_ERROR_CODE(exec(keyed_create(JobId::generate(), "key-1", "fp-B")),
                     ErrorCode::kIdempotencyKeyReused);
   EXPECT_TRUE(testing::log_is_intact(store_->db()));
@@ -394,7 +394,7 @@ TEST_F(WriterTest, IdempotencyKeyTwiceInOneBatch) {
   auto rc = c.get_future().get();
   ASSERT_OK(ra);
   ASSERT_OK(rb);
-  EXPECT_EQ(ra->job.id, rb->job.id);
+  EXPECT_EQ(ra->state().id, rb->state().id);
   EXPECT_FALSE(ra->idempotent_replay);
   EXPECT_TRUE(rb->idempotent_replay);
   EXPECT_TRUE(rb->events.empty());
@@ -560,8 +560,8 @@ TEST_F(WriterTest, RefusalsThatRestOnAFailedWriteAreNotReported) {
 
   // a is still running: the heartbeat the failed batch refused goes through now.
   auto hb = must(request(a, Heartbeat{nullptr}));
-  EXPECT_EQ(hb.job.status, JobStatus::kRunning);
-  EXPECT_EQ(hb.job.version, 4u);
+  EXPECT_EQ(hb.state().status, JobStatus::kRunning);
+  EXPECT_EQ(hb.state().version, 4u);
 }
 
 TEST_F(WriterTest, StoppedWriterRefusesWithUnavailable) {

@@ -47,7 +47,7 @@ class ProjectionTest : public ::testing::Test {
   JobId create(const std::string& type, int64_t timeout_s = 60) {
     const JobId id = JobId::generate();
     auto out = must(id, CreateJob{type, json::object(), timeout_s, json::object()});
-    model_.push_back({id, type, JobStatus::kQueued, out.job.created_seq});
+    model_.push_back({id, type, JobStatus::kQueued, out.state().created_seq});
     return id;
   }
   void set_status(const JobId& id, JobStatus s) {
@@ -133,12 +133,12 @@ TEST_F(ProjectionTest, RowIsTheJobResource) {
   EXPECT_EQ((*row)->created_seq, 1u);
   EXPECT_EQ((*row)->deadline_ms, kT0 + 500 + 30'000);
   EXPECT_EQ((*row)->heartbeat_timeout_s, 30);
-  EXPECT_EQ((*row)->json_text, canonical_dump(job_to_json(started.job, 0)));
+  EXPECT_EQ((*row)->json_text, canonical_dump(job_to_json(started.state(), 0)));
   EXPECT_EQ((*row)->render(0), (*row)->json_text);
   auto loaded = store_->projection().load(id);
   ASSERT_OK(loaded);
   ASSERT_TRUE(loaded->has_value());
-  EXPECT_EQ(**loaded, started.job);
+  EXPECT_EQ(**loaded, started.state());
   auto missing = store_->projection().row(JobId::generate());
   ASSERT_OK(missing);
   EXPECT_FALSE(missing->has_value());
@@ -359,7 +359,7 @@ TEST_F(ProjectionTest, ExpireHeartbeatThroughTheWriter) {
   clock_.set_ms(kT0 + 9'999);
   auto early = must(a, ExpireHeartbeat{}, 2);
   EXPECT_TRUE(early.events.empty());
-  EXPECT_EQ(early.job.status, JobStatus::kRunning);
+  EXPECT_EQ(early.state().status, JobStatus::kRunning);
 
   clock_.set_ms(kT0 + 10'000);
   auto due = store_->projection().expired(clock_.now_ms(), 10);
@@ -377,9 +377,9 @@ TEST_F(ProjectionTest, ExpireHeartbeatThroughTheWriter) {
   clock_.set_ms(kT0 + 20'000);
   auto failed = must(a, ExpireHeartbeat{}, 3);
   ASSERT_EQ(failed.events.size(), 1u);
-  EXPECT_EQ(failed.job.status, JobStatus::kFailed);
-  EXPECT_EQ(failed.job.error.at("code"), "heartbeat_timeout");
-  EXPECT_EQ(failed.job.finished_at_ms, kT0 + 20'000);
+  EXPECT_EQ(failed.state().status, JobStatus::kFailed);
+  EXPECT_EQ(failed.state().error.at("code"), "heartbeat_timeout");
+  EXPECT_EQ(failed.state().finished_at_ms, kT0 + 20'000);
   EXPECT_TRUE(store_->projection().expired(kT0 + 86'400'000, 10)->empty());
   // The worker's late report learns the job is over.
   EXPECT_ERROR_CODE(run(a, Heartbeat{nullptr}), ErrorCode::kJobTerminal);
