@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <future>
 
+#include "domain/json_text.h"
 #include "eventstore/event_codec.h"
 #include "eventstore/hash_chain.h"
 #include "eventstore/keys.h"
@@ -393,6 +394,7 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
   CommandOutcome outcome;
   std::optional<JobState> cur;
   std::vector<std::string> encoded;
+  std::string progress_text;  // a heartbeat's progress as its event encodes it
   uint64_t seq = head_seq_;
   std::string hash = head_hash_;
   for (auto& ne : *decided) {
@@ -417,6 +419,10 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
     if (!next)
       return make_error(ErrorCode::kInternal, "decide/apply disagree: " + next.error().message);
     encoded.push_back(encode_stored_event(e, data_text));
+    // (A heartbeat without progress keeps the job's previous progress.)
+    progress_text.clear();
+    if (e.type == EventType::kHeartbeat)
+      if (auto p = only_member_text(data_text, "progress"); p && *p != "null") progress_text = *p;
     cur = std::move(*next);
     outcome.events.push_back(std::move(e));
   }
@@ -429,7 +435,7 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
     b.wb.Put(job_events_cf, job_event_key(e.job_id, e.version), u64_be(e.seq));
   }
   auto after = std::make_shared<const JobState>(std::move(*cur));
-  projector_.project(b.wb, b.number, before.get(), *after);
+  projector_.project(b.wb, b.number, before.get(), *after, progress_text);
   if (req.idempotency_key && create) {
     std::string v = idempotency_value(job_id, req.request_fingerprint);
     b.wb.Put(db_.cf(kIdempotencyCf), *req.idempotency_key, v);

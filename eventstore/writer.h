@@ -61,9 +61,11 @@ class BatchProjector {
   virtual Result<std::optional<JobState>> load(const JobId& id) = 0;
   // Adds to `batch` (the writer's batch number `batch_no`, increasing) what
   // changes in the projections when a job moves from `before` (nullptr: it
-  // did not exist) to `after`. Called on the sequencer thread.
+  // did not exist) to `after`. `progress_text`, when not empty, is the
+  // canonical JSON text of after.progress (a heartbeat's, already encoded
+  // for its event). Called on the sequencer thread.
   virtual void project(rocksdb::WriteBatch& batch, uint64_t batch_no, const JobState* before,
-                       const JobState& after) = 0;
+                       const JobState& after, std::string_view progress_text) = 0;
   // Once per batch number that project() contributed to, in increasing
   // order: whether it became durable. Called before any of the batch's
   // callbacks run, on the committer thread (or, for a batch that is dropped

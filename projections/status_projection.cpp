@@ -373,7 +373,8 @@ Result<std::optional<JobState>> StatusProjection::load(const JobId& id) {
 }
 
 void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
-                               const JobState* before, const JobState& after) {
+                               const JobState* before, const JobState& after,
+                               std::string_view progress_text) {
   if (before && before->status == after.status && before->type == after.type &&
       before->created_seq == after.created_seq) {
     // The common case (a heartbeat): the list keys stay, only the deadline
@@ -407,7 +408,9 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
   row->created_seq = after.created_seq;
   row->deadline_ms = after.deadline_ms.value_or(0);
   row->heartbeat_timeout_s = after.heartbeat_timeout_s;
-  const std::string value = encode_status_row(after);
+  RowTexts texts;
+  texts.progress = progress_text;
+  const std::string value = encode_status_row(after, texts);
   row->json_text.assign(value, kRowHeader);
 
   // The row always changes.

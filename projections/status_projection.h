@@ -124,7 +124,7 @@ class StatusProjection final : public BatchProjector {
   // BatchProjector
   Result<std::optional<JobState>> load(const JobId& id) override;
   void project(rocksdb::WriteBatch& batch, uint64_t batch_no, const JobState* before,
-               const JobState& after) override;
+               const JobState& after, std::string_view progress_text) override;
   void batch_finished(uint64_t batch_no, bool durable) override;
 
   // The job's status row; nullopt when there is no such job.

@@ -144,6 +144,32 @@ TEST_F(ProjectionTest, RowIsTheJobResource) {
   EXPECT_FALSE(missing->has_value());
 }
 
+// A heartbeat's row reuses the progress text its event encoded; a heartbeat
+// without progress keeps the previous progress. Either way the row is the
+// job resource exactly.
+TEST_F(ProjectionTest, HeartbeatRowsMatchTheJobResource) {
+  const JobId id = create("t", 30);
+  must(id, StartJob{"w/1"});
+  auto check = [&](const CommandOutcome& out, const json& progress) {
+    auto row = store_->projection().row(id);
+    ASSERT_OK(row);
+    ASSERT_TRUE(row->has_value());
+    EXPECT_EQ((*row)->json_text, canonical_dump(job_to_json(out.state(), 0)));
+    EXPECT_EQ(json::parse((*row)->json_text).at("progress"), progress);
+  };
+  const json first = {{"fraction", 0.25},
+                      {"message", "caf\u00e9 \"1\"\n"},
+                      {"details", {{"b", 1}, {"a", {1.5, nullptr}}}}};
+  auto out = must(id, Heartbeat{first});
+  check(out, first);
+  clock_.advance_ms(10);
+  out = must(id, Heartbeat{nullptr});
+  check(out, first);
+  const json second = {{"fraction", 1}, {"message", nullptr}, {"details", nullptr}};
+  out = must(id, Heartbeat{{{"fraction", 1}}});
+  check(out, second);
+}
+
 TEST_F(ProjectionTest, ListFiltersNewestFirst) {
   // Types chosen so a prefix scan that forgets the terminator would leak
   // "ab" or "a:b" into "a".
