@@ -56,41 +56,47 @@ TimeMs SystemClock::now_ms() const {
       .count();
 }
 
-std::string format_rfc3339_ms(TimeMs t) {
+void append_rfc3339_ms(std::string& out, TimeMs t) {
   const int64_t days = floor_div(t, 86'400'000);
   int64_t ms_of_day = t - days * 86'400'000;
   int64_t y;
   unsigned m, d;
   civil_from_days(days, y, m, d);
+  char buf[64];
   if (y < 0 || y > 9999) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
-                  static_cast<long long>(y), m, d, static_cast<long long>(ms_of_day / 3'600'000),
-                  static_cast<long long>(ms_of_day / 60'000 % 60),
-                  static_cast<long long>(ms_of_day / 1000 % 60),
-                  static_cast<long long>(ms_of_day % 1000));
-    return buf;
+    const int n = std::snprintf(
+        buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ", static_cast<long long>(y),
+        m, d, static_cast<long long>(ms_of_day / 3'600'000),
+        static_cast<long long>(ms_of_day / 60'000 % 60),
+        static_cast<long long>(ms_of_day / 1000 % 60), static_cast<long long>(ms_of_day % 1000));
+    out.append(buf, static_cast<size_t>(n));
+    return;
   }
-  // The common case without snprintf: every event's hashed JSON has one.
-  std::string out(24, '\0');
-  char* p = out.data();
+  // The common case without snprintf: every event's hashed JSON and every
+  // status row has some.
   auto put = [](char* at, int64_t v, int width) {
     for (int i = width - 1; i >= 0; --i, v /= 10) at[i] = static_cast<char>('0' + v % 10);
   };
-  put(p, y, 4);
-  p[4] = '-';
-  put(p + 5, m, 2);
-  p[7] = '-';
-  put(p + 8, d, 2);
-  p[10] = 'T';
-  put(p + 11, ms_of_day / 3'600'000, 2);
-  p[13] = ':';
-  put(p + 14, ms_of_day / 60'000 % 60, 2);
-  p[16] = ':';
-  put(p + 17, ms_of_day / 1000 % 60, 2);
-  p[19] = '.';
-  put(p + 20, ms_of_day % 1000, 3);
-  p[23] = 'Z';
+  put(buf, y, 4);
+  buf[4] = '-';
+  put(buf + 5, m, 2);
+  buf[7] = '-';
+  put(buf + 8, d, 2);
+  buf[10] = 'T';
+  put(buf + 11, ms_of_day / 3'600'000, 2);
+  buf[13] = ':';
+  put(buf + 14, ms_of_day / 60'000 % 60, 2);
+  buf[16] = ':';
+  put(buf + 17, ms_of_day / 1000 % 60, 2);
+  buf[19] = '.';
+  put(buf + 20, ms_of_day % 1000, 3);
+  buf[23] = 'Z';
+  out.append(buf, 24);
+}
+
+std::string format_rfc3339_ms(TimeMs t) {
+  std::string out;
+  append_rfc3339_ms(out, t);
   return out;
 }
 

@@ -40,6 +40,8 @@ class ManualClock final : public Clock {
 
 // "YYYY-MM-DDTHH:MM:SS.mmmZ". Valid for years 0000–9999.
 std::string format_rfc3339_ms(TimeMs t);
+// Appends format_rfc3339_ms(t) to `out` (no allocation of its own).
+void append_rfc3339_ms(std::string& out, TimeMs t);
 // Parses exactly the form format_rfc3339_ms produces. nullopt otherwise.
 std::optional<TimeMs> parse_rfc3339_ms(std::string_view text);
 

@@ -87,48 +87,16 @@ void append_json(std::string& out, std::string_view text, const nlohmann::json& 
     out += canonical_dump(j);
 }
 
-// format_rfc3339_ms without a snprintf per timestamp: the date part comes
-// from format_rfc3339_ms once per day, the time of day is plain arithmetic.
-class TimeFormatter {
- public:
-  // Appends the JSON of t: "\"<format_rfc3339_ms(*t)>\"", or null.
-  void append(std::string& out, std::optional<TimeMs> t) {
-    if (!t) {
-      out += "null";
-      return;
-    }
-    constexpr int64_t kDayMs = 86'400'000;
-    const int64_t day = *t / kDayMs - (*t % kDayMs < 0 ? 1 : 0);
-    if (!date_ || day != day_) {
-      const std::string full = format_rfc3339_ms(*t);
-      date_ = full.substr(0, full.size() - 13);  // all but "HH:MM:SS.mmmZ"
-      day_ = day;
-    }
-    int64_t ms = *t - day * kDayMs;
-    char time[13];
-    auto two = [&](char* at, int64_t v) {
-      at[0] = static_cast<char>('0' + v / 10);
-      at[1] = static_cast<char>('0' + v % 10);
-    };
-    two(time, ms / 3'600'000);
-    time[2] = ':';
-    two(time + 3, ms / 60'000 % 60);
-    time[5] = ':';
-    two(time + 6, ms / 1000 % 60);
-    time[8] = '.';
-    time[9] = static_cast<char>('0' + ms % 1000 / 100);
-    two(time + 10, ms % 100);
-    time[12] = 'Z';
-    out += '"';
-    out += *date_;
-    out.append(time, 13);
-    out += '"';
+// The JSON of t: "\"<format_rfc3339_ms(*t)>\"", or null.
+void append_time(std::string& out, std::optional<TimeMs> t) {
+  if (!t) {
+    out += "null";
+    return;
   }
-
- private:
-  std::optional<std::string> date_;
-  int64_t day_ = 0;
-};
+  out += '"';
+  append_rfc3339_ms(out, *t);
+  out += '"';
+}
 }  // namespace
 
 std::string encode_status_row_reference(const JobState& s) {
@@ -141,21 +109,20 @@ std::string encode_status_row_reference(const JobState& s) {
 // job_to_json(s, 0)'s members in key order, each value as canonical text.
 // projections_status_test checks it byte for byte against the reference.
 std::string encode_status_row(const JobState& s, const RowTexts& texts) {
-  thread_local TimeFormatter times;
   std::string v = encode_row_header(s, 480 + texts.params.size() + texts.labels.size() +
                                            texts.progress.size() + texts.result.size());
   v += R"({"cancel_requested":)";
   v += s.cancel_requested ? "true" : "false";
   v += R"(,"created_at":)";
-  times.append(v, s.created_at_ms);
+  append_time(v, s.created_at_ms);
   v += R"(,"deadline_at":)";
-  times.append(v, s.status == JobStatus::kRunning && s.deadline_ms
-                      ? std::optional<TimeMs>(effective_deadline_ms(s, 0))
-                      : std::nullopt);
+  append_time(v, s.status == JobStatus::kRunning && s.deadline_ms
+                     ? std::optional<TimeMs>(effective_deadline_ms(s, 0))
+                     : std::nullopt);
   v += R"(,"error":)";
   append_json(v, {}, s.error);
   v += R"(,"finished_at":)";
-  times.append(v, s.finished_at_ms);
+  append_time(v, s.finished_at_ms);
   v += R"(,"heartbeat_timeout_s":)";
   v += std::to_string(s.heartbeat_timeout_s);
   v += R"(,"id":")";
@@ -163,7 +130,7 @@ std::string encode_status_row(const JobState& s, const RowTexts& texts) {
   v += R"(","labels":)";
   append_json(v, texts.labels, s.labels);
   v += R"(,"last_heartbeat_at":)";
-  times.append(v, s.last_heartbeat_at_ms);
+  append_time(v, s.last_heartbeat_at_ms);
   v += R"(,"params":)";
   append_json(v, texts.params, s.params);
   v += R"(,"progress":)";
@@ -171,7 +138,7 @@ std::string encode_status_row(const JobState& s, const RowTexts& texts) {
   v += R"(,"result":)";
   append_json(v, texts.result, s.result);
   v += R"(,"started_at":)";
-  times.append(v, s.started_at_ms);
+  append_time(v, s.started_at_ms);
   v += R"(,"state":")";
   v += job_status_name(s.status);
   v += R"(","type":)";
