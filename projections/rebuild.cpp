@@ -759,8 +759,7 @@ Status write_generation(Database& db, uint64_t current_gen, const Folders& folde
   synced.sync = true;
   rocksdb::WriteBatch switch_batch;
   switch_batch.Put(db.cf(kMetaCf), kMetaProjectionGeneration, u64_be(next_gen));
-  switch_batch.Put(db.cf(kMetaCf), kMetaDeadlineRule,
-                   std::string(1, static_cast<char>(DeadlineRule::kQuarterTimeout)));
+  put_deadline_rule(switch_batch, db, DeadlineRule::kQuarterTimeout);
   if (auto s = db.db()->Write(synced, &switch_batch); !s.ok())
     return rocksdb_error(s, "switching to the rebuilt projection");
   for (auto& old : family_names(current_gen))

@@ -207,6 +207,10 @@ Result<DeadlineRule> read_deadline_rule(const Database& db) {
   return static_cast<DeadlineRule>(v[0]);
 }
 
+void put_deadline_rule(rocksdb::WriteBatch& batch, const Database& db, DeadlineRule rule) {
+  batch.Put(db.cf(kMetaCf), kMetaDeadlineRule, std::string(1, static_cast<char>(rule)));
+}
+
 std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row,
                                                 DeadlineRule rule) {
   std::vector<ProjectionEntry> out;
@@ -287,8 +291,7 @@ Status StatusProjection::convert_deadline_index() {
     batch.Put(deadlines_, deadline_key(due, id), "");
   }
   if (!it->status().ok()) return rocksdb_error(it->status(), "reading deadlines");
-  batch.Put(db_.cf(kMetaCf), kMetaDeadlineRule,
-            std::string(1, static_cast<char>(DeadlineRule::kQuarterTimeout)));
+  put_deadline_rule(batch, db_, DeadlineRule::kQuarterTimeout);
   rocksdb::WriteOptions synced;
   synced.sync = true;
   if (auto s = db_.db()->Write(synced, &batch); !s.ok())

@@ -50,6 +50,8 @@ enum class DeadlineRule : uint8_t {
   kQuarterTimeout = 2,
 };
 Result<DeadlineRule> read_deadline_rule(const Database& db);
+// Adds the meta record of `rule` to `batch` (read back by read_deadline_rule).
+void put_deadline_rule(rocksdb::WriteBatch& batch, const Database& db, DeadlineRule rule);
 // The millisecond a running job with this deadline is filed under.
 TimeMs deadline_due_ms(TimeMs deadline_ms, int64_t heartbeat_timeout_s, DeadlineRule rule);
 
