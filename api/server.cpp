@@ -2,13 +2,14 @@
 
 #include <pistache/endpoint.h>
 #include <pistache/http.h>
+#include <pistache/peer.h>
 #include <spdlog/spdlog.h>
 
 #include <sstream>
 #include <string_view>
-#include <thread>
 #include <vector>
 
+#include "api/outbox.h"
 #include "api/problem.h"
 #include "api/request_json.h"
 
@@ -22,12 +23,8 @@ struct ApiServer::Context {
   const Watchdog* watchdog;
   const ServerOptions& options;
   const std::atomic<bool>& accepting_writes;
-  // Responses handed to Pistache and not yet written. send() from another
-  // thread only queues the bytes for a reactor thread: shutdown() waits for
-  // this to reach zero so answers given during shutdown (drained writes,
-  // released long-polls) reach their clients. Shared: a late write completion
-  // may run after the server is gone.
-  std::shared_ptr<std::atomic<int64_t>> unsent = std::make_shared<std::atomic<int64_t>>(0);
+  // Writes the answers. Shared: a late answer may come after the server is gone.
+  std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
 
   TimeMs server_start_ms() const { return store.writer().server_start_ms(); }
 };
@@ -48,61 +45,70 @@ constexpr size_t kMaxRequestBytes = 4 * kMaxBodyBytes + (64u << 10);
 const char* const kJsonType = "application/json";
 const char* const kProblemType = "application/problem+json";
 
-// A response header with a name chosen at run time. Pistache writes only
-// typed headers (addRaw() values never reach the wire), so ETag, Location,
-// Retry-After and Content-Type go through this.
-class TextHeader : public Http::Header::Header {
- public:
-  TextHeader(std::string name, std::string value) : name_(std::move(name)), value_(std::move(value)) {}
-  const char* name() const override { return name_.c_str(); }
-  void parse(const std::string& data) override { value_ = data; }
-  void write(std::ostream& os) const override { os << value_; }
-#ifdef SAFE_HEADER_CAST
-  // Only typed lookups (tryGet<H>) use the hash; these headers are never looked up.
-  uint64_t hash() const override { return Http::Header::detail::hash(name_.c_str()); }
-#endif
+// True on a reactor thread while it handles a request: answers given then
+// are written at once, on that thread; all others go through the outbox's thread.
+thread_local bool t_in_handler = false;
 
- private:
-  std::string name_;
-  std::string value_;
-};
+const char* const kLinkData = "jobstate.link";
 
 // A request in flight: answered exactly once, from whichever thread finishes it.
 class Call {
  public:
-  Call(Http::ResponseWriter rw, bool head, bool keep_alive, std::shared_ptr<std::atomic<int64_t>> unsent)
-      : rw_(std::move(rw)), head_(head), unsent_(std::move(unsent)) {
+  // `request_timeout`: Pistache closes a connection whose answer is later
+  // than that (after a 408) without telling the handler.
+  Call(const std::shared_ptr<Tcp::Peer>& peer, std::shared_ptr<Link> link, Http::Version version,
+       bool head, bool keep_alive, std::chrono::seconds request_timeout,
+       std::shared_ptr<Outbox> outbox)
+      : peer_(peer),
+        link_(std::move(link)),
+        version_(version),
+        head_(head),
+        keep_alive_(keep_alive),
+        deadline_(std::chrono::steady_clock::now() + request_timeout - std::chrono::seconds(1)),
+        outbox_(std::move(outbox)) {}
+
+  void header(std::string_view name, std::string_view value) {
+    headers_ += name;
+    headers_ += ": ";
+    headers_ += value;
+    headers_ += "\r\n";
+  }
+
+  void send(int status, std::string_view body, const char* content_type = kJsonType) {
+    if (sent_.exchange(true)) return;
+    Answer a{peer_, link_, {}, !keep_alive_, deadline_};
+    std::string& wire = a.wire;
+    const std::string_view payload = head_ ? std::string_view() : body;
+    wire.reserve(160 + headers_.size() + payload.size());
+    wire += Http::versionString(version_);
+    wire += ' ';
+    wire += std::to_string(status);
+    wire += ' ';
+    wire += Http::codeString(static_cast<Http::Code>(status));
+    wire += "\r\n";
+    if (status != 304) {
+      wire += "Content-Type: ";
+      wire += content_type;
+      wire += "\r\n";
+    }
+    wire += headers_;
     // Pistache answers "Connection: Close" to requests without a Connection
     // header, which makes every HTTP/1.1 client reconnect: keep-alive is the default.
-    rw_.headers().remove<Http::Header::Connection>();
-    rw_.headers().add<Http::Header::Connection>(keep_alive ? Http::ConnectionControl::KeepAlive
-                                                           : Http::ConnectionControl::Close);
-  }
-
-  void header(const std::string& name, const std::string& value) {
-    rw_.headers().add(std::make_shared<TextHeader>(name, value));
-  }
-
-  void send(int status, const std::string& body, const char* content_type = kJsonType) {
-    if (sent_.exchange(true)) return;
-    unsent_->fetch_add(1);
-    try {
-      if (status != 304) header("Content-Type", content_type);
-      rw_.send(static_cast<Http::Code>(status), head_ ? std::string() : body)
-          .then([u = unsent_](ssize_t) { u->fetch_sub(1); },
-                [u = unsent_](std::exception_ptr) { u->fetch_sub(1); });
-    } catch (const std::exception& e) {
-      unsent_->fetch_sub(1);
-      spdlog::debug("sending a response failed: {}", e.what());
-    }
+    wire += keep_alive_ ? "Connection: Keep-Alive\r\n" : "Connection: Close\r\n";
+    wire += "Content-Length: ";
+    wire += std::to_string(payload.size());
+    wire += "\r\n\r\n";
+    wire += payload;
+    if (t_in_handler)
+      outbox_->write_now(std::move(a));
+    else
+      outbox_->post(std::move(a));
   }
 
   void problem(const Problem& p) {
     if (p.status == 405) header("Allow", allow_);
-    if (p.status == 413) {
-      rw_.headers().remove<Http::Header::Connection>();
-      rw_.headers().add<Http::Header::Connection>(Http::ConnectionControl::Close);
-    }
+    // After a refused body Pistache's parser is out of step with the stream.
+    if (p.status == 413) keep_alive_ = false;
     send(p.status, p.body(), kProblemType);
   }
   void error(const Error& e) { problem(problem_from_error(e)); }
@@ -111,9 +117,14 @@ class Call {
   void set_allow(std::string allow) { allow_ = std::move(allow); }
 
  private:
-  Http::ResponseWriter rw_;
+  std::weak_ptr<Tcp::Peer> peer_;
+  std::shared_ptr<Link> link_;
+  Http::Version version_;
   bool head_;
-  std::shared_ptr<std::atomic<int64_t>> unsent_;
+  bool keep_alive_;
+  std::chrono::steady_clock::time_point deadline_;
+  std::shared_ptr<Outbox> outbox_;
+  std::string headers_;
   std::atomic<bool> sent_{false};
   std::string allow_;
 };
@@ -181,7 +192,9 @@ std::optional<uint64_t> if_match(const Http::Request& req, const char* name) {
   return version;
 }
 
-std::string etag(uint64_t version) { return "\"" + std::to_string(version) + "\""; }
+std::string etag(uint64_t version) {
+  return "\"" + std::to_string(version) + "\"";
+}
 
 // Headers every job response carries.
 void job_headers(Call& call, uint64_t version, JobStatus status) {
@@ -203,7 +216,8 @@ void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms, int stat
 // the job's row as this batch left it (encoded once, in the batch): use it
 // unless a later command of the same batch moved the job on.
 void send_written(const Context& ctx, Call& call, int status, const JobState& job) {
-  if (auto recent = ctx.store.projection().recent_row(job.id); recent && recent->version == job.version)
+  if (auto recent = ctx.store.projection().recent_row(job.id);
+      recent && recent->version == job.version)
     return send_row(call, *recent, ctx.server_start_ms(), status);
   auto row = ctx.store.projection().row(job.id);
   if (row && *row && (*row)->version == job.version)
@@ -229,13 +243,15 @@ std::optional<StatusRow> row_or_404(const Context& ctx, Call& call, const JobId&
 
 std::optional<nlohmann::json> json_body(const Http::Request& req) {
   const std::string& body = req.body();
-  if (body.size() > kMaxBodyBytes) throw BadRequest{problem("payload-too-large", "request bodies are limited to 1 MiB")};
+  if (body.size() > kMaxBodyBytes)
+    throw BadRequest{problem("payload-too-large", "request bodies are limited to 1 MiB")};
   if (!body.empty()) {
     auto ct = req.headers().tryGet<Http::Header::ContentType>();
     const bool json = ct && ct->mime().top() == Http::Mime::Type::Application &&
                       ct->mime().sub() == Http::Mime::Subtype::Json;
     if (!json)
-      throw BadRequest{problem("unsupported-media-type", "send bodies as Content-Type: application/json")};
+      throw BadRequest{
+          problem("unsupported-media-type", "send bodies as Content-Type: application/json")};
   }
   auto parsed = parse_body(body);
   if (!parsed) bad_request(parsed.error().message);
@@ -270,7 +286,8 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
   CommandRequest r;
   r.job_id = JobId::generate();
   if (auto key = header_text(req, "Idempotency-Key")) {
-    if (key->empty() || key->size() > 255) bad_request("Idempotency-Key must be 1 to 255 characters");
+    if (key->empty() || key->size() > 255)
+      bad_request("Idempotency-Key must be 1 to 255 characters");
     r.idempotency_key = *key;
     r.request_fingerprint = create_fingerprint(*cmd);
   }
@@ -283,8 +300,8 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
 }
 
 // POST /v1/jobs/{id}/<action>
-void transition(const Context& ctx, const Http::Request& req, const CallPtr& call,
-                const JobId& id, std::string_view action) {
+void transition(const Context& ctx, const Http::Request& req, const CallPtr& call, const JobId& id,
+                std::string_view action) {
   auto cmd = transition_from_body(action, json_body(req));
   if (!cmd) bad_request(cmd.error().message);
   auto expected = if_match(req, "If-Match");
@@ -368,7 +385,8 @@ void list_jobs(const Context& ctx, const Http::Request& req, const CallPtr& call
   ListFilter filter;
   if (auto s = req.query().get("state")) {
     filter.status = parse_job_status(*s);
-    if (!filter.status) bad_request("state must be one of queued, running, succeeded, failed, cancelled");
+    if (!filter.status)
+      bad_request("state must be one of queued, running, succeeded, failed, cancelled");
   }
   if (auto t = req.query().get("type")) {
     if (!is_valid_job_type(*t)) bad_request("type must be 1 to 128 of A-Za-z0-9._:-");
@@ -395,7 +413,8 @@ void list_jobs(const Context& ctx, const Http::Request& req, const CallPtr& call
 }
 
 // GET /v1/jobs/{id}/events
-void job_events(const Context& ctx, const Http::Request& req, const CallPtr& call, const JobId& id) {
+void job_events(const Context& ctx, const Http::Request& req, const CallPtr& call,
+                const JobId& id) {
   const uint64_t after = query_non_negative(req, "after_version", 0);
   const size_t limit = query_limit(req, kDefaultEventLimit);
   if (!row_or_404(ctx, *call, id)) return;
@@ -554,8 +573,14 @@ class Handler : public Http::Handler {
       keep_alive = c->control() != Http::ConnectionControl::Close;
     if (req.version() == Http::Version::Http10 && !req.headers().tryGet<Http::Header::Connection>())
       keep_alive = false;
-    auto call = std::make_shared<Call>(std::move(response), req.method() == Http::Method::Head,
-                                       keep_alive, ctx_->unsent);
+    auto peer = response.peer();
+    auto call = std::make_shared<Call>(
+        peer, link_of(*peer), req.version(), req.method() == Http::Method::Head, keep_alive,
+        std::chrono::seconds(ctx_->options.request_timeout_s), ctx_->outbox);
+    struct InHandler {
+      InHandler() { t_in_handler = true; }
+      ~InHandler() { t_in_handler = false; }
+    } in_handler;
     // The one place where anything thrown while handling becomes a response.
     try {
       dispatch(*ctx_, req, call);
@@ -569,7 +594,28 @@ class Handler : public Http::Handler {
     }
   }
 
+  // On the reactor thread, just before Pistache closes the descriptor.
+  void onDisconnection(const std::shared_ptr<Tcp::Peer>& peer) override {
+    if (auto link = std::static_pointer_cast<Link>(peer->tryGetData(kLinkData))) {
+      std::lock_guard lock(link->mu);
+      link->open = false;
+    }
+    Http::Handler::onDisconnection(peer);
+  }
+
  private:
+  // The connection's Link, made on its first request (on the reactor thread
+  // that owns the connection, like every other use of the peer's data).
+  static std::shared_ptr<Link> link_of(Tcp::Peer& peer) {
+    auto link = std::static_pointer_cast<Link>(peer.tryGetData(kLinkData));
+    if (!link) {
+      link = std::make_shared<Link>();
+      link->fd = peer.fd();
+      peer.putData(kLinkData, link);
+    }
+    return link;
+  }
+
   const Context* ctx_;
 };
 
@@ -581,7 +627,9 @@ ApiServer::ApiServer(JobStore& store, LongPollRegistry& registry, const Watchdog
   ctx_.reset(new Context{store, registry, watchdog, options_, accepting_writes_});
 }
 
-ApiServer::~ApiServer() { shutdown(); }
+ApiServer::~ApiServer() {
+  shutdown();
+}
 
 Status ApiServer::start() {
   try {
@@ -605,16 +653,16 @@ Status ApiServer::start() {
   return ok_status();
 }
 
-uint16_t ApiServer::port() const { return endpoint_ ? static_cast<uint16_t>(endpoint_->getPort()) : 0; }
+uint16_t ApiServer::port() const {
+  return endpoint_ ? static_cast<uint16_t>(endpoint_->getPort()) : 0;
+}
 
 void ApiServer::shutdown() {
   accepting_writes_ = false;
   if (endpoint_) {
-    // Let the reactor threads write the answers already given (a bounded
-    // wait: a client that stopped reading must not hold up the exit).
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (ctx_->unsent->load() > 0 && std::chrono::steady_clock::now() < give_up)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Write the answers already given (a bounded wait: a client that stopped
+    // reading must not hold up the exit).
+    ctx_->outbox->close(std::chrono::seconds(2));
     endpoint_->shutdown();
     endpoint_.reset();
   }
