@@ -209,6 +209,7 @@ void send_job(Call& call, int status, const JobState& s, TimeMs server_start_ms)
 
 void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms, int status = 200) {
   job_headers(call, row.version, row.status);
+  if (row.renders_as_stored(server_start_ms)) return call.send(status, row.json_text);
   call.send(status, row.render(server_start_ms));
 }
 
@@ -216,29 +217,26 @@ void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms, int stat
 // the job's row as this batch left it (encoded once, in the batch): use it
 // unless a later command of the same batch moved the job on.
 void send_written(const Context& ctx, Call& call, int status, const JobState& job) {
-  if (auto recent = ctx.store.projection().recent_row(job.id);
-      recent && recent->version == job.version)
-    return send_row(call, *recent, ctx.server_start_ms(), status);
-  auto row = ctx.store.projection().row(job.id);
+  auto row = ctx.store.projection().shared_row(job.id);
   if (row && *row && (*row)->version == job.version)
     return send_row(call, **row, ctx.server_start_ms(), status);
   send_job(call, status, job, ctx.server_start_ms());
 }
 
-// The job's row, or a 404 already sent.
-std::optional<StatusRow> row_or_404(const Context& ctx, Call& call, const JobId& id) {
-  auto row = ctx.store.projection().row(id);
+// The job's row (shared, not copied), or nullptr with a 404 already sent.
+std::shared_ptr<const StatusRow> row_or_404(const Context& ctx, Call& call, const JobId& id) {
+  auto row = ctx.store.projection().shared_row(id);
   if (!row) {
     call.error(row.error());
-    return std::nullopt;
+    return nullptr;
   }
   if (!*row) {
     Problem p = problem("job-not-found", "no job with this id");
     p.extra["job_id"] = id.to_string();
     call.problem(p);
-    return std::nullopt;
+    return nullptr;
   }
-  return std::move(**row);
+  return std::move(*row);
 }
 
 std::optional<nlohmann::json> json_body(const Http::Request& req) {
@@ -375,7 +373,7 @@ void wait_job(const Context& ctx, const Http::Request& req, const CallPtr& call,
   if (!ctx.registry.park(w))
     return call->problem(problem("unavailable", "too many requests are waiting; retry later"));
   // A commit between the first read and park() would have been missed: look again.
-  auto again = ctx.store.projection().row(id);
+  auto again = ctx.store.projection().shared_row(id);
   if (again && *again && satisfied(**again) && ctx.registry.claim(*w))
     send_row(*call, **again, ctx.server_start_ms());
 }

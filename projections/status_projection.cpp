@@ -175,10 +175,12 @@ Result<JobState> StatusRow::to_state() const {
   return job_from_json(j, created_seq);
 }
 
+bool StatusRow::renders_as_stored(TimeMs server_start_ms) const {
+  return status != JobStatus::kRunning || deadline_ms == 0 || deadline_ms >= server_start_ms;
+}
+
 std::string StatusRow::render(TimeMs server_start_ms) const {
-  const bool grace =
-      status == JobStatus::kRunning && deadline_ms != 0 && deadline_ms < server_start_ms;
-  if (!grace) return json_text;
+  if (renders_as_stored(server_start_ms)) return json_text;
   auto s = to_state();
   if (!s) return json_text;
   return canonical_dump(job_to_json(*s, server_start_ms));
@@ -312,25 +314,25 @@ rocksdb::ColumnFamilyHandle* StatusProjection::family(ProjectionEntry::Family f)
   return nullptr;
 }
 
-std::shared_ptr<const StatusRow> StatusProjection::recent_row(const JobId& id) const {
-  std::lock_guard lock(recent_mu_);
-  auto it = recent_.find(id);
-  return it == recent_.end() ? nullptr : it->second;
+Result<std::optional<StatusRow>> StatusProjection::row(const JobId& id) const {
+  auto r = shared_row(id);
+  if (!r) return r.error();
+  if (!*r) return std::optional<StatusRow>();
+  return std::optional<StatusRow>(**r);
 }
 
-Result<std::optional<StatusRow>> StatusProjection::row(const JobId& id) const {
+Result<std::shared_ptr<const StatusRow>> StatusProjection::shared_row(const JobId& id) const {
   {
     std::lock_guard lock(recent_mu_);
-    if (auto it = recent_.find(id); it != recent_.end())
-      return std::optional<StatusRow>(*it->second);
+    if (auto it = recent_.find(id); it != recent_.end()) return it->second;
   }
   rocksdb::PinnableSlice v;
   auto s = db_.db()->Get(rocksdb::ReadOptions(), jobs_, id.bytes(), &v);
-  if (s.IsNotFound()) return std::optional<StatusRow>();
+  if (s.IsNotFound()) return std::shared_ptr<const StatusRow>();
   if (!s.ok()) return rocksdb_error(s, "reading a job");
   auto r = decode_status_row(v.ToStringView());
   if (!r) return r.error();
-  return std::optional<StatusRow>(std::move(*r));
+  return std::shared_ptr<const StatusRow>(std::make_shared<StatusRow>(std::move(*r)));
 }
 
 Result<std::optional<JobState>> StatusProjection::load(const JobId& id) {

@@ -68,6 +68,8 @@ struct StatusRow {
   // The API's job JSON, with deadline_at moved to the grace deadline when the
   // server restarted after it (effective_deadline_ms).
   std::string render(TimeMs server_start_ms) const;
+  // True when render() is json_text as it is (no grace deadline to show).
+  bool renders_as_stored(TimeMs server_start_ms) const;
 };
 
 // Canonical texts standing in for the state's JSON values when a row is
@@ -131,9 +133,9 @@ class StatusProjection final : public BatchProjector {
 
   // The job's status row; nullopt when there is no such job.
   Result<std::optional<StatusRow>> row(const JobId& id) const;
-  // The job's row when it is among the recently written ones (no copy, no
-  // read); nullptr otherwise.
-  std::shared_ptr<const StatusRow> recent_row(const JobId& id) const;
+  // The same, shared: a recently written row comes without a copy; nullptr
+  // when there is no such job.
+  Result<std::shared_ptr<const StatusRow>> shared_row(const JobId& id) const;
   // Newest first; only jobs created before `before_seq` when given.
   // REQUIRES: limit >= 1.
   Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
