@@ -75,29 +75,30 @@ void Outbox::write(Answer& a) {
   // As Pistache's own send does: the keep-alive timeout runs from now.
   peer->setIdle(true);
   size_t done = 0;
-  std::lock_guard lock(a.link->mu);
-  if (!a.link->open) return;
-  while (done < a.wire.size()) {
-    const ssize_t n =
-        ::send(a.link->fd, a.wire.data() + done, a.wire.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      done += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      return write_rest(a, done);
-    } else {
-      return;  // a broken connection: the reactor sees the hang-up and closes it
+  {
+    std::lock_guard lock(a.link->mu);
+    if (!a.link->open) return;
+    while (done < a.wire.size()) {
+      const ssize_t n = ::send(a.link->fd, a.wire.data() + done, a.wire.size() - done,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        done += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        break;
+      } else {
+        return;  // a broken connection: the reactor sees the hang-up and closes it
+      }
+    }
+    if (done == a.wire.size()) {
+      if (a.close) ::shutdown(a.link->fd, SHUT_WR);
+      return;
     }
   }
-  if (a.close) ::shutdown(a.link->fd, SHUT_WR);
-}
-
-// REQUIRES: a.link->mu is held. The socket's buffer is full: Pistache's
-// reactor writes the rest once it drains.
-void Outbox::write_rest(Answer& a, size_t done) {
-  auto peer = a.peer.lock();
-  if (!peer) return;
+  // The socket's buffer is full: Pistache's reactor writes the rest once it
+  // drains. Outside the link's lock: the completion takes it, and it runs on
+  // this thread when the reactor was quicker than then().
   unwritten_->fetch_add(1);
   auto written = [u = unwritten_, link = a.link, close = a.close](ssize_t) {
     if (close) {

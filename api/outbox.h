@@ -72,7 +72,6 @@ class Outbox {
  private:
   void run();
   void write(Answer& a);
-  void write_rest(Answer& a, size_t done);
 
   std::mutex mu_;
   std::condition_variable cv_;
