@@ -192,9 +192,7 @@ std::optional<uint64_t> if_match(const Http::Request& req, const char* name) {
   return version;
 }
 
-std::string etag(uint64_t version) {
-  return "\"" + std::to_string(version) + "\"";
-}
+std::string etag(uint64_t version) { return "\"" + std::to_string(version) + "\""; }
 
 // Headers every job response carries.
 void job_headers(Call& call, uint64_t version, JobStatus status) {
@@ -241,15 +239,13 @@ std::shared_ptr<const StatusRow> row_or_404(const Context& ctx, Call& call, cons
 
 std::optional<nlohmann::json> json_body(const Http::Request& req) {
   const std::string& body = req.body();
-  if (body.size() > kMaxBodyBytes)
-    throw BadRequest{problem("payload-too-large", "request bodies are limited to 1 MiB")};
+  if (body.size() > kMaxBodyBytes) throw BadRequest{problem("payload-too-large", "request bodies are limited to 1 MiB")};
   if (!body.empty()) {
     auto ct = req.headers().tryGet<Http::Header::ContentType>();
     const bool json = ct && ct->mime().top() == Http::Mime::Type::Application &&
                       ct->mime().sub() == Http::Mime::Subtype::Json;
     if (!json)
-      throw BadRequest{
-          problem("unsupported-media-type", "send bodies as Content-Type: application/json")};
+      throw BadRequest{problem("unsupported-media-type", "send bodies as Content-Type: application/json")};
   }
   auto parsed = parse_body(body);
   if (!parsed) bad_request(parsed.error().message);
@@ -284,8 +280,7 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
   CommandRequest r;
   r.job_id = JobId::generate();
   if (auto key = header_text(req, "Idempotency-Key")) {
-    if (key->empty() || key->size() > 255)
-      bad_request("Idempotency-Key must be 1 to 255 characters");
+    if (key->empty() || key->size() > 255) bad_request("Idempotency-Key must be 1 to 255 characters");
     r.idempotency_key = *key;
     r.request_fingerprint = create_fingerprint(*cmd);
   }
@@ -298,8 +293,8 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
 }
 
 // POST /v1/jobs/{id}/<action>
-void transition(const Context& ctx, const Http::Request& req, const CallPtr& call, const JobId& id,
-                std::string_view action) {
+void transition(const Context& ctx, const Http::Request& req, const CallPtr& call,
+                const JobId& id, std::string_view action) {
   auto cmd = transition_from_body(action, json_body(req));
   if (!cmd) bad_request(cmd.error().message);
   auto expected = if_match(req, "If-Match");
@@ -383,8 +378,7 @@ void list_jobs(const Context& ctx, const Http::Request& req, const CallPtr& call
   ListFilter filter;
   if (auto s = req.query().get("state")) {
     filter.status = parse_job_status(*s);
-    if (!filter.status)
-      bad_request("state must be one of queued, running, succeeded, failed, cancelled");
+    if (!filter.status) bad_request("state must be one of queued, running, succeeded, failed, cancelled");
   }
   if (auto t = req.query().get("type")) {
     if (!is_valid_job_type(*t)) bad_request("type must be 1 to 128 of A-Za-z0-9._:-");
@@ -411,8 +405,7 @@ void list_jobs(const Context& ctx, const Http::Request& req, const CallPtr& call
 }
 
 // GET /v1/jobs/{id}/events
-void job_events(const Context& ctx, const Http::Request& req, const CallPtr& call,
-                const JobId& id) {
+void job_events(const Context& ctx, const Http::Request& req, const CallPtr& call, const JobId& id) {
   const uint64_t after = query_non_negative(req, "after_version", 0);
   const size_t limit = query_limit(req, kDefaultEventLimit);
   if (!row_or_404(ctx, *call, id)) return;
@@ -625,9 +618,7 @@ ApiServer::ApiServer(JobStore& store, LongPollRegistry& registry, const Watchdog
   ctx_.reset(new Context{store, registry, watchdog, options_, accepting_writes_});
 }
 
-ApiServer::~ApiServer() {
-  shutdown();
-}
+ApiServer::~ApiServer() { shutdown(); }
 
 Status ApiServer::start() {
   try {
@@ -651,9 +642,7 @@ Status ApiServer::start() {
   return ok_status();
 }
 
-uint16_t ApiServer::port() const {
-  return endpoint_ ? static_cast<uint16_t>(endpoint_->getPort()) : 0;
-}
+uint16_t ApiServer::port() const { return endpoint_ ? static_cast<uint16_t>(endpoint_->getPort()) : 0; }
 
 void ApiServer::shutdown() {
   accepting_writes_ = false;

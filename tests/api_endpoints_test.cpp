@@ -19,9 +19,7 @@ using nlohmann::json;
 
 [[maybe_unused]] auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ServerEnvironment());
 
-TestServer& srv() {
-  return ServerEnvironment::server();
-}
+TestServer& srv() { return ServerEnvironment::server(); }
 
 class Api : public ::testing::Test {
  protected:
@@ -48,8 +46,8 @@ TEST_F(Api, CreateAnswers202WithLocationEtagRetryAfterAndTheWholeJob) {
   EXPECT_EQ(j["heartbeat_timeout_s"], 30);
   EXPECT_EQ(j["params"], (json{{"width", 320}, {"src", "a.png"}}));
   EXPECT_EQ(j["labels"], (json{{"team", "media"}}));
-  for (const char* unset : {"started_at", "last_heartbeat_at", "finished_at", "deadline_at",
-                            "progress", "worker", "result", "error"})
+  for (const char* unset : {"started_at", "last_heartbeat_at", "finished_at", "deadline_at", "progress",
+                            "worker", "result", "error"})
     EXPECT_TRUE(j[unset].is_null()) << unset << " = " << j[unset];
   EXPECT_EQ(j["cancel_requested"], false);
 
@@ -71,11 +69,11 @@ TEST_F(Api, CreateAcceptsTheEdgesOfEveryLimit) {
   std::string type128(128, 'a');
   json labels = json::object();
   for (int i = 0; i < 32; ++i) labels["k" + std::to_string(i)] = "v";
-  for (json body :
-       {json{{"type", type128}}, json{{"type", "A.z_0:9-x"}},
-        json{{"type", "edge"}, {"heartbeat_timeout_s", 1}},
-        json{{"type", "edge"}, {"heartbeat_timeout_s", 86400}},
-        json{{"type", "edge"}, {"labels", labels}}, json{{"type", "edge"}, {"params", nullptr}}}) {
+  for (json body : {json{{"type", type128}}, json{{"type", "A.z_0:9-x"}},
+                    json{{"type", "edge"}, {"heartbeat_timeout_s", 1}},
+                    json{{"type", "edge"}, {"heartbeat_timeout_s", 86400}},
+                    json{{"type", "edge"}, {"labels", labels}},
+                    json{{"type", "edge"}, {"params", nullptr}}}) {
     auto r = c.post_json("/v1/jobs", body);
     EXPECT_TRUE(is_json_response(r, 202)) << body.dump();
   }
@@ -85,12 +83,12 @@ TEST_F(Api, CreateRejectsInvalidBodiesWith400) {
   json labels33 = json::object();
   for (int i = 0; i < 33; ++i) labels33["k" + std::to_string(i)] = "v";
   const json bad[] = {
-      json::object(),                         // type missing
-      json{{"type", ""}},                     // empty
-      json{{"type", std::string(129, 'a')}},  // too long
-      json{{"type", "has space"}},            // bad character
+      json::object(),                                         // type missing
+      json{{"type", ""}},                                     // empty
+      json{{"type", std::string(129, 'a')}},                  // too long
+      json{{"type", "has space"}},                            // bad character
       json{{"type", "slash/no"}},
-      json{{"type", 7}},  // not a string
+      json{{"type", 7}},                                      // not a string
       json{{"type", "x"}, {"heartbeat_timeout_s", 0}},
       json{{"type", "x"}, {"heartbeat_timeout_s", -5}},
       json{{"type", "x"}, {"heartbeat_timeout_s", 86401}},
@@ -101,7 +99,7 @@ TEST_F(Api, CreateRejectsInvalidBodiesWith400) {
       json{{"type", "x"}, {"labels", {{"k", 1}}}},
       json{{"type", "x"}, {"labels", json::array({"a"})}},
       json{{"type", "x"}, {"unknown_member", 1}},
-      json::array({json{{"type", "x"}}}),  // not an object
+      json::array({json{{"type", "x"}}}),                     // not an object
   };
   for (const json& body : bad) {
     auto r = c.post_json("/v1/jobs", body);
@@ -116,9 +114,8 @@ TEST_F(Api, IdempotencyKeyReturnsTheSameJobAndRefusesADifferentBody) {
   auto first = c.post_json("/v1/jobs", {{"type", type}, {"params", {{"a", 1}, {"b", 2}}}}, {key});
   ASSERT_TRUE(is_json_response(first, 202));
   // Same body (members in another order, other whitespace): the same job.
-  auto again = c.post(
-      "/v1/jobs", std::string("{ \"params\": {\"b\": 2, \"a\": 1},\n \"type\": \"") + type + "\" }",
-      {key});
+  auto again = c.post("/v1/jobs", std::string("{ \"params\": {\"b\": 2, \"a\": 1},\n \"type\": \"") + type + "\" }",
+                      {key});
   ASSERT_TRUE(is_json_response(again, 202));
   EXPECT_EQ(again.json()["id"], first.json()["id"]);
   EXPECT_EQ(again.header("Location"), first.header("Location"));
@@ -146,11 +143,9 @@ TEST_F(Api, IdempotencyKeyReturnsTheSameJobAndRefusesADifferentBody) {
 
 TEST_F(Api, IdempotencyKeysMustBe1To255Characters) {
   const std::string type = unique_type("idem-len");
-  EXPECT_TRUE(is_problem(c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key;"}), 400,
-                         "invalid-request"));
-  EXPECT_TRUE(is_problem(
-      c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key: " + std::string(256, 'k')}), 400,
-      "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key;"}), 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key: " + std::string(256, 'k')}),
+                         400, "invalid-request"));
   const std::string longest = (type + std::string(255, 'k')).substr(0, 255);
   EXPECT_EQ(c.post_json("/v1/jobs", {{"type", type}}, {"Idempotency-Key: " + longest}).status, 202);
   EXPECT_EQ(c.get("/v1/jobs?type=" + type).json()["jobs"].size(), 1u);
@@ -232,8 +227,7 @@ TEST_F(Api, UnknownJobIs404JobNotFoundEverywhere) {
   EXPECT_TRUE(is_problem(c.get("/v1/jobs/" + id + "/events"), 404, "job-not-found"));
   EXPECT_TRUE(is_problem(c.get("/v1/jobs/" + id + "/wait?timeout_s=0"), 404, "job-not-found"));
   for (const char* action : {"start", "heartbeat", "succeed", "cancel", "cancelled"})
-    EXPECT_TRUE(is_problem(c.post("/v1/jobs/" + id + "/" + action), 404, "job-not-found"))
-        << action;
+    EXPECT_TRUE(is_problem(c.post("/v1/jobs/" + id + "/" + action), 404, "job-not-found")) << action;
   EXPECT_TRUE(is_problem(c.post_json("/v1/jobs/" + id + "/fail", {{"error", {{"code", "x"}}}}), 404,
                          "job-not-found"));
 }
@@ -284,10 +278,8 @@ TEST_F(Api, AJobsWholeLifeThroughTheApi) {
   EXPECT_EQ(ms_of(started["deadline_at"]), ms_of(started["started_at"]) + 60'000);
   EXPECT_TRUE(started["last_heartbeat_at"].is_null());
 
-  json hb =
-      act(c, j, "heartbeat",
-          json{{"progress",
-                {{"fraction", 0.42}, {"message", "page 42/100"}, {"details", {{"page", 42}}}}}});
+  json hb = act(c, j, "heartbeat",
+                json{{"progress", {{"fraction", 0.42}, {"message", "page 42/100"}, {"details", {{"page", 42}}}}}});
   ASSERT_TRUE(is_job_resource(hb));
   EXPECT_EQ(hb["version"], 3);
   EXPECT_EQ(hb["progress"]["fraction"], 0.42);
@@ -343,18 +335,14 @@ TEST_F(Api, FailRecordsTheErrorAndNeedsOne) {
   json j = create_job(c, unique_type("fail"));
   act(c, j, "start");
   EXPECT_TRUE(is_problem(c.post(job_path(j) + "/fail"), 400, "invalid-request"));
-  EXPECT_TRUE(
-      is_problem(c.post_json(job_path(j) + "/fail", json::object()), 400, "invalid-request"));
-  EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/fail", {{"error", {{"message", "no code"}}}}),
-                         400, "invalid-request"));
-  json f =
-      act(c, j, "fail",
-          json{{"error",
-                {{"code", "oom"}, {"message", "out of memory"}, {"details", {{"rss_mb", 900}}}}}});
+  EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/fail", json::object()), 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/fail", {{"error", {{"message", "no code"}}}}), 400,
+                         "invalid-request"));
+  json f = act(c, j, "fail",
+               json{{"error", {{"code", "oom"}, {"message", "out of memory"}, {"details", {{"rss_mb", 900}}}}}});
   ASSERT_TRUE(is_job_resource(f));
   EXPECT_EQ(f["state"], "failed");
-  EXPECT_EQ(f["error"],
-            (json{{"code", "oom"}, {"message", "out of memory"}, {"details", {{"rss_mb", 900}}}}));
+  EXPECT_EQ(f["error"], (json{{"code", "oom"}, {"message", "out of memory"}, {"details", {{"rss_mb", 900}}}}));
   EXPECT_TRUE(f["result"].is_null());
   // A queued job can fail too (the worker could not even start it).
   json q = create_job(c, unique_type("fail"));
@@ -363,21 +351,16 @@ TEST_F(Api, FailRecordsTheErrorAndNeedsOne) {
 
 TEST_F(Api, TransitionBodiesAreValidated) {
   json j = create_job(c, unique_type("bodies"));
-  EXPECT_TRUE(
-      is_problem(c.post_json(job_path(j) + "/start", {{"wrker", "typo"}}), 400, "invalid-request"));
-  EXPECT_TRUE(
-      is_problem(c.post_json(job_path(j) + "/start", {{"worker", 5}}), 400, "invalid-request"));
-  EXPECT_TRUE(
-      is_problem(c.post_json(job_path(j) + "/start", json::array()), 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/start", {{"wrker", "typo"}}), 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/start", {{"worker", 5}}), 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/start", json::array()), 400, "invalid-request"));
   act(c, j, "start");
-  for (json progress :
-       {json{{"fraction", 1.5}}, json{{"fraction", -0.1}}, json{{"fraction", "half"}},
-        json{{"message", 3}}, json{{"percent", 3}}, json("text")})
+  for (json progress : {json{{"fraction", 1.5}}, json{{"fraction", -0.1}}, json{{"fraction", "half"}},
+                        json{{"message", 3}}, json{{"percent", 3}}, json("text")})
     EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/heartbeat", {{"progress", progress}}), 400,
                            "invalid-request"))
         << progress.dump();
-  EXPECT_TRUE(
-      is_problem(c.post_json(job_path(j) + "/cancel", {{"reason", 1}}), 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post_json(job_path(j) + "/cancel", {{"reason", 1}}), 400, "invalid-request"));
   // None of the refused requests changed the job.
   EXPECT_EQ(c.get(job_path(j)).json()["version"], 2);
 }
@@ -488,8 +471,7 @@ TEST_F(Api, IfMatchGuardsEveryTransition) {
   // Malformed If-Match values are 400.
   for (const char* bad : {"If-Match: abc", "If-Match: \"-1\"", "If-Match: W/\"3\"", "If-Match: \"3",
                           "If-Match: \"3\", \"4\"", "If-Match: \"\""})
-    EXPECT_TRUE(
-        is_problem(c.post(job_path(j) + "/heartbeat", std::nullopt, {bad}), 400, "invalid-request"))
+    EXPECT_TRUE(is_problem(c.post(job_path(j) + "/heartbeat", std::nullopt, {bad}), 400, "invalid-request"))
         << bad;
   EXPECT_EQ(c.get(job_path(j)).json()["version"], 3);
 }
@@ -571,10 +553,10 @@ TEST_F(Api, ListIsNewestFirstAndFiltersByStateTypeAndBoth) {
 }
 
 TEST_F(Api, ListRejectsBadQueryValues) {
-  for (const char* q :
-       {"state=done", "state=RUNNING", "state=", "type=has%20space", "type=", "limit=0", "limit=-1",
-        "limit=abc", "limit=", "limit=1.5", "limit=%2B5", "limit=99999999999999999999999",
-        "page_token=abc", "page_token=0", "page_token=-3", "page_token="}) {
+  for (const char* q : {"state=done", "state=RUNNING", "state=", "type=has%20space", "type=",
+                        "limit=0", "limit=-1", "limit=abc", "limit=", "limit=1.5", "limit=%2B5",
+                        "limit=99999999999999999999999", "page_token=abc", "page_token=0",
+                        "page_token=-3", "page_token="}) {
     EXPECT_TRUE(is_problem(c.get(std::string("/v1/jobs?") + q), 400, "invalid-request")) << q;
   }
 }
@@ -589,8 +571,7 @@ TEST_F(Api, ListLimitDefaultsTo50AndIsClampedAt1000) {
     CommandRequest req;
     req.job_id = JobId::generate();
     req.command = CreateJob{type};
-    srv().store().writer().submit(std::move(req),
-                                  [p](Result<CommandOutcome> r) { p->set_value(std::move(r)); });
+    srv().store().writer().submit(std::move(req), [p](Result<CommandOutcome> r) { p->set_value(std::move(r)); });
   }
   for (auto& f : futures) ASSERT_OK(f.get());
 
@@ -602,8 +583,8 @@ TEST_F(Api, ListLimitDefaultsTo50AndIsClampedAt1000) {
   json page = big.json();
   EXPECT_EQ(page["jobs"].size(), 1000u);
   ASSERT_TRUE(page["next_page_token"].is_string());
-  json rest = c.get("/v1/jobs?type=" + type +
-                    "&limit=5000&page_token=" + page["next_page_token"].get<std::string>())
+  json rest = c.get("/v1/jobs?type=" + type + "&limit=5000&page_token=" +
+                    page["next_page_token"].get<std::string>())
                   .json();
   EXPECT_EQ(rest["jobs"].size(), 1u);
   EXPECT_TRUE(rest["next_page_token"].is_null());
@@ -699,8 +680,7 @@ TEST_F(Api, JobEventsPageWithNextAfterVersion) {
   EXPECT_TRUE(all["next_after_version"].is_null());
   EXPECT_EQ(page("?limit=100000")["events"].size(), 7u);
 
-  for (const char* q :
-       {"?after_version=-1", "?after_version=x", "?limit=0", "?limit=-2", "?limit=ten"})
+  for (const char* q : {"?after_version=-1", "?after_version=x", "?limit=0", "?limit=-2", "?limit=ten"})
     EXPECT_TRUE(is_problem(c.get(job_path(j) + "/events" + q), 400, "invalid-request")) << q;
 }
 
@@ -752,8 +732,8 @@ TEST_F(Api, GlobalFeedIsGaplessChainedAndEndsAtTheAuditHead) {
   EXPECT_TRUE(empty["events"].empty());
   EXPECT_EQ(empty["next_after_seq"], now_head + 50);
 
-  for (const char* q : {"after_seq=-1", "after_seq=x", "limit=0", "limit=-1", "limit=abc",
-                        "wait_s=-1", "wait_s=soon"})
+  for (const char* q : {"after_seq=-1", "after_seq=x", "limit=0", "limit=-1", "limit=abc", "wait_s=-1",
+                        "wait_s=soon"})
     EXPECT_TRUE(is_problem(c.get(std::string("/v1/events?") + q), 400, "invalid-request")) << q;
 }
 
@@ -767,8 +747,7 @@ TEST_F(Api, FeedDefaultLimitIs100AndLargerIsClampedTo1000) {
     CommandRequest req;
     req.job_id = JobId::generate();
     req.command = CreateJob{type};
-    srv().store().writer().submit(std::move(req),
-                                  [p](Result<CommandOutcome> r) { p->set_value(std::move(r)); });
+    srv().store().writer().submit(std::move(req), [p](Result<CommandOutcome> r) { p->set_value(std::move(r)); });
   }
   for (auto& f : futures) ASSERT_OK(f.get());
   EXPECT_EQ(c.get("/v1/events").json()["events"].size(), 100u);
@@ -848,10 +827,9 @@ TEST_F(Api, NotReadyWhileTheWatchdogIsStopped) {
 
 TEST_F(Api, UnknownPathsAre404NotFound) {
   const std::string id = create_job(c, unique_type("paths"))["id"];
-  for (const std::string& p :
-       std::vector<std::string>{"/", "/v1", "/v2/jobs", "/v1/job", "/v1/jobs/" + id + "/bogus",
-                                "/v1/jobs/" + id + "/events/1", "/v1/audit", "/v1/audit/tail",
-                                "/healthz/x", "/v1/jobs/" + id + "/start/x"})
+  for (const std::string& p : std::vector<std::string>{"/", "/v1", "/v2/jobs", "/v1/job", "/v1/jobs/" + id + "/bogus",
+                              "/v1/jobs/" + id + "/events/1", "/v1/audit", "/v1/audit/tail",
+                              "/healthz/x", "/v1/jobs/" + id + "/start/x"})
     EXPECT_TRUE(is_problem(c.get(p), 404, "not-found")) << p;
   EXPECT_TRUE(is_problem(c.post("/v1/nothing"), 404, "not-found"));
 }
@@ -881,10 +859,8 @@ TEST_F(Api, WrongMethodsAre405WithAllow) {
     auto r = c.request(k.method, k.path);
     ASSERT_TRUE(is_problem(r, 405, "method-not-allowed")) << k.method << " " << k.path;
     const std::string allow = r.header("Allow");
-    EXPECT_NE(allow.find(k.allow_has), std::string::npos)
-        << k.method << " " << k.path << ": " << allow;
-    EXPECT_EQ(allow.find(k.allow_lacks), std::string::npos)
-        << k.method << " " << k.path << ": " << allow;
+    EXPECT_NE(allow.find(k.allow_has), std::string::npos) << k.method << " " << k.path << ": " << allow;
+    EXPECT_EQ(allow.find(k.allow_lacks), std::string::npos) << k.method << " " << k.path << ": " << allow;
   }
   // Nothing was created or changed by any of them.
   EXPECT_EQ(c.get("/v1/jobs/" + id).json()["version"], 1);
@@ -900,10 +876,8 @@ TEST_F(Api, StorageFailureIs503UnavailableAndNothingIsAcknowledged) {
   srv().set_fail_writes(false);
   for (const auto* r : {&create, &beat}) {
     EXPECT_TRUE(is_problem(*r, 503, "unavailable"));
-    EXPECT_EQ(r->body.find("secret"), std::string::npos)
-        << "internal error text leaked: " << r->body;
-    EXPECT_EQ(r->body.find("injected"), std::string::npos)
-        << "internal error text leaked: " << r->body;
+    EXPECT_EQ(r->body.find("secret"), std::string::npos) << "internal error text leaked: " << r->body;
+    EXPECT_EQ(r->body.find("injected"), std::string::npos) << "internal error text leaked: " << r->body;
   }
   // Nothing of the failed batch is visible; the store takes writes again.
   EXPECT_EQ(c.get("/v1/jobs?type=" + type).json()["jobs"].size(), 1u);
@@ -933,8 +907,8 @@ TEST_F(Api, ConnectionsStayOpenWithoutAConnectionHeader) {
   rs.push_back(c.get("/v1/jobs?limit=2"));
   for (size_t i = 0; i < rs.size(); ++i) {
     EXPECT_NE(rs[i].status, 0) << i << ": " << rs[i].curl_error;
-    EXPECT_EQ(rs[i].new_connections, 0)
-        << "request " << i << " (status " << rs[i].status << ") needed a new connection";
+    EXPECT_EQ(rs[i].new_connections, 0) << "request " << i << " (status " << rs[i].status
+                                        << ") needed a new connection";
     EXPECT_EQ(rs[i].local_port, first.local_port) << "request " << i;
   }
 }
@@ -945,10 +919,6 @@ TEST_F(Api, ConnectionCloseIsHonoured) {
   auto next = c.get("/healthz");
   ASSERT_EQ(next.status, 200);
   EXPECT_EQ(next.new_connections, 1);
-}
-
-uint16_t server_port() {
-  return static_cast<uint16_t>(std::stoi(srv().url().substr(srv().url().rfind(':') + 1)));
 }
 
 // The server itself ends the connection after answering "Connection: close",
@@ -962,7 +932,7 @@ TEST_F(Api, ConnectionCloseEndsTheConnectionAfterTheAnswer) {
           "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
   };
   for (const auto& request : requests) {
-    RawSocket s(server_port());
+    RawSocket s(srv().port());
     ASSERT_TRUE(s.connected());
     s.send(request);
     std::string reply = s.read_for(5000);
@@ -1002,7 +972,7 @@ TEST_F(Api, LargeAnswersReachASlowReaderWhole) {
   const std::string body = json{{"type", type}, {"params", {{"blob", big}}}}.dump();
   for (int i = 0; i < 5; ++i) ASSERT_EQ(c.post("/v1/jobs", body).status, 202);
 
-  RawSocket s(server_port(), /*receive_buffer_bytes=*/4096);
+  RawSocket s(srv().port(), /*receive_buffer_bytes=*/4096);
   ASSERT_TRUE(s.connected());
   s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n\r\n" + body);

@@ -15,9 +15,7 @@ using nlohmann::json;
 
 [[maybe_unused]] auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ServerEnvironment());
 
-TestServer& srv() {
-  return ServerEnvironment::server();
-}
+TestServer& srv() { return ServerEnvironment::server(); }
 
 class Malformed : public ::testing::Test {
  protected:
@@ -27,8 +25,7 @@ class Malformed : public ::testing::Test {
     HttpClient fresh(srv().url());
     EXPECT_EQ(fresh.get("/healthz").status, 200) << "the server stopped answering";
     auto own = c.get("/healthz");
-    EXPECT_EQ(own.status, 200) << "the test's connection is broken: " << own.curl_error << " "
-                               << own.body;
+    EXPECT_EQ(own.status, 200) << "the test's connection is broken: " << own.curl_error << " " << own.body;
     EXPECT_EQ(fresh.post_json("/v1/jobs", {{"type", "still-writing"}}).status, 202);
   }
   HttpClient c{srv().url()};
@@ -61,48 +58,43 @@ TEST_F(Malformed, MalformedJsonIs400) {
   }
   json j = create_job(c, unique_type("malformed"));
   for (const char* body : {"{", "{\"progress\":", "[", "{\"progress\":{\"fraction\":.5}}"}) {
-    EXPECT_TRUE(
-        is_problem(c.post(job_path(j) + "/start", std::string(body)), 400, "invalid-request"))
-        << body;
+    EXPECT_TRUE(is_problem(c.post(job_path(j) + "/start", std::string(body)), 400, "invalid-request")) << body;
   }
   EXPECT_EQ(c.get(job_path(j)).json()["version"], 1);
 }
 
 TEST_F(Malformed, InvalidUtf8Is400) {
   const std::string bad_strings[] = {
-      "a\xff",             // never valid
-      "\xc3\x28",          // bad continuation
-      "\xc0\xaf",          // overlong
-      "\xed\xa0\x80",      // UTF-16 surrogate encoded in UTF-8
-      "\xe2\x82",          // truncated
-      "\xf4\x90\x80\x80",  // beyond U+10FFFF
-      "\x80",              // lone continuation byte
+      "a\xff",              // never valid
+      "\xc3\x28",           // bad continuation
+      "\xc0\xaf",           // overlong
+      "\xed\xa0\x80",       // UTF-16 surrogate encoded in UTF-8
+      "\xe2\x82",           // truncated
+      "\xf4\x90\x80\x80",   // beyond U+10FFFF
+      "\x80",               // lone continuation byte
   };
   for (const auto& s : bad_strings) {
-    EXPECT_TRUE(is_problem(c.post("/v1/jobs", "{\"type\":\"x\",\"params\":{\"s\":\"" + s + "\"}}"),
-                           400, "invalid-request"));
+    EXPECT_TRUE(is_problem(c.post("/v1/jobs", "{\"type\":\"x\",\"params\":{\"s\":\"" + s + "\"}}"), 400,
+                           "invalid-request"));
     EXPECT_TRUE(is_problem(c.post("/v1/jobs", "{\"type\":\"x\",\"params\":{\"" + s + "\":1}}"), 400,
                            "invalid-request"));
-    EXPECT_TRUE(is_problem(c.post("/v1/jobs", "{\"type\":\"x\",\"labels\":{\"k\":\"" + s + "\"}}"),
-                           400, "invalid-request"));
+    EXPECT_TRUE(is_problem(c.post("/v1/jobs", "{\"type\":\"x\",\"labels\":{\"k\":\"" + s + "\"}}"), 400,
+                           "invalid-request"));
   }
   // Escaped lone surrogates are not Unicode scalar values either.
   for (const char* esc : {"\\ud800", "\\udc00", "\\ud800\\u0041"})
-    EXPECT_TRUE(
-        is_problem(c.post("/v1/jobs", std::string("{\"type\":\"x\",\"params\":\"") + esc + "\"}"),
-                   400, "invalid-request"))
+    EXPECT_TRUE(is_problem(c.post("/v1/jobs", std::string("{\"type\":\"x\",\"params\":\"") + esc + "\"}"), 400,
+                           "invalid-request"))
         << esc;
   // Invalid bytes outside strings.
   EXPECT_TRUE(is_problem(c.post("/v1/jobs", "{\"type\":\"x\"}\xff"), 400, "invalid-request"));
 
   // The same on transitions, none of which changes the job.
   json j = create_job(c, unique_type("utf8"));
-  EXPECT_TRUE(is_problem(c.post(job_path(j) + "/start", "{\"worker\":\"host\xff\"}"), 400,
-                         "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post(job_path(j) + "/start", "{\"worker\":\"host\xff\"}"), 400, "invalid-request"));
   act(c, j, "start");
-  EXPECT_TRUE(
-      is_problem(c.post(job_path(j) + "/heartbeat", "{\"progress\":{\"message\":\"\xc0\xaf\"}}"),
-                 400, "invalid-request"));
+  EXPECT_TRUE(is_problem(c.post(job_path(j) + "/heartbeat", "{\"progress\":{\"message\":\"\xc0\xaf\"}}"), 400,
+                         "invalid-request"));
   EXPECT_TRUE(is_problem(c.post(job_path(j) + "/succeed", "{\"result\":\"\xed\xa0\x80\"}"), 400,
                          "invalid-request"));
   EXPECT_TRUE(is_problem(c.post(job_path(j) + "/fail", "{\"error\":{\"code\":\"\xff\"}}"), 400,
@@ -110,15 +102,12 @@ TEST_F(Malformed, InvalidUtf8Is400) {
   EXPECT_EQ(c.get(job_path(j)).json()["version"], 2);
 
   // Valid multi-byte UTF-8 and escapes round-trip unchanged.
-  json ok = create_job(
-      c, json{{"type", "utf8"}, {"params", {{"s", "naïve ☃ 𝄞 \u00e9"}, {"e", "\u0001\"\\/"}}}});
+  json ok = create_job(c, json{{"type", "utf8"}, {"params", {{"s", "naïve ☃ 𝄞 \u00e9"}, {"e", "\u0001\"\\/"}}}});
   EXPECT_EQ(ok["params"]["s"], "naïve ☃ 𝄞 \u00e9");
   EXPECT_EQ(c.get(job_path(ok)).json()["params"], ok["params"]);
 }
 
-std::string nested_arrays(int depth) {
-  return std::string(depth, '[') + std::string(depth, ']');
-}
+std::string nested_arrays(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 std::string nested_objects(int depth) {
   std::string s;
   for (int i = 0; i < depth; ++i) s += "{\"a\":";
@@ -142,8 +131,7 @@ TEST_F(Malformed, NestingUpTo64IsAcceptedAndDeeperIs400) {
                            "invalid-request"));
   }
   // Only structure counts: brackets inside strings do not.
-  auto in_string =
-      c.post("/v1/jobs", "{\"type\":\"nest\",\"params\":\"" + nested_arrays(200) + "\\\"[[\"}");
+  auto in_string = c.post("/v1/jobs", "{\"type\":\"nest\",\"params\":\"" + nested_arrays(200) + "\\\"[[\"}");
   EXPECT_TRUE(is_json_response(in_string, 202)) << in_string.body;
   // Deeply nested garbage near the size limit: refused without a crash.
   EXPECT_TRUE(is_problem(c.post("/v1/jobs", std::string(1'000'000, '[')), 400, "invalid-request"));
@@ -152,13 +140,13 @@ TEST_F(Malformed, NestingUpTo64IsAcceptedAndDeeperIs400) {
   // Heartbeat details: body 1, progress 2, details 3.
   json j = create_job(c, unique_type("nest"));
   act(c, j, "start");
-  EXPECT_EQ(
-      c.post(job_path(j) + "/heartbeat", "{\"progress\":{\"details\":" + nested_arrays(62) + "}}")
-          .status,
-      200);
-  EXPECT_TRUE(is_problem(
-      c.post(job_path(j) + "/heartbeat", "{\"progress\":{\"details\":" + nested_arrays(63) + "}}"),
-      400, "invalid-request"));
+  EXPECT_EQ(c.post(job_path(j) + "/heartbeat",
+                   "{\"progress\":{\"details\":" + nested_arrays(62) + "}}")
+                .status,
+            200);
+  EXPECT_TRUE(is_problem(c.post(job_path(j) + "/heartbeat",
+                                "{\"progress\":{\"details\":" + nested_arrays(63) + "}}"),
+                         400, "invalid-request"));
 }
 
 // A create body of exactly `size` bytes.
@@ -184,8 +172,8 @@ TEST_F(Malformed, BodiesUpTo1MiBAreAcceptedAndLargerAre413) {
   json j = create_job(c, unique_type("big"));
   act(c, j, "start");
   HttpClient third(srv().url());
-  auto hb = third.post(job_path(j) + "/heartbeat", "{\"progress\":{\"message\":\"" +
-                                                       std::string((1u << 20) + 10, 'm') + "\"}}");
+  auto hb = third.post(job_path(j) + "/heartbeat",
+                       "{\"progress\":{\"message\":\"" + std::string((1u << 20) + 10, 'm') + "\"}}");
   EXPECT_TRUE(is_problem(hb, 413, "payload-too-large"));
   EXPECT_EQ(c.get(job_path(j)).json()["version"], 2);
 }
@@ -211,26 +199,22 @@ TEST_F(Malformed, FarTooLargeBodiesAre413AndTheServerKeepsServing) {
 
 TEST_F(Malformed, BodiesThatAreNotJsonAre415) {
   const std::string body = "{\"type\":\"ct\"}";
-  for (const char* ct :
-       {"Content-Type: text/plain", "Content-Type: application/x-www-form-urlencoded",
-        "Content-Type: application/xml", "Content-Type: application/vnd.api+json",
-        "Content-Type: text/plain; charset=utf-8", "Content-Type:"}) {
+  for (const char* ct : {"Content-Type: text/plain", "Content-Type: application/x-www-form-urlencoded",
+                         "Content-Type: application/xml", "Content-Type: application/vnd.api+json",
+                         "Content-Type: text/plain; charset=utf-8", "Content-Type:"}) {
     EXPECT_TRUE(is_problem(c.post("/v1/jobs", body, {ct}), 415, "unsupported-media-type")) << ct;
   }
   // A media type Pistache's own header parser rejects: still 415 (its plain-text answer).
   EXPECT_EQ(c.post("/v1/jobs", body, {"Content-Type: text/json-ish"}).status, 415);
   json j = create_job(c, unique_type("ct"));
-  EXPECT_TRUE(
-      is_problem(c.post(job_path(j) + "/start", std::string("{}"), {"Content-Type: text/plain"}),
-                 415, "unsupported-media-type"));
+  EXPECT_TRUE(is_problem(c.post(job_path(j) + "/start", std::string("{}"), {"Content-Type: text/plain"}), 415,
+                         "unsupported-media-type"));
   EXPECT_EQ(c.get(job_path(j)).json()["version"], 1);
   // JSON with parameters is JSON; an empty body needs no type at all.
-  for (const char* ct :
-       {"Content-Type: application/json; charset=utf-8", "Content-Type: Application/JSON",
-        "Content-Type: application/json;charset=UTF-8"})
+  for (const char* ct : {"Content-Type: application/json; charset=utf-8", "Content-Type: Application/JSON",
+                         "Content-Type: application/json;charset=UTF-8"})
     EXPECT_EQ(c.post("/v1/jobs", body, {ct}).status, 202) << ct;
-  EXPECT_EQ(c.post(job_path(j) + "/start", std::string(), {"Content-Type: text/plain"}).status,
-            200);
+  EXPECT_EQ(c.post(job_path(j) + "/start", std::string(), {"Content-Type: text/plain"}).status, 200);
 }
 
 TEST_F(Malformed, BadIdsAndQueryValuesAre400) {
@@ -265,9 +249,8 @@ TEST_F(Malformed, BadIdsAndQueryValuesAre400) {
   };
   for (const auto& p : paths) EXPECT_TRUE(is_problem(c.get(p), 400, "invalid-request")) << p;
   // Odd but harmless requests: some answer, never a 5xx.
-  for (const char* p :
-       {"/v1/jobs?limit=1&limit=2", "/v1/jobs?unknown=1", "/v1/jobs?&&&",
-        "/v1/jobs?=", "/v1/events?after_seq=0&after_seq=1", "//v1/jobs", "/v1/jobs#frag"}) {
+  for (const char* p : {"/v1/jobs?limit=1&limit=2", "/v1/jobs?unknown=1", "/v1/jobs?&&&", "/v1/jobs?=",
+                              "/v1/events?after_seq=0&after_seq=1", "//v1/jobs", "/v1/jobs#frag"}) {
     auto r = c.get(p);
     EXPECT_GE(r.status, 200) << p << " " << r.curl_error;
     EXPECT_LT(r.status, 500) << p << " " << r.body;
@@ -276,8 +259,7 @@ TEST_F(Malformed, BadIdsAndQueryValuesAre400) {
 
 TEST_F(Malformed, NoInternalErrorTextReachesAClient) {
   for (ErrorCode code : {ErrorCode::kInternal, ErrorCode::kCorruption, ErrorCode::kUnavailable}) {
-    api::Problem p =
-        api::problem_from_error(make_error(code, "rocksdb: IO error: /var/lib/secret/000123.sst"));
+    api::Problem p = api::problem_from_error(make_error(code, "rocksdb: IO error: /var/lib/secret/000123.sst"));
     EXPECT_EQ(p.body().find("secret"), std::string::npos) << p.body();
     EXPECT_EQ(p.body().find("rocksdb"), std::string::npos) << p.body();
   }
@@ -294,13 +276,9 @@ TEST_F(Malformed, NoInternalErrorTextReachesAClient) {
 
 // ---- broken HTTP on a raw socket -----------------------------------------------
 
-uint16_t server_port() {
-  return static_cast<uint16_t>(std::stoi(srv().url().substr(srv().url().rfind(':') + 1)));
-}
-
 TEST_F(Malformed, BrokenHttpGetsAnErrorOrAClosedConnection) {
   {
-    RawSocket s(server_port());
+    RawSocket s(srv().port());
     ASSERT_TRUE(s.connected());
     s.send("THIS IS NOT HTTP\r\n\r\n");
     std::string reply = s.read_for(500);
@@ -310,30 +288,26 @@ TEST_F(Malformed, BrokenHttpGetsAnErrorOrAClosedConnection) {
   }
   {
     // Headers begun, never finished; the client goes away.
-    RawSocket s(server_port());
+    RawSocket s(srv().port());
     s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Len");
     s.close();
   }
   {
     // A body shorter than its Content-Length; the client goes away.
-    RawSocket s(server_port());
-    s.send(
-        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
-        "100\r\n\r\n{\"ty");
+    RawSocket s(srv().port());
+    s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ty");
     s.close();
   }
   {
     // A request sent and the client gone before the answer.
-    RawSocket s(server_port());
-    s.send(
-        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
-        "16\r\n\r\n"
-        "{\"type\":\"gone\"}");
+    RawSocket s(srv().port());
+    s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
+           "{\"type\":\"gone\"}");
     s.close();
   }
   {
     // HTTP/1.0 without a Connection header: answered, then closed.
-    RawSocket s(server_port());
+    RawSocket s(srv().port());
     s.send("GET /healthz HTTP/1.0\r\n\r\n");
     std::string reply = s.read_for(5000);
     EXPECT_EQ(reply.rfind("HTTP/1.", 0), 0u) << reply;
@@ -351,21 +325,11 @@ TEST_F(Malformed, ManyConcurrentBadRequestsLeaveTheServerServing) {
       for (int i = 0; i < 50; ++i) {
         HttpResponse r;
         switch ((i + t) % 5) {
-          case 0:
-            r = mine.post("/v1/jobs", std::string("{\"type\":"));
-            break;
-          case 1:
-            r = mine.post("/v1/jobs", std::string("{\"type\":\"x\xff\"}"));
-            break;
-          case 2:
-            r = mine.get("/v1/jobs/NOPE");
-            break;
-          case 3:
-            r = mine.post("/v1/jobs", std::string("{}"), {"Content-Type: text/plain"});
-            break;
-          case 4:
-            r = mine.get("/v1/jobs?limit=-1");
-            break;
+          case 0: r = mine.post("/v1/jobs", std::string("{\"type\":")); break;
+          case 1: r = mine.post("/v1/jobs", std::string("{\"type\":\"x\xff\"}")); break;
+          case 2: r = mine.get("/v1/jobs/NOPE"); break;
+          case 3: r = mine.post("/v1/jobs", std::string("{}"), {"Content-Type: text/plain"}); break;
+          case 4: r = mine.get("/v1/jobs?limit=-1"); break;
         }
         if (r.status < 400 || r.status >= 500) server_errors++;
       }

@@ -81,6 +81,7 @@ class TestServer {
   }
 
   const std::string& url() const { return url_; }
+  uint16_t port() const { return server_->port(); }
   JobStore& store() { return *store_; }
   api::LongPollRegistry& registry() { return *registry_; }
   Watchdog& watchdog() { return *watchdog_; }
