@@ -12,9 +12,12 @@ namespace jobstate::api {
 Outbox::Outbox() : thread_([this] { run(); }) {}
 
 Outbox::~Outbox() {
+  stop_thread();
+}
+
+void Outbox::stop_thread() {
   {
     std::lock_guard lock(mu_);
-    stopping_ = true;
     closed_ = true;
   }
   cv_.notify_one();
@@ -29,7 +32,7 @@ void Outbox::write_now(Answer a) {
 void Outbox::post(Answer a) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return;
+    if (closed_) return;
     unwritten_->fetch_add(1);
     queue_.push_back(std::move(a));
     if (queue_.size() > 1) return;  // the thread was told about the first one
@@ -41,13 +44,7 @@ void Outbox::close(std::chrono::milliseconds limit) {
   const auto give_up = std::chrono::steady_clock::now() + limit;
   while (unwritten_->load() > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  closed_ = true;
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  stop_thread();
 }
 
 void Outbox::run() {
@@ -56,8 +53,8 @@ void Outbox::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
+      cv_.wait(lock, [&] { return closed_ || !queue_.empty(); });
+      if (closed_) return;
       taken.swap(queue_);
     }
     for (auto& a : taken) {

@@ -72,12 +72,12 @@ class Outbox {
  private:
   void run();
   void write(Answer& a);
+  void stop_thread();  // closes, and joins the thread
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Answer> queue_;
-  bool stopping_ = false;
-  std::atomic<bool> closed_{false};
+  std::atomic<bool> closed_{false};  // set under mu_
   // Answers posted or handed to Pistache and not yet written. Shared with
   // Pistache's write completions, which may run after the outbox is gone.
   std::shared_ptr<std::atomic<int64_t>> unwritten_ = std::make_shared<std::atomic<int64_t>>(0);
