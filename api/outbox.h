@@ -32,10 +32,12 @@ class Peer;
 namespace jobstate::api {
 
 // One client connection as the threads that answer see it. Answers are
-// written under `mu`, and only while `open`: Pistache closes a connection's
+// sent under `mu`, and only while `open`: Pistache closes a connection's
 // descriptor on its reactor thread right after the handler's
 // onDisconnection() clears `open` under the same lock, so an answer can
 // never reach a descriptor that was closed and reused by another client.
+// (The rest of an answer the socket did not take is Pistache's to write,
+// with Pistache's own check.)
 struct Link {
   std::mutex mu;
   int fd = -1;
