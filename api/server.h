@@ -6,7 +6,10 @@
 // - explicit size limits and timeouts (header/body timeouts above the
 //   longest long-poll);
 // - writes are answered from the writer thread once durable; long-polls from
-//   the LongPollRegistry thread: reactor threads never wait on fsync.
+//   the LongPollRegistry thread: reactor threads never wait on fsync;
+// - answers bypass Pistache's per-response write queue: one send() on the
+//   reactor, or on the outbox's thread for the writer's and registry's
+//   answers (api/outbox.h).
 //
 // Thread safety: start/stop from one thread; the rest is internal.
 #pragma once
