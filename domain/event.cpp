@@ -1,6 +1,8 @@
 #include "domain/event.h"
 
 #include <array>
+#include <charconv>
+#include <cmath>
 
 namespace jobstate {
 
@@ -30,40 +32,24 @@ std::string plain_dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::strict);
 }
 
-// nlohmann switches to exponent notation one decimal digit earlier than
-// Python's repr: 1e15 <= |x| < 1e16 prints "1e+15" where Python (and so the
-// contract's json.dumps) prints "1000000000000000.0". Only that range differs.
-bool is_python_positional_gap(double d) {
-  const double a = d < 0 ? -d : d;
-  return a >= 1e15 && a < 1e16;
-}
-
-bool has_python_positional_gap(const nlohmann::json& j) {
-  if (j.is_number_float()) return is_python_positional_gap(j.get<double>());
+bool has_float(const nlohmann::json& j) {
+  if (j.is_number_float()) return true;
   if (j.is_structured())
     for (const auto& v : j)
-      if (has_python_positional_gap(v)) return true;
+      if (has_float(v)) return true;
   return false;
 }
 
-// REQUIRES: is_python_positional_gap(d). Rewrites nlohmann's "-d.ddde+15" as
-// Python's positional form: 16 integer digits, then the remaining digits or ".0".
-std::string python_positional_float(double d) {
-  const std::string text = plain_dump(nlohmann::json(d));
-  const size_t e = text.find('e');
-  if (e == std::string::npos) return text;  // already positional
-  std::string digits;
-  for (size_t i = 0; i < e; ++i)
-    if (text[i] >= '0' && text[i] <= '9') digits.push_back(text[i]);
-  std::string out = d < 0 ? "-" : "";
-  if (digits.size() <= 16) {
-    out += digits + std::string(16 - digits.size(), '0') + ".0";
-  } else {
-    out += digits.substr(0, 16) + "." + digits.substr(16);
-  }
-  return out;
+bool is_plain_json_string(std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') return false;
+  return true;
 }
 
+// nlohmann's own float text is not Python's: Grisu2 sometimes gives 17 digits
+// where 16 round-trip (0.24858597403344251 for 0.2485859740334425), and it
+// switches to exponent form at 1e15 instead of 1e16. So every float of a
+// document that has one is written here, everything else as nlohmann does.
 void dump_python_compatible(const nlohmann::json& j, std::string& out) {
   if (j.is_object()) {
     out.push_back('{');
@@ -71,7 +57,7 @@ void dump_python_compatible(const nlohmann::json& j, std::string& out) {
     for (const auto& [k, v] : j.items()) {  // std::map order: UTF-8 bytes = code points
       if (!first) out.push_back(',');
       first = false;
-      out += plain_dump(nlohmann::json(k));
+      append_canonical_string(out, k);
       out.push_back(':');
       dump_python_compatible(v, out);
     }
@@ -83,17 +69,82 @@ void dump_python_compatible(const nlohmann::json& j, std::string& out) {
       dump_python_compatible(j[i], out);
     }
     out.push_back(']');
-  } else if (j.is_number_float() && is_python_positional_gap(j.get<double>())) {
-    out += python_positional_float(j.get<double>());
+  } else if (j.is_number_float()) {
+    append_python_float(out, j.get<double>());
+  } else if (j.is_string()) {
+    append_canonical_string(out, j.get_ref<const std::string&>());
   } else {
     out += plain_dump(j);
   }
 }
 }  // namespace
 
+void append_python_float(std::string& out, double d) {
+  if (!std::isfinite(d)) {  // JSON has no such number; nlohmann writes null
+    out += "null";
+    return;
+  }
+  // Shortest round-trip digits (Ryu in libstdc++), in exponent form so the
+  // digits and the exponent can be read off: "d[.ddd]e[+-]XX".
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  std::string_view text(buf, ec == std::errc() ? end - buf : 0);
+  if (std::signbit(d)) {
+    out.push_back('-');
+    text.remove_prefix(1);
+  }
+  const size_t e = text.find('e');
+  std::string digits;
+  digits.reserve(17);
+  for (size_t i = 0; i < e; ++i)
+    if (text[i] != '.') digits.push_back(text[i]);
+  int exp10 = 0;
+  std::from_chars(text.data() + e + (text[e + 1] == '+' ? 2 : 1), text.data() + text.size(),
+                  exp10);
+  // Python's repr (format_float_short, mode 'r'): the value is 0.DIGITS x
+  // 10^decpt; exponent form when decpt <= -4 or decpt > 16, else positional
+  // with ".0" added to an integer.
+  const int decpt = exp10 + 1;
+  const int n = static_cast<int>(digits.size());
+  if (decpt <= -4 || decpt > 16) {
+    out.push_back(digits[0]);
+    if (n > 1) {
+      out.push_back('.');
+      out.append(digits, 1);
+    }
+    out.push_back('e');
+    out.push_back(exp10 < 0 ? '-' : '+');
+    const int a = exp10 < 0 ? -exp10 : exp10;
+    if (a < 10) out.push_back('0');
+    out += std::to_string(a);
+  } else if (decpt <= 0) {
+    out += "0.";
+    out.append(static_cast<size_t>(-decpt), '0');
+    out += digits;
+  } else if (decpt >= n) {
+    out += digits;
+    out.append(static_cast<size_t>(decpt - n), '0');
+    out += ".0";
+  } else {
+    out.append(digits, 0, static_cast<size_t>(decpt));
+    out.push_back('.');
+    out.append(digits, static_cast<size_t>(decpt));
+  }
+}
+
+void append_canonical_string(std::string& out, std::string_view s) {
+  if (is_plain_json_string(s)) {
+    out.push_back('"');
+    out += s;
+    out.push_back('"');
+  } else {
+    out += plain_dump(nlohmann::json(std::string(s)));
+  }
+}
+
 std::string canonical_dump(const nlohmann::json& j) {
-  // Fast path: almost no document has such a number.
-  if (!has_python_positional_gap(j)) return plain_dump(j);
+  // Fast path: a document without floats is nlohmann's compact dump.
+  if (!has_float(j)) return plain_dump(j);
   std::string out;
   dump_python_compatible(j, out);
   return out;

@@ -39,8 +39,8 @@ struct Event {
 };
 
 // The canonical JSON the hash chain covers: the event without "hash", UTF-8,
-// no whitespace, keys sorted, numbers shortest round-trip. `data_canonical`
-// must already be canonical (nlohmann's dump() of a json is).
+// no whitespace, keys sorted, numbers as Python prints them. `data_canonical`
+// must already be canonical (canonical_dump() of a json is).
 std::string canonical_event_json(uint64_t seq, const JobId& job_id, uint64_t version,
                                  EventType type, TimeMs at_ms, std::string_view data_canonical);
 std::string canonical_event_json(const Event& e);
@@ -51,8 +51,20 @@ std::string event_json_text(uint64_t seq, const JobId& job_id, uint64_t version,
                             TimeMs at_ms, std::string_view data_canonical, std::string_view hash);
 std::string event_json_text(const Event& e);
 
-// Canonical text of a json value (sorted keys, compact, UTF-8 as is).
+// Canonical text of a json value: exactly Python's json.dumps(v,
+// sort_keys=True, separators=(",", ":"), ensure_ascii=False): sorted keys,
+// compact, UTF-8 as is, and every float as Python's repr() prints it.
 // Throws nlohmann::json::type_error on invalid UTF-8 (callers validate input first).
 std::string canonical_dump(const nlohmann::json& j);
+
+// Appends repr(d) as Python prints it: the shortest digits that read back as
+// d, positional for 1e-4 <= |d| < 1e16 ("0.0001", "1000000000000000.0"),
+// else exponent form with at least two exponent digits ("1e-05", "1e+16");
+// "-0.0" keeps its sign. Not finite: "null" (JSON has no such number).
+void append_python_float(std::string& out, double d);
+
+// Appends the canonical JSON string for s (quotes and escapes as
+// canonical_dump writes them). Throws nlohmann::json::type_error on invalid UTF-8.
+void append_canonical_string(std::string& out, std::string_view s);
 
 }  // namespace jobstate

@@ -60,22 +60,6 @@ std::string encode_row_header(const JobState& s, size_t reserve) {
   return v;
 }
 
-bool is_plain_json_string(std::string_view s) {
-  for (unsigned char c : s)
-    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') return false;
-  return true;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  if (is_plain_json_string(s)) {
-    out += '"';
-    out += s;
-    out += '"';
-  } else {
-    out += canonical_dump(nlohmann::json(std::string(s)));
-  }
-}
-
 void append_json(std::string& out, std::string_view text, const nlohmann::json& j) {
   if (!text.empty())
     out += text;
@@ -142,12 +126,12 @@ std::string encode_status_row(const JobState& s, const RowTexts& texts) {
   v += R"(,"state":")";
   v += job_status_name(s.status);
   v += R"(","type":)";
-  append_json_string(v, s.type);
+  append_canonical_string(v, s.type);
   v += R"(,"version":)";
   v += std::to_string(s.version);
   v += R"(,"worker":)";
   if (s.worker)
-    append_json_string(v, *s.worker);
+    append_canonical_string(v, *s.worker);
   else
     v += "null";
   v += '}';

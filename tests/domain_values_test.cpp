@@ -4,6 +4,11 @@
 // must give the same bytes, so anyone can verify the chain).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -276,6 +281,7 @@ TEST(DomainCanonicalJson, ApiEventJsonInsertsHashInKeyOrder) {
 TEST(DomainCanonicalJson, FloatsAsPythonPrintsThem) {
   const std::vector<std::pair<double, std::string>> cases = {
       {0.1, "0.1"},
+      {0.2485859740334425, "0.2485859740334425"},  // nlohmann alone: 0.24858597403344251
       {1.0, "1.0"},
       {100.0, "100.0"},
       {-0.0, "-0.0"},
@@ -307,6 +313,77 @@ TEST(DomainCanonicalJson, FloatsAsPythonPrintsThem) {
   EXPECT_EQ(canonical_dump(json(-7)), "-7");
   EXPECT_EQ(canonical_dump(json(18446744073709551615ULL)), "18446744073709551615");
   EXPECT_EQ(canonical_dump(json(-9223372036854775807LL - 1)), "-9223372036854775808");
+}
+
+// Python's own rendering of every double in `values`, one per entry: the
+// test writes their bits to a file and python3 prints json.dumps of each.
+std::vector<std::string> python_json_dumps(const std::vector<double>& values) {
+  testing::TempDir dir;
+  {
+    std::ofstream in(dir.sub("bits"));
+    for (double d : values) {
+      uint64_t bits;
+      std::memcpy(&bits, &d, sizeof bits);
+      char hex[17];
+      std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(bits));
+      in << hex << '\n';
+    }
+  }
+  const std::string cmd =
+      "python3 -c 'import json,struct,sys\n"
+      "out=sys.stdout\n"
+      "for line in open(sys.argv[1]):\n"
+      "    out.write(json.dumps(struct.unpack(\">d\", bytes.fromhex(line.strip()))[0])+\"\\n\")' " +
+      dir.sub("bits") + " > " + dir.sub("python");
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::vector<std::string> lines;
+  std::ifstream out(dir.sub("python"));
+  for (std::string line; std::getline(out, line);) lines.push_back(line);
+  return lines;
+}
+
+// Every double the sample holds prints byte for byte as Python prints it:
+// the issue-12 case (nlohmann printed 0.24858597403344251), random fractions
+// like heartbeats send, random bit patterns over the whole range, random
+// decimals, and the edges of Python's fixed/exponent switch.
+TEST(DomainCanonicalJson, EveryDoubleAsPythonPrintsIt) {
+  std::vector<double> values = {0.2485859740334425, 0.0,    -0.0,   1e-07,  1e+16, 1e15,
+                                1e-4,               1e-5,   1e16,   -1e16,  1e308, 5e-324,
+                                2.2250738585072014e-308,    1.7976931348623157e308,
+                                9007199254740993.0, 0.1 + 0.2, 1.0 / 3, 2.0 / 3, 100.0};
+  for (int e = -325; e <= 308; ++e) {  // every power of ten and its neighbours
+    const double p = std::strtod(("1e" + std::to_string(e)).c_str(), nullptr);
+    for (double d : {p, std::nextafter(p, 0.0), std::nextafter(p, INFINITY), -p}) values.push_back(d);
+  }
+  std::mt19937_64 rng(20261206);
+  std::uniform_real_distribution<double> fraction(0.0, 1.0);
+  for (int i = 0; i < 100'000; ++i) values.push_back(fraction(rng));
+  for (int i = 0; i < 100'000; ++i) {
+    uint64_t bits = rng();
+    double d;
+    std::memcpy(&d, &bits, sizeof d);
+    if (std::isfinite(d)) values.push_back(d);
+  }
+  std::uniform_int_distribution<int> exponent(-30, 30), digits(1, 17);
+  for (int i = 0; i < 50'000; ++i) {
+    std::string text = "0.";
+    for (int k = digits(rng); k > 0; --k) text.push_back(static_cast<char>('0' + rng() % 10));
+    values.push_back(std::strtod((text + "e" + std::to_string(exponent(rng))).c_str(), nullptr));
+  }
+
+  const std::vector<std::string> python = python_json_dumps(values);
+  ASSERT_EQ(python.size(), values.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const std::string mine = canonical_dump(json(values[i]));
+    if (mine != python[i] && ++differing <= 10)
+      ADD_FAILURE() << "python prints " << python[i] << ", canonical_dump " << mine;
+    // Inside a document too, where most numbers are.
+    if (i % 97 == 0)
+      EXPECT_EQ(canonical_dump(json{{"progress", {{"fraction", values[i]}, {"n", 3}}}}),
+                R"({"progress":{"fraction":)" + python[i] + R"(,"n":3}})");
+  }
+  EXPECT_EQ(differing, 0u) << "of " << values.size();
 }
 
 TEST(DomainCanonicalJson, KeysSortedByCodePointAtEveryLevel) {

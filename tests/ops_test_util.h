@@ -115,7 +115,11 @@ inline FilledStore fill_varied_store(const std::string& dir, int jobs = 48) {
   const std::vector<std::string> types = {"report.generate", "a:b-c_d.e", "x"};
   const std::vector<json> params = {
       json::object(),
-      {{"n", 1e15}, {"m", -2.5e-7}, {"big", 18446744073709551615ull}, {"neg", -42}},
+      {{"n", 1e15},
+       {"m", -2.5e-7},
+       {"big", 18446744073709551615ull},
+       {"neg", -42},
+       {"shortest", 0.2485859740334425}},  // nlohmann alone printed 0.24858597403344251
       {{"s", "tab\there \"quoted\" back\\slash"}, {"u", "résumé ✓ 日本 \u0001"}},
       {{"arr", json::array({1, 2.5, "x", nullptr, true, json::object()})},
        {"nested", {{"a", {{"b", {}}}}}}}};

@@ -315,6 +315,92 @@ TEST_F(OpsVerifyTest, AChainValidEventAfterATerminalOneNamesItsSeq) {
   EXPECT_EQ(std::find(names.begin(), names.end(), "jobs.g2"), names.end());
 }
 
+// A store written before floats were printed as Python prints them holds
+// 0.2485859740334425 as "0.24858597403344251" in its events (and hashed so)
+// and in its rows. It keeps that text: verify and rebuild --check pass on it,
+// also after today's writer re-encoded its rows with the shortest text.
+TEST(OpsVerifyOldStoreTest, LongerFloatTextsFromBeforeTheFixStillVerify) {
+  TempDir dir;
+  const std::string store_dir = dir.sub("store");
+  const double d = 0.2485859740334425;
+  const std::string shortest = "0.2485859740334425", longer = "0.24858597403344251";
+  const JobId a = JobId::generate(), b = JobId::generate(), c = JobId::generate();
+  auto open_store = [&](ManualClock& clock) {
+    JobStoreOptions o;
+    o.data_dir = store_dir;
+    o.clock = &clock;
+    return JobStore::open(o);
+  };
+  {
+    ManualClock clock(kOpsT0);
+    auto store = open_store(clock);
+    ASSERT_OK(store);
+    execute_all(**store, {request(a, CreateJob{"old", {{"ratio", d}}, 60, json::object()}),
+                          request(b, CreateJob{"old", {{"ratio", d}}, 60, json::object()}),
+                          request(c, CreateJob{"plain", json::object(), 60, json::object()})});
+    execute_all(**store, {request(a, StartJob{"w"}), request(b, StartJob{"w"})});
+    execute_all(**store, {request(a, Heartbeat{{{"fraction", d}}}),
+                          request(b, Heartbeat{{{"fraction", d}}})});
+  }
+  // What the writer before the fix stored: the longer text in the events
+  // (the chain computed over it) and in the rows.
+  size_t rewritten = 0;
+  with_raw_db(store_dir, [&](rocksdb::DB* db, auto& cfs) {
+    auto replace_all = [&](std::string v) {
+      for (size_t at = 0; (at = v.find(shortest, at)) != std::string::npos; at += longer.size())
+        if (v.compare(at, longer.size(), longer) != 0) v.replace(at, shortest.size(), longer);
+      return v;
+    };
+    std::string prev(kGenesisHash);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs.at(kEventsCf)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const std::string value = it->value().ToString();
+      auto view = decode_stored_event(get_u64_be(it->key().ToStringView()), value);
+      ASSERT_OK(view);
+      const std::string data = replace_all(std::string(view->data));
+      if (data != view->data) ++rewritten;
+      auto e = view->to_event();
+      ASSERT_OK(e);
+      e->hash = chain_hash(prev, canonical_event_json(e->seq, e->job_id, e->version, e->type,
+                                                      e->at_ms, data));
+      prev = e->hash;
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), cfs.at(kEventsCf), it->key(),
+                          encode_stored_event(*e, data))
+                      .ok());
+    }
+    ASSERT_TRUE(
+        db->Put(rocksdb::WriteOptions(), cfs.at(kMetaCf), kMetaHeadHash, hex_to_raw(prev)).ok());
+    auto* jobs = cfs.at(StatusProjection::jobs_cf_name(1));
+    for (const JobId& id : {a, b}) {
+      std::string row;
+      ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), jobs, id.bytes(), &row).ok());
+      ASSERT_NE(row.find(shortest), std::string::npos);
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), jobs, id.bytes(), replace_all(row)).ok());
+    }
+  });
+  ASSERT_EQ(rewritten, 4u);  // two creates, two heartbeats
+
+  auto verified = run_jobstate({"verify", "--data-dir", store_dir});
+  EXPECT_EQ(verified.exit_code, 0) << verified.err;
+  auto replayed = run_jobstate({"replay", "--data-dir", store_dir});
+  EXPECT_NE(replayed.out.find(longer), std::string::npos) << "the stored text is kept";
+
+  // Today's writer re-encodes both rows (params, and b's kept progress) with
+  // the shortest text; the events keep theirs.
+  {
+    ManualClock clock(kOpsT0 + 5'000);
+    auto store = open_store(clock);
+    ASSERT_OK(store);
+    execute_all(**store, {request(a, Heartbeat{nullptr}), request(b, Heartbeat{nullptr})});
+  }
+  verified = run_jobstate({"verify", "--data-dir", store_dir});
+  EXPECT_EQ(verified.exit_code, 0) << verified.err;
+  auto checked = run_jobstate({"rebuild", "--data-dir", store_dir, "--check"});
+  EXPECT_EQ(checked.exit_code, 0) << checked.err;
+  replayed = run_jobstate({"replay", "--data-dir", store_dir});
+  EXPECT_NE(replayed.out.find(longer), std::string::npos);
+}
+
 TEST(OpsVerifyLiveTest, PassesWhileAnotherProcessAppends) {
   TempDir dir;
   LiveWriter writer(dir.sub("store"));
