@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "domain/job.h"
-#include "eventstore/writer.h"
+#include "store/job_writer.h"
 
 namespace jobstate::api {
 

@@ -18,7 +18,9 @@ namespace jobstate::api {
 using namespace Pistache;
 
 struct ApiServer::Context {
-  JobStore& store;
+  JobWriter& writer;
+  const ReadModel& jobs;
+  const EventLog& log;
   LongPollRegistry& registry;
   const Watchdog* watchdog;
   const ServerOptions& options;
@@ -26,7 +28,7 @@ struct ApiServer::Context {
   // Writes the answers. Shared: a late answer may come after the server is gone.
   std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
 
-  TimeMs server_start_ms() const { return store.writer().server_start_ms(); }
+  TimeMs server_start_ms() const { return writer.server_start_ms(); }
 };
 
 namespace {
@@ -215,7 +217,7 @@ void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms, int stat
 // the job's row as this batch left it (encoded once, in the batch): use it
 // unless a later command of the same batch moved the job on.
 void send_written(const Context& ctx, Call& call, int status, const JobState& job) {
-  auto row = ctx.store.projection().shared_row(job.id);
+  auto row = ctx.jobs.shared_row(job.id);
   if (row && *row && (*row)->version == job.version)
     return send_row(call, **row, ctx.server_start_ms(), status);
   send_job(call, status, job, ctx.server_start_ms());
@@ -223,7 +225,7 @@ void send_written(const Context& ctx, Call& call, int status, const JobState& jo
 
 // The job's row (shared, not copied), or nullptr with a 404 already sent.
 std::shared_ptr<const StatusRow> row_or_404(const Context& ctx, Call& call, const JobId& id) {
-  auto row = ctx.store.projection().shared_row(id);
+  auto row = ctx.jobs.shared_row(id);
   if (!row) {
     call.error(row.error());
     return nullptr;
@@ -258,7 +260,7 @@ void send_refusal(const Context& ctx, Call& call, const JobId& id, const Error& 
   p.extra["job_id"] = id.to_string();
   if (e.code == ErrorCode::kJobTerminal || e.code == ErrorCode::kVersionMismatch ||
       e.code == ErrorCode::kInvalidTransition) {
-    if (auto row = ctx.store.projection().row(id); row && *row) {
+    if (auto row = ctx.jobs.row(id); row && *row) {
       p.extra["state"] = job_status_name((*row)->status);
       p.extra["version"] = (*row)->version;
     }
@@ -285,7 +287,7 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
     r.request_fingerprint = create_fingerprint(*cmd);
   }
   r.command = std::move(*cmd);
-  ctx.store.writer().submit(std::move(r), [&ctx, call](Result<CommandOutcome> out) {
+  ctx.writer.submit(std::move(r), [&ctx, call](Result<CommandOutcome> out) {
     if (!out) return call->error(out.error());
     call->header("Location", "/v1/jobs/" + out->state().id.to_string());
     send_written(ctx, *call, 202, out->state());
@@ -300,7 +302,7 @@ void transition(const Context& ctx, const Http::Request& req, const CallPtr& cal
   auto expected = if_match(req, "If-Match");
   if (refuse_write_if_stopping(ctx, *call)) return;
   CommandRequest r{id, std::move(*cmd), expected, std::nullopt, {}};
-  ctx.store.writer().submit(std::move(r), [&ctx, call, id](Result<CommandOutcome> out) {
+  ctx.writer.submit(std::move(r), [&ctx, call, id](Result<CommandOutcome> out) {
     if (!out) return send_refusal(ctx, *call, id, out.error());
     send_written(ctx, *call, 200, out->state());
   });
@@ -311,11 +313,11 @@ void get_job(const Context& ctx, const Http::Request& req, const CallPtr& call, 
   if (auto as_of = query_int(req, "as_of_seq")) {
     if (*as_of < 0) bad_request("as_of_seq must not be negative");
     const uint64_t n = static_cast<uint64_t>(*as_of);
-    if (n > ctx.store.writer().committed_head().seq)
+    if (n > ctx.writer.committed_head().seq)
       bad_request("as_of_seq is beyond the newest event");
     std::optional<JobState> state;
     std::optional<Error> err;
-    Status s = ctx.store.log().scan_job(id, 0, SIZE_MAX, [&](const StoredEventView& v) {
+    Status s = ctx.log.scan_job(id, 0, SIZE_MAX, [&](const StoredEventView& v) {
       if (v.seq > n) return false;
       auto e = v.to_event();
       auto next = e ? apply(state ? &*state : nullptr, *e) : Result<JobState>(e.error());
@@ -368,7 +370,7 @@ void wait_job(const Context& ctx, const Http::Request& req, const CallPtr& call,
   if (!ctx.registry.park(w))
     return call->problem(problem("unavailable", "too many requests are waiting; retry later"));
   // A commit between the first read and park() would have been missed: look again.
-  auto again = ctx.store.projection().shared_row(id);
+  auto again = ctx.jobs.shared_row(id);
   if (again && *again && satisfied(**again) && ctx.registry.claim(*w))
     send_row(*call, **again, ctx.server_start_ms());
 }
@@ -391,7 +393,7 @@ void list_jobs(const Context& ctx, const Http::Request& req, const CallPtr& call
     if (!n || *n < 1) bad_request("page_token is not one this server issued");
     before = static_cast<uint64_t>(*n);
   }
-  auto page = ctx.store.projection().list(filter, before, limit);
+  auto page = ctx.jobs.list(filter, before, limit);
   if (!page) return call->error(page.error());
   std::string body = "{\"jobs\":[";
   for (size_t i = 0; i < page->jobs.size(); ++i) {
@@ -412,7 +414,7 @@ void job_events(const Context& ctx, const Http::Request& req, const CallPtr& cal
   std::vector<std::string> texts;
   uint64_t last_version = after;
   size_t seen = 0;
-  Status s = ctx.store.log().scan_job(id, after, limit + 1, [&](const StoredEventView& v) {
+  Status s = ctx.log.scan_job(id, after, limit + 1, [&](const StoredEventView& v) {
     if (++seen > limit) return false;
     texts.push_back(v.json_text());
     last_version = v.version;
@@ -436,7 +438,7 @@ Result<std::string> feed_page(const Context& ctx, uint64_t after_seq, size_t lim
   uint64_t last = after_seq;
   bool first = true;
   const uint64_t until = after_seq + limit;
-  Status s = ctx.store.log().scan(after_seq, until, [&](const StoredEventView& v) {
+  Status s = ctx.log.scan(after_seq, until, [&](const StoredEventView& v) {
     if (!first) body += ',';
     first = false;
     body += v.json_text();
@@ -458,7 +460,7 @@ void feed(const Context& ctx, const Http::Request& req, const CallPtr& call) {
     if (!body) return call->error(body.error());
     call->send(200, *body);
   };
-  if (wait_s == 0 || ctx.store.writer().committed_head().seq > after) return answer();
+  if (wait_s == 0 || ctx.writer.committed_head().seq > after) return answer();
   auto w = std::make_shared<Waiter>();
   w->kind = Waiter::Kind::kFeed;
   w->after_seq = after;
@@ -466,11 +468,11 @@ void feed(const Context& ctx, const Http::Request& req, const CallPtr& call) {
   w->answer = [answer](const JobState*) { answer(); };
   if (!ctx.registry.park(w))
     return call->problem(problem("unavailable", "too many requests are waiting; retry later"));
-  if (ctx.store.writer().committed_head().seq > after && ctx.registry.claim(*w)) answer();
+  if (ctx.writer.committed_head().seq > after && ctx.registry.claim(*w)) answer();
 }
 
 void audit_head(const Context& ctx, const CallPtr& call) {
-  LogHead head = ctx.store.writer().committed_head();
+  LogHead head = ctx.writer.committed_head();
   call->send(200, nlohmann::json{{"seq", head.seq}, {"hash", head.hash}}.dump());
 }
 
@@ -612,10 +614,11 @@ class Handler : public Http::Handler {
 
 }  // namespace
 
-ApiServer::ApiServer(JobStore& store, LongPollRegistry& registry, const Watchdog* watchdog,
+ApiServer::ApiServer(Store& store, LongPollRegistry& registry, const Watchdog* watchdog,
                      ServerOptions options)
     : options_(std::move(options)) {
-  ctx_.reset(new Context{store, registry, watchdog, options_, accepting_writes_});
+  ctx_.reset(new Context{store.writer(), store.read_model(), store.log(), registry, watchdog,
+                         options_, accepting_writes_});
 }
 
 ApiServer::~ApiServer() { shutdown(); }

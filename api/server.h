@@ -20,7 +20,7 @@
 #include <string>
 
 #include "api/long_poll.h"
-#include "projections/job_store.h"
+#include "store/store.h"
 #include "watchdog/watchdog.h"
 
 namespace Pistache::Http {
@@ -43,7 +43,7 @@ struct ServerOptions {
 class ApiServer {
  public:
   // REQUIRES: store, registry and watchdog (may be null) outlive the server.
-  ApiServer(JobStore& store, LongPollRegistry& registry, const Watchdog* watchdog,
+  ApiServer(Store& store, LongPollRegistry& registry, const Watchdog* watchdog,
             ServerOptions options);
   ~ApiServer();
 

@@ -1,5 +1,6 @@
-// jobstate serve: opens the store, starts the writer, the watchdog and the
-// HTTP API, and stops them cleanly on SIGTERM/SIGINT.
+// jobstate serve: parses its flags, starts the Service (service/service.h:
+// the store, the watchdog, the executors and the HTTP API), and stops it
+// cleanly on SIGTERM/SIGINT.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -7,13 +8,11 @@
 #include <memory>
 #include <string>
 
-#include "api/long_poll.h"
 #include "api/request_json.h"
 #include "api/server.h"
 #include "app/commands.h"
-#include "executors/executor_pool.h"
-#include "projections/job_store.h"
-#include "watchdog/watchdog.h"
+#include "executors/executor_config.h"
+#include "service/service.h"
 
 namespace jobstate::app {
 
@@ -56,63 +55,32 @@ int serve(const ServeFlags& f) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  // Built-in executors. Without --config the pool runs nothing, but its
-  // start() still fails the jobs a previous server's executors left running.
-  executors::ExecutorConfig executor_config;
+  ServiceOptions options;
+  options.store = f.data_dir;
+  options.server = server_options;
+  options.max_parked = f.max_parked;
+  options.watchdog.interval_ms = f.watchdog_interval_ms;
   if (!f.config_file.empty()) {
     auto loaded = executors::load_executor_config(f.config_file);
     if (!loaded) {
       std::fprintf(stderr, "jobstate serve: --config: %s\n", loaded.error().message.c_str());
       return kExitUsage;
     }
-    executor_config = std::move(*loaded);
+    options.executors = std::move(*loaded);
   }
-  auto executor_pool = std::make_unique<executors::ExecutorPool>(std::move(executor_config));
-
-  SystemClock clock;
-  auto registry = std::make_unique<api::LongPollRegistry>(f.max_parked);
-  JobStoreOptions store_options;
-  store_options.data_dir = f.data_dir;
-  store_options.clock = &clock;
-  store_options.writer.on_commit = [r = registry.get(), e = executor_pool.get()](const CommitInfo& info) {
-    r->on_commit(info);
-    e->on_commit(info);
-  };
-  auto store = JobStore::open(store_options);
-  if (!store) {
-    std::fprintf(stderr, "jobstate serve: %s\n", store.error().message.c_str());
-    return kExitFailure;
-  }
-  WatchdogOptions watchdog_options;
-  watchdog_options.interval_ms = f.watchdog_interval_ms;
-  Watchdog watchdog((*store)->projection(), (*store)->writer(), clock, watchdog_options);
-  watchdog.start();
-  if (auto s = executor_pool->start((*store)->projection(), (*store)->writer()); !s) {
-    std::fprintf(stderr, "jobstate serve: executors: %s\n", s.error().message.c_str());
-    return kExitFailure;
-  }
-  api::ApiServer server(**store, *registry, &watchdog, server_options);
-  if (auto s = server.start(); !s) {
-    std::fprintf(stderr, "jobstate serve: %s\n", s.error().message.c_str());
-    executor_pool->stop();  // before the store it reads closes
+  auto service = Service::start(std::move(options));
+  if (!service) {
+    std::fprintf(stderr, "jobstate serve: %s\n", service.error().message.c_str());
     return kExitFailure;
   }
   std::printf("jobstate serving on http://%s:%u (data: %s)\n", server_options.host.c_str(),
-              server.port(), f.data_dir.c_str());
+              (*service)->port(), f.data_dir.c_str());
   std::fflush(stdout);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  // Stop taking writes, finish every write already queued (each is answered),
-  // answer the parked long-polls, then stop serving.
-  server.stop_accepting_writes();
-  executor_pool->stop();  // no new starts; running commands get SIGTERM and are reported
-  watchdog.stop();
-  (*store)->writer().stop();
-  registry->answer_all();
-  server.shutdown();
-  store->reset();
+  (*service)->stop();
   std::printf("jobstate stopped\n");
   return kExitOk;
 }

@@ -41,8 +41,8 @@
 #include <vector>
 
 #include "eventstore/event_codec.h"
-#include "eventstore/hash_chain.h"
-#include "eventstore/keys.h"
+#include "store/hash_chain.h"
+#include "store/byte_order.h"
 #include "projections/job_store.h"
 
 namespace jobstate {

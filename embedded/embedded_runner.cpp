@@ -54,7 +54,7 @@ bool JobContext::cancel_requested() const {
     if (now - shared_->last_cancel_check < kCancelCheckInterval) return false;
     shared_->last_cancel_check = now;
   }
-  auto row = store_->projection().row(id_);
+  auto row = store_->read_model().row(id_);
   if (!row || !*row) return false;
   auto state = (*row)->to_state();
   if (!state || !state->cancel_requested) return false;
@@ -98,7 +98,7 @@ Status JobContext::report(Command command) {
     progress = std::move(shared_->progress);
     shared_->progress.reset();
   }
-  Writer& writer = store_->writer();
+  JobWriter& writer = store_->writer();
   // The last progress goes in first: the writer keeps submission order.
   if (progress) {
     CommandRequest hb;
@@ -119,7 +119,7 @@ Status JobContext::report(Command command) {
   return ok_status();
 }
 
-EmbeddedRunner::EmbeddedRunner(JobStore& store, EmbeddedRunnerOptions options)
+EmbeddedRunner::EmbeddedRunner(Store& store, EmbeddedRunnerOptions options)
     : store_(store), options_(std::move(options)) {
   if (options_.worker_name.empty())
     options_.worker_name = kEmbeddedWorkerPrefix + std::to_string(::getpid());
@@ -150,12 +150,12 @@ Status EmbeddedRunner::start() {
   std::vector<std::pair<uint64_t, JobId>> queued;
   if (options_.recover_on_start) {
     auto abandoned =
-        executors::fail_abandoned_jobs(store_.projection(), store_.writer(), kEmbeddedWorkerPrefix);
+        executors::fail_abandoned_jobs(store_.read_model(), store_.writer(), kEmbeddedWorkerPrefix);
     if (!abandoned) return abandoned.error();
     for (const auto& [type, handler] : handlers_) {
       std::optional<uint64_t> before;
       while (true) {  // bounded: `before` moves strictly down
-        auto page = store_.projection().list(ListFilter{JobStatus::kQueued, type}, before, 1000);
+        auto page = store_.read_model().list(ListFilter{JobStatus::kQueued, type}, before, 1000);
         if (!page) return page.error();
         for (const auto& row : page->jobs)
           if (auto s = row.to_state()) queued.emplace_back(row.created_seq, s->id);
@@ -203,7 +203,7 @@ Result<JobId> EmbeddedRunner::trigger(const std::string& type, json params,
 }
 
 Result<std::optional<JobState>> EmbeddedRunner::status(const JobId& id) const {
-  auto row = store_.projection().row(id);
+  auto row = store_.read_model().row(id);
   if (!row) return row.error();
   if (!*row) return std::optional<JobState>();
   auto state = (*row)->to_state();

@@ -48,7 +48,7 @@
 #include "domain/event.h"
 #include "domain/job.h"
 #include "domain/result.h"
-#include "projections/job_store.h"
+#include "store/store.h"
 
 namespace jobstate::embedded {
 
@@ -116,7 +116,7 @@ class JobContext {
   JobId id_;
   std::string type_;
   nlohmann::json params_;
-  JobStore* store_ = nullptr;
+  Store* store_ = nullptr;
   const std::atomic<bool>* runner_stopping_ = nullptr;
   std::shared_ptr<Shared> shared_;
 };
@@ -126,7 +126,7 @@ using JobHandler = std::function<void(JobContext&)>;
 class EmbeddedRunner {
  public:
   // REQUIRES: store outlives the runner.
-  explicit EmbeddedRunner(JobStore& store, EmbeddedRunnerOptions options = {});
+  explicit EmbeddedRunner(Store& store, EmbeddedRunnerOptions options = {});
   ~EmbeddedRunner();  // stop()
 
   // REQUIRES: before start(). kInvalidRequest for an invalid type or a type
@@ -162,7 +162,7 @@ class EmbeddedRunner {
   void heartbeat_loop();
   void run_job(const JobId& id);
 
-  JobStore& store_;
+  Store& store_;
   EmbeddedRunnerOptions options_;
   std::unordered_map<std::string, JobHandler> handlers_;
 

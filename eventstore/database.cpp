@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "eventstore/keys.h"
+#include "store/byte_order.h"
 
 namespace jobstate {
 

@@ -2,8 +2,8 @@
 
 #include <cstring>
 
-#include "eventstore/hash_chain.h"
-#include "eventstore/keys.h"
+#include "store/hash_chain.h"
+#include "store/byte_order.h"
 
 namespace jobstate {
 
@@ -11,31 +11,6 @@ namespace {
 constexpr uint8_t kFormat = 1;
 constexpr size_t kHeader = 1 + 32 + 8 + 1 + 8 + 16;
 }  // namespace
-
-std::string StoredEventView::hash_hex() const { return raw_to_hex(hash_raw); }
-
-std::string StoredEventView::canonical_json() const {
-  return canonical_event_json(seq, job_id, version, type, at_ms, data);
-}
-
-std::string StoredEventView::json_text() const {
-  return event_json_text(seq, job_id, version, type, at_ms, data, hash_hex());
-}
-
-Result<Event> StoredEventView::to_event() const {
-  Event e;
-  e.seq = seq;
-  e.job_id = job_id;
-  e.version = version;
-  e.type = type;
-  e.at_ms = at_ms;
-  e.hash = hash_hex();
-  e.data = nlohmann::json::parse(data.begin(), data.end(), nullptr, /*allow_exceptions=*/false);
-  if (!e.data.is_object())
-    return make_error(ErrorCode::kCorruption,
-                      "event seq " + std::to_string(seq) + ": data is not a JSON object");
-  return e;
-}
 
 std::string encode_stored_event(const Event& e, std::string_view data_canonical) {
   std::string v;

@@ -12,27 +12,9 @@
 
 #include "domain/event.h"
 #include "domain/result.h"
+#include "store/event_log.h"
 
 namespace jobstate {
-
-// A stored event, decoded without parsing its data.
-struct StoredEventView {
-  uint64_t seq = 0;
-  JobId job_id;
-  uint64_t version = 0;
-  EventType type = EventType::kCreated;
-  TimeMs at_ms = 0;
-  std::string_view hash_raw;  // 32 bytes, points into the value
-  std::string_view data;      // canonical JSON text, points into the value
-
-  std::string hash_hex() const;
-  // The bytes the hash covers.
-  std::string canonical_json() const;
-  // The API's / replay's JSON line.
-  std::string json_text() const;
-  // Parses data. kCorruption (naming the seq) when it is not a JSON object.
-  Result<Event> to_event() const;
-};
 
 // REQUIRES: e.hash is 64 hex chars; `data_canonical` is canonical_dump(e.data).
 std::string encode_stored_event(const Event& e, std::string_view data_canonical);

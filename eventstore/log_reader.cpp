@@ -2,8 +2,8 @@
 
 #include <memory>
 
-#include "eventstore/hash_chain.h"
-#include "eventstore/keys.h"
+#include "store/hash_chain.h"
+#include "store/byte_order.h"
 
 namespace jobstate {
 
@@ -30,7 +30,7 @@ Result<LogHead> LogReader::head() const {
 }
 
 Status LogReader::scan(uint64_t after_seq, uint64_t until_seq,
-                       const std::function<bool(const StoredEventView&)>& fn) const {
+                       const EventVisitor& fn) const {
   if (until_seq <= after_seq) return ok_status();
   rocksdb::ReadOptions ro;
   ro.readahead_size = 2 << 20;
@@ -53,7 +53,7 @@ Status LogReader::scan(uint64_t after_seq, uint64_t until_seq,
 }
 
 Status LogReader::scan_job(const JobId& id, uint64_t after_version, size_t limit,
-                           const std::function<bool(const StoredEventView&)>& fn) const {
+                           const EventVisitor& fn) const {
   if (limit == 0) return ok_status();
   std::vector<std::string> seq_keys;
   {
@@ -87,43 +87,6 @@ Status LogReader::scan_job(const JobId& id, uint64_t after_version, size_t limit
     if (!fn(*view)) break;
   }
   return ok_status();
-}
-
-namespace {
-template <typename ScanFn>
-Result<std::vector<Event>> collect(ScanFn&& scan) {
-  std::vector<Event> out;
-  std::optional<Error> err;
-  Status s = scan([&](const StoredEventView& v) {
-    auto e = v.to_event();
-    if (!e) {
-      err = e.error();
-      return false;
-    }
-    out.push_back(std::move(*e));
-    return true;
-  });
-  if (!s) return s.error();
-  if (err) return *err;
-  return out;
-}
-}  // namespace
-
-Result<std::vector<Event>> LogReader::events_after(uint64_t after_seq, size_t limit) const {
-  uint64_t until = limit >= UINT64_MAX - after_seq ? UINT64_MAX : after_seq + limit;
-  return collect([&](auto&& fn) { return scan(after_seq, until, fn); });
-}
-
-Result<std::vector<Event>> LogReader::job_events(const JobId& id, uint64_t after_version,
-                                                 size_t limit) const {
-  return collect([&](auto&& fn) { return scan_job(id, after_version, limit, fn); });
-}
-
-Result<std::optional<Event>> LogReader::event(uint64_t seq) const {
-  auto r = events_after(seq - 1, 1);
-  if (!r) return r.error();
-  if (r->empty()) return std::optional<Event>();
-  return std::optional<Event>(std::move(r->front()));
 }
 
 }  // namespace jobstate

@@ -17,39 +17,27 @@
 
 namespace jobstate {
 
-struct LogHead {
-  uint64_t seq = 0;         // newest event; 0 when the log is empty
-  std::string hash;         // its chain hash, 64 hex (the genesis hash when empty)
-  bool operator==(const LogHead&) const = default;
-};
-
 // Key of the job_events column family: 16-byte job id + big-endian version.
 std::string job_event_key(const JobId& id, uint64_t version);
 
-class LogReader {
+// The RocksDB backend's EventLog (store/event_log.h).
+class LogReader final : public EventLog {
  public:
   // REQUIRES: db outlives the reader and has the log's column families.
   explicit LogReader(const Database& db) : db_(db) {}
 
   // The stored head (meta). For a live server, Writer::committed_head() is the same and cheaper.
-  Result<LogHead> head() const;
+  Result<LogHead> head() const override;
 
   // Calls fn for every event with after_seq < seq <= until_seq, in seq order,
   // through one iterator (no per-event seek). fn returns false to stop early.
   // A record that does not decode stops the scan with kCorruption naming its seq.
-  Status scan(uint64_t after_seq, uint64_t until_seq,
-              const std::function<bool(const StoredEventView&)>& fn) const;
+  Status scan(uint64_t after_seq, uint64_t until_seq, const EventVisitor& fn) const override;
 
   // Calls fn for the job's events with version > after_version, oldest first.
   // Stops after `limit` events or when fn returns false.
   Status scan_job(const JobId& id, uint64_t after_version, size_t limit,
-                  const std::function<bool(const StoredEventView&)>& fn) const;
-
-  // Convenience wrappers that parse each event's data.
-  Result<std::vector<Event>> events_after(uint64_t after_seq, size_t limit) const;
-  Result<std::vector<Event>> job_events(const JobId& id, uint64_t after_version = 0,
-                                        size_t limit = SIZE_MAX) const;
-  Result<std::optional<Event>> event(uint64_t seq) const;
+                  const EventVisitor& fn) const override;
 
  private:
   const Database& db_;

@@ -8,8 +8,8 @@
 
 #include "domain/json_text.h"
 #include "eventstore/event_codec.h"
-#include "eventstore/hash_chain.h"
-#include "eventstore/keys.h"
+#include "store/hash_chain.h"
+#include "store/byte_order.h"
 
 namespace jobstate {
 
@@ -17,11 +17,6 @@ std::string idempotency_value(const JobId& id, std::string_view fingerprint) {
   std::string v(id.bytes());
   v += fingerprint;
   return v;
-}
-
-const JobState& CommandOutcome::state() const {
-  static const JobState kNone;
-  return job ? *job : kNone;
 }
 
 namespace {
@@ -85,14 +80,6 @@ void Writer::submit(CommandRequest request, CommandCallback done) {
     }
   }
   done(make_error(ErrorCode::kUnavailable, "the store is not taking writes right now"));
-}
-
-Result<CommandOutcome> Writer::execute(CommandRequest request) {
-  std::promise<Result<CommandOutcome>> promise;
-  auto future = promise.get_future();
-  submit(std::move(request),
-         [&promise](Result<CommandOutcome> r) { promise.set_value(std::move(r)); });
-  return future.get();
 }
 
 void Writer::stop() {
@@ -236,7 +223,7 @@ void Writer::restart_from(const LogHead& durable, std::unique_ptr<Batch>& open) 
   committing_states_.clear();
   parked_ = nullptr;
   if (!open) return;
-  projector_.batch_finished(open->number, /*durable=*/false);
+  projector_.batch_finished(open->number, /*durable=*/false, 0);
   std::vector<Pending> again = std::move(open->pending);
   open = new_batch();
   for (auto& p : again) add(*open, std::move(p));
@@ -272,7 +259,7 @@ void Writer::run_committer() {
 
 bool Writer::commit(Batch& b) {
   if (!b.has_events) {
-    projector_.batch_finished(b.number, true);
+    projector_.batch_finished(b.number, true, 0);
     b.durable = true;
     return true;
   }
@@ -280,14 +267,16 @@ bool Writer::commit(Batch& b) {
   b.wb.Put(meta, kMetaHeadSeq, u64_be(b.head.seq));
   b.wb.Put(meta, kMetaHeadHash, hex_to_raw(b.head.hash));
   rocksdb::Status ws;
-  if (options_.write_for_test) {
+  if (options_.fail_write_for_test && options_.fail_write_for_test()) {
+    ws = rocksdb::Status::IOError("injected failure at /secret/disk/path");
+  } else if (options_.write_for_test) {
     ws = options_.write_for_test(b.wb);
   } else {
     rocksdb::WriteOptions wo;
     wo.sync = true;
     ws = db_.db()->Write(wo, &b.wb);
   }
-  projector_.batch_finished(b.number, ws.ok());
+  projector_.batch_finished(b.number, ws.ok(), b.head.seq);
   if (!ws.ok()) {
     // Nothing of this batch is acknowledged, and nothing that rests on it.
     Error err = rocksdb_error(ws, "writing to the store");

@@ -48,6 +48,7 @@
 #include "domain/result.h"
 #include "eventstore/database.h"
 #include "eventstore/log_reader.h"
+#include "store/job_writer.h"
 
 namespace jobstate {
 
@@ -67,40 +68,11 @@ class BatchProjector {
   virtual void project(rocksdb::WriteBatch& batch, uint64_t batch_no, const JobState* before,
                        const JobState& after, std::string_view progress_text) = 0;
   // Once per batch number that project() contributed to, in increasing
-  // order: whether it became durable. Called before any of the batch's
-  // callbacks run, on the committer thread (or, for a batch that is dropped
-  // and run again, on the sequencer while nothing is being committed).
-  virtual void batch_finished(uint64_t batch_no, bool durable) {}
-};
-
-struct CommandRequest {
-  JobId job_id;
-  Command command;
-  // If-Match: refuse with kVersionMismatch unless the job is at this version.
-  std::optional<uint64_t> expected_version;
-  // CreateJob only: the same key with the same fingerprint returns the job it
-  // created before; with another fingerprint, kIdempotencyKeyReused.
-  std::optional<std::string> idempotency_key;
-  std::string request_fingerprint;
-};
-
-struct CommandOutcome {
-  // The job after the command: the writer's own copy, shared (a heartbeat's
-  // outcome used to copy every JSON member of the state, and free it again).
-  std::shared_ptr<const JobState> job;
-  // *job, or an empty JobState when there is none.
-  const JobState& state() const;
-  std::vector<Event> events;       // appended by this command (empty: nothing changed)
-  bool idempotent_replay = false;  // an earlier request with the same Idempotency-Key
-};
-
-using CommandCallback = std::function<void(Result<CommandOutcome>)>;
-
-// One durable batch, for listeners (long-polls, tests).
-struct CommitInfo {
-  LogHead head;  // newest event after the batch
-  // Final state of each job the batch changed.
-  std::vector<std::shared_ptr<const JobState>> changed_jobs;
+  // order: whether it became durable, and the log's head seq after it (0 when
+  // the batch appended no event). Called before any of the batch's callbacks
+  // run, on the committer thread (or, for a batch that is dropped and run
+  // again, on the sequencer while nothing is being committed).
+  virtual void batch_finished(uint64_t batch_no, bool durable, uint64_t head_seq) {}
 };
 
 struct WriterOptions {
@@ -111,12 +83,18 @@ struct WriterOptions {
   // Job states kept in memory so decide() needs no read. Default 200k.
   size_t state_cache_entries = 200'000;
   // Called on the sequencer thread after every durable batch, after its callbacks.
-  std::function<void(const CommitInfo&)> on_commit;
+  CommitListener on_commit;
   // Test seam: replaces db->Write(batch) (on the committer thread). Default: a synced write.
   std::function<rocksdb::Status(rocksdb::WriteBatch&)> write_for_test;
+  // Test seam: while it returns true, each batch's write fails with an I/O
+  // error instead of being written. Default: none.
+  std::function<bool()> fail_write_for_test;
 };
 
-class Writer {
+// The RocksDB backend's JobWriter (store/job_writer.h). Beyond that contract:
+// one process per store, so the sequencer's head and job cache stay valid
+// between batches and batch N+1 is built while N is written.
+class Writer final : public JobWriter {
  public:
   // Loads the head from `db` and starts the threads. REQUIRES: db is kReadWrite
   // and outlives the writer; so do projector and clock.
@@ -127,19 +105,15 @@ class Writer {
   // Queues a command; `done` runs exactly once with its outcome. When the
   // writer is stopped or the queue is full, `done` runs at once on the calling
   // thread with kUnavailable. A success means the events are fsync'd.
-  void submit(CommandRequest request, CommandCallback done);
-
-  // Submits and waits. For tests, tools and the embedded runner: never from a
-  // writer callback.
-  Result<CommandOutcome> execute(CommandRequest request);
+  void submit(CommandRequest request, CommandCallback done) override;
 
   // Refuses new commands, finishes every queued one, joins the threads.
   // Idempotent. From a callback or listener it only asks (see above).
-  void stop();
+  void stop() override;
 
-  LogHead committed_head() const;
+  LogHead committed_head() const override;
   // When this writer started: the watchdog's grace after a restart counts from here.
-  TimeMs server_start_ms() const { return server_start_ms_; }
+  TimeMs server_start_ms() const override { return server_start_ms_; }
   // Commands submitted and not yet handed to the committer.
   size_t queued() const;
   // Of those, the ones the sequencer has already taken into the batch it is

@@ -62,7 +62,7 @@ std::string with_stderr(std::string message, const ProcessOutput& out) {
 }
 }  // namespace
 
-Result<size_t> fail_abandoned_jobs(const StatusProjection& projection, Writer& writer,
+Result<size_t> fail_abandoned_jobs(const ReadModel& jobs, JobWriter& writer,
                                    const std::string& worker_prefix) {
   struct Abandoned {
     JobId id;
@@ -73,7 +73,7 @@ Result<size_t> fail_abandoned_jobs(const StatusProjection& projection, Writer& w
   std::optional<uint64_t> before;
   // Bounded: each page moves `before` strictly down.
   while (true) {
-    auto page = projection.list(ListFilter{JobStatus::kRunning, std::nullopt}, before, 1000);
+    auto page = jobs.list(ListFilter{JobStatus::kRunning, std::nullopt}, before, 1000);
     if (!page) return page.error();
     for (const auto& row : page->jobs) {
       auto state = row.to_state();
@@ -220,8 +220,8 @@ struct ExecutorPool::Impl {
   ExecutorPoolOptions options;
   std::atomic<size_t>& active_count;
   std::vector<std::string> base_env;  // the server's environment at construction
-  const StatusProjection* projection = nullptr;
-  Writer* writer = nullptr;
+  const ReadModel* jobs = nullptr;
+  JobWriter* writer = nullptr;
 
   std::mutex mu;
   std::deque<Note> notes;       // guarded by mu
@@ -262,19 +262,19 @@ void ExecutorPool::on_commit(const CommitInfo& info) {
   }
 }
 
-Status ExecutorPool::start(const StatusProjection& projection, Writer& writer) {
+Status ExecutorPool::start(const ReadModel& jobs, JobWriter& writer) {
   if (thread_.joinable())
     return make_error(ErrorCode::kInvalidRequest, "executors already started");
   if (impl_->wake_fd < 0) return make_error(ErrorCode::kInternal, "eventfd failed");
-  impl_->projection = &projection;
+  impl_->jobs = &jobs;
   impl_->writer = &writer;
-  auto abandoned = fail_abandoned_jobs(projection, writer);
+  auto abandoned = fail_abandoned_jobs(jobs, writer);
   if (!abandoned) return abandoned.error();
   // The thread has not started: this thread may fill its state.
   for (auto& [type, state] : impl_->types) {
     std::optional<uint64_t> before;
     while (true) {
-      auto page = projection.list(ListFilter{JobStatus::kQueued, type}, before, 1000);
+      auto page = jobs.list(ListFilter{JobStatus::kQueued, type}, before, 1000);
       if (!page) return page.error();
       for (const auto& row : page->jobs) {
         auto s = row.to_state();
@@ -536,7 +536,7 @@ void ExecutorPool::Impl::schedule(TimePoint now) {
 
 void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t created_seq,
                                    TimePoint now) {
-  auto row = projection->row(id);
+  auto row = jobs->row(id);
   if (!row) {
     spdlog::warn("executors: reading job {} failed: {}", id.to_string(), row.error().message);
     add_pending(type, id, created_seq);

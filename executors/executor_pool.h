@@ -39,10 +39,10 @@
 #include <thread>
 
 #include "domain/result.h"
-#include "eventstore/writer.h"
 #include "executors/executor_config.h"
 #include "executors/process_output.h"
-#include "projections/status_projection.h"
+#include "store/job_writer.h"
+#include "store/read_model.h"
 
 namespace jobstate::executors {
 
@@ -71,7 +71,7 @@ struct ExecutorPoolOptions {
 // Fails, with code "abandoned", every running job whose worker starts with
 // `worker_prefix`. For a server starting up: such jobs belonged to a previous
 // server process. Returns how many jobs it failed.
-Result<size_t> fail_abandoned_jobs(const StatusProjection& projection, Writer& writer,
+Result<size_t> fail_abandoned_jobs(const ReadModel& jobs, JobWriter& writer,
                                    const std::string& worker_prefix = kExecutorWorkerPrefix);
 
 class ExecutorPool {
@@ -86,8 +86,8 @@ class ExecutorPool {
 
   // Fails the previous server's executor jobs ("abandoned"), queues the
   // queued jobs of configured types, and starts the supervisor thread.
-  // REQUIRES: projection and writer outlive the pool (or stop() is called first).
-  Status start(const StatusProjection& projection, Writer& writer);
+  // REQUIRES: jobs and writer outlive the pool (or stop() is called first).
+  Status start(const ReadModel& jobs, JobWriter& writer);
 
   // Starts no new process, terminates the running ones (SIGTERM, SIGKILL
   // after their grace) and reports each job failed "abandoned"; returns when

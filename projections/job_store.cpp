@@ -26,6 +26,7 @@ Result<std::unique_ptr<JobStore>> JobStore::open(JobStoreOptions options) {
                               std::move(options.writer));
   if (!writer) return writer.error();
   store->writer_ = std::move(*writer);
+  store->projection_->set_as_of_seq(store->writer_->committed_head().seq);
   return store;
 }
 

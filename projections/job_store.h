@@ -1,6 +1,9 @@
-// JobStore: a read-write store wired together — the database, the status
-// projection, the writer that appends to both, and a log reader. What the
-// server, the embedded runner and the tests open.
+// JobStore: the embedded RocksDB backend of Store (store/store.h), opened
+// read-write and wired together: the database, the status projection (its
+// ReadModel), the writer that appends to both (its JobWriter), and a log
+// reader (its EventLog). One process per directory: a second read-write open
+// fails on RocksDB's LOCK file. The accessors give the concrete types, for
+// tools and tests that need more than the interfaces (rebuild, backup).
 #pragma once
 
 #include <memory>
@@ -11,6 +14,7 @@
 #include "eventstore/log_reader.h"
 #include "eventstore/writer.h"
 #include "projections/status_projection.h"
+#include "store/store.h"
 
 namespace jobstate {
 
@@ -21,20 +25,24 @@ struct JobStoreOptions {
   std::string data_dir = "./jobstate-data";
   // REQUIRED: the clock for event timestamps and deadlines; outlives the store.
   const Clock* clock = nullptr;
+  // The writer's tuning and its commit listener (WriterOptions::on_commit).
   WriterOptions writer;
   bool create_if_missing = true;
 };
 
-class JobStore {
+class JobStore final : public Store {
  public:
   static Result<std::unique_ptr<JobStore>> open(JobStoreOptions options);
   ~JobStore();  // stops the writer (finishing queued commands), then closes
 
   Database& db() { return *db_; }
   StatusProjection& projection() { return *projection_; }
-  Writer& writer() { return *writer_; }
-  const LogReader& log() const { return *log_; }
-  const Clock& clock() const { return *clock_; }
+
+  // Store
+  Writer& writer() override { return *writer_; }
+  const LogReader& log() const override { return *log_; }
+  const StatusProjection& read_model() const override { return *projection_; }
+  const Clock& clock() const override { return *clock_; }
 
  private:
   JobStore() = default;

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "domain/json_text.h"
-#include "eventstore/keys.h"
+#include "store/byte_order.h"
 #include "eventstore/log_reader.h"
 #include "projections/status_projection.h"
 

@@ -22,6 +22,7 @@
 // Thread safety: all methods are safe to call concurrently.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,8 @@
 #include "domain/job.h"
 #include "eventstore/database.h"
 #include "eventstore/writer.h"
+#include "store/read_model.h"
+#include "store/status_row.h"
 
 namespace jobstate {
 
@@ -55,38 +58,6 @@ void put_deadline_rule(rocksdb::WriteBatch& batch, const Database& db, DeadlineR
 // The millisecond a running job with this deadline is filed under.
 TimeMs deadline_due_ms(TimeMs deadline_ms, int64_t heartbeat_timeout_s, DeadlineRule rule);
 
-// A decoded status row; json_text is job_to_json(state, 0) as stored.
-struct StatusRow {
-  uint64_t version = 0;
-  JobStatus status = JobStatus::kQueued;
-  uint64_t created_seq = 0;
-  TimeMs deadline_ms = 0;  // 0: none
-  int64_t heartbeat_timeout_s = 0;
-  std::string json_text;
-
-  Result<JobState> to_state() const;
-  // The API's job JSON, with deadline_at moved to the grace deadline when the
-  // server restarted after it (effective_deadline_ms).
-  std::string render(TimeMs server_start_ms) const;
-  // True when render() is json_text as it is (no grace deadline to show).
-  bool renders_as_stored(TimeMs server_start_ms) const;
-};
-
-// Canonical texts standing in for the state's JSON values when a row is
-// encoded (empty: dump the state's value). Rebuild passes the texts stored
-// in the events; the writer passes none. REQUIRES: each is the canonical
-// text of the state's value.
-struct RowTexts {
-  std::string_view params, labels, progress, result;
-};
-
-// The status row of `s`: a binary header and job_to_json(s, 0) as canonical
-// text, written member by member (about 10x faster than building the JSON).
-std::string encode_status_row(const JobState& s, const RowTexts& texts = {});
-// The same bytes through job_to_json and canonical_dump: the definition the
-// fast encoder is tested (and rebuild spot-checked) against.
-std::string encode_status_row_reference(const JobState& s);
-Result<StatusRow> decode_status_row(std::string_view value);
 
 // Which projection keys a job in state `s` has: used both by the inline
 // projection and by rebuild, so the two cannot disagree.
@@ -99,25 +70,7 @@ struct ProjectionEntry {
 std::vector<ProjectionEntry> projection_entries(const JobState& s, bool with_row = true,
                                                 DeadlineRule rule = DeadlineRule::kQuarterTimeout);
 
-struct ListFilter {
-  std::optional<JobStatus> status;
-  std::optional<std::string> type;
-};
-
-struct ListPage {
-  std::vector<StatusRow> jobs;
-  // created_seq of the last job when more may follow; pass it as before_seq.
-  std::optional<uint64_t> next_before_seq;
-};
-
-// A key of the deadline index: the job is due for a look at due_ms; its
-// deadline (in its status row) is at most a quarter timeout later.
-struct ExpiredDeadline {
-  TimeMs due_ms;
-  JobId job_id;
-};
-
-class StatusProjection final : public BatchProjector {
+class StatusProjection final : public BatchProjector, public ReadModel {
  public:
   // Finds the current generation's column families; in kReadWrite mode
   // creates them when missing (a new store), and rewrites a kExact deadline
@@ -129,22 +82,20 @@ class StatusProjection final : public BatchProjector {
   Result<std::optional<JobState>> load(const JobId& id) override;
   void project(rocksdb::WriteBatch& batch, uint64_t batch_no, const JobState* before,
                const JobState& after, std::string_view progress_text) override;
-  void batch_finished(uint64_t batch_no, bool durable) override;
+  void batch_finished(uint64_t batch_no, bool durable, uint64_t head_seq) override;
 
-  // The job's status row; nullopt when there is no such job.
-  Result<std::optional<StatusRow>> row(const JobId& id) const;
-  // The same, shared: a recently written row comes without a copy; nullptr
-  // when there is no such job.
-  Result<std::shared_ptr<const StatusRow>> shared_row(const JobId& id) const;
-  // Newest first; only jobs created before `before_seq` when given.
-  // REQUIRES: limit >= 1.
+  // ReadModel. A recently written row comes from memory without a copy;
+  // expired() reads the due range of deadlines.g<N> (whose keys may come due
+  // up to a quarter timeout before the row's deadline, see above).
+  Result<std::optional<StatusRow>> row(const JobId& id) const override;
+  Result<std::shared_ptr<const StatusRow>> shared_row(const JobId& id) const override;
   Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
-                        size_t limit) const;
-  // Running jobs whose due ms is <= now_ms, earliest first, at most `limit`,
-  // starting after `after` when given (to page through the range). Their
-  // deadlines may still be ahead (see deadlines.g<N> above).
+                        size_t limit) const override;
   Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit,
-                                               const ExpiredDeadline* after = nullptr) const;
+                                               const ExpiredDeadline* after = nullptr) const override;
+  uint64_t as_of_seq() const override { return as_of_seq_.load(std::memory_order_acquire); }
+  // Where as_of_seq starts: the log's durable head when the store opens.
+  void set_as_of_seq(uint64_t seq) { as_of_seq_.store(seq, std::memory_order_release); }
 
   uint64_t generation() const { return generation_; }
   DeadlineRule deadline_rule() const { return rule_; }
@@ -164,6 +115,7 @@ class StatusProjection final : public BatchProjector {
   rocksdb::ColumnFamilyHandle* jobs_ = nullptr;
   rocksdb::ColumnFamilyHandle* list_ = nullptr;
   rocksdb::ColumnFamilyHandle* deadlines_ = nullptr;
+  std::atomic<uint64_t> as_of_seq_{0};
 
   // Rows of recently written jobs, so status reads of busy jobs skip
   // RocksDB (a memtable full of row versions makes point reads slow). Only

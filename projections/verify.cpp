@@ -6,8 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "eventstore/hash_chain.h"
-#include "eventstore/keys.h"
+#include "store/hash_chain.h"
+#include "store/byte_order.h"
 #include "projections/rebuild.h"
 
 namespace jobstate {

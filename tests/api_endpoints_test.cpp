@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "api_test_server.h"
-#include "eventstore/hash_chain.h"
+#include "store/hash_chain.h"
 #include "raw_socket.h"
 
 namespace jobstate::testing {
@@ -884,7 +884,7 @@ TEST_F(Api, StorageFailureIs503UnavailableAndNothingIsAcknowledged) {
   EXPECT_EQ(c.get(job_path(j)).json()["version"], 2);
   EXPECT_EQ(act(c, j, "heartbeat")["version"], 3);
   EXPECT_EQ(create_job(c, type)["version"], 1);
-  EXPECT_TRUE(log_is_intact(srv().store().db()));
+  EXPECT_TRUE(log_is_intact(srv().store().log()));
 }
 
 // ---- connections -----------------------------------------------------------------

@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "api_test_server.h"
-#include "eventstore/hash_chain.h"
+#include "store/hash_chain.h"
 #include "serve_process.h"
 
 namespace jobstate::testing {

@@ -87,7 +87,7 @@ std::vector<Outcome> race(const std::vector<json>& jobs, const std::vector<std::
     }
   }
   if (after != head) return ::testing::AssertionFailure() << "feed ends at " << after << ", head " << head;
-  return log_is_intact(srv().store().db());
+  return log_is_intact(srv().store().log());
 }
 
 TEST(Race, SucceedFailHeartbeatCancelOnRunningJobsLeaveOneTerminalEventEach) {

@@ -1,7 +1,6 @@
-// The API tests' server: a real ApiServer on 127.0.0.1 with an ephemeral
-// port, wired the way `jobstate serve` wires it (store, writer → long-poll
-// registry, watchdog on the system clock), in this process so tests can also
-// look at the store directly.
+// The API tests' server: the Service `jobstate serve` runs (service/service.h),
+// on 127.0.0.1 with an ephemeral port and the system clock, in this process so
+// tests can also look at the store directly.
 //
 // Pistache leaks file descriptors for every endpoint started and stopped
 // (#1158), so each test binary runs ONE server for all its tests: register a
@@ -21,9 +20,8 @@
 #include <thread>
 
 #include "api/long_poll.h"
-#include "api/server.h"
 #include "domain/clock.h"
-#include "projections/job_store.h"
+#include "service/service.h"
 #include "http_client.h"
 #include "test_util.h"
 #include "watchdog/watchdog.h"
@@ -39,52 +37,29 @@ struct TestServerOptions {
 class TestServer {
  public:
   explicit TestServer(TestServerOptions o) {
-    registry_ = std::make_unique<api::LongPollRegistry>(o.max_parked);
-    JobStoreOptions so;
-    so.data_dir = dir_.sub("data");
+    ServiceOptions so;
+    so.store = dir_.sub("data");
     so.clock = &clock_;
-    so.writer.on_commit = [r = registry_.get()](const CommitInfo& info) { r->on_commit(info); };
-    // The store's own synced write, unless a test asks the disk to fail.
-    so.writer.write_for_test = [this](rocksdb::WriteBatch& wb) {
-      if (fail_writes_.load()) return rocksdb::Status::IOError("injected failure at /secret/disk/path");
-      rocksdb::WriteOptions wo;
-      wo.sync = true;
-      return store_->db().db()->Write(wo, &wb);
-    };
-    auto store = JobStore::open(so);
-    if (!store) throw std::runtime_error("opening the test store: " + store.error().message);
-    store_ = std::move(*store);
-    WatchdogOptions wo;
-    wo.interval_ms = o.watchdog_interval_ms;
-    watchdog_ = std::make_unique<Watchdog>(store_->projection(), store_->writer(), clock_, wo);
-    watchdog_->start();
-    api::ServerOptions opts;
-    opts.host = "127.0.0.1";
-    opts.port = 0;
-    opts.threads = o.threads;
-    server_ = std::make_unique<api::ApiServer>(*store_, *registry_, watchdog_.get(), opts);
-    if (auto s = server_->start(); !s) throw std::runtime_error("starting the server: " + s.error().message);
-    url_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    so.max_parked = o.max_parked;
+    so.watchdog.interval_ms = o.watchdog_interval_ms;
+    so.server.host = "127.0.0.1";
+    so.server.port = 0;
+    so.server.threads = o.threads;
+    // The store's own durable write, unless a test asks the disk to fail.
+    so.fail_writes_for_test = [this] { return fail_writes_.load(); };
+    auto service = Service::start(std::move(so));
+    if (!service) throw std::runtime_error("starting the server: " + service.error().message);
+    service_ = std::move(*service);
+    url_ = "http://127.0.0.1:" + std::to_string(service_->port());
   }
-
-  // The shutdown order of `jobstate serve`.
-  ~TestServer() {
-    server_->stop_accepting_writes();
-    watchdog_->stop();
-    store_->writer().stop();
-    registry_->answer_all();
-    server_->shutdown();
-    server_.reset();
-    watchdog_.reset();
-    store_.reset();
-    registry_.reset();
-  }
+  // The shutdown order of `jobstate serve` (Service::stop).
+  ~TestServer() { service_.reset(); }
 
   const std::string& url() const { return url_; }
-  uint16_t port() const { return server_->port(); }
-  JobStore& store() { return *store_; }
-  api::LongPollRegistry& registry() { return *registry_; }
-  Watchdog& watchdog() { return *watchdog_; }
+  uint16_t port() const { return service_->port(); }
+  Store& store() { return service_->store(); }
+  api::LongPollRegistry& registry() { return service_->registry(); }
+  Watchdog& watchdog() { return service_->watchdog(); }
   // While true, every batch the writer commits fails as if the disk did.
   void set_fail_writes(bool fail) { fail_writes_ = fail; }
 
@@ -92,10 +67,7 @@ class TestServer {
   TempDir dir_;
   SystemClock clock_;
   std::atomic<bool> fail_writes_{false};
-  std::unique_ptr<api::LongPollRegistry> registry_;
-  std::unique_ptr<JobStore> store_;
-  std::unique_ptr<Watchdog> watchdog_;
-  std::unique_ptr<api::ApiServer> server_;
+  std::unique_ptr<Service> service_;
   std::string url_;
 };
 

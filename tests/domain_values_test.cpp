@@ -16,7 +16,7 @@
 #include "domain/clock.h"
 #include "domain/event.h"
 #include "domain/job_id.h"
-#include "eventstore/hash_chain.h"
+#include "store/hash_chain.h"
 #include "test_util.h"
 
 namespace jobstate {

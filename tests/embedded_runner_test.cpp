@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "projections/job_store.h"
 #include "test_util.h"
 
 namespace jobstate::embedded {

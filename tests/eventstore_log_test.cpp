@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "eventstore/event_codec.h"
-#include "eventstore/keys.h"
+#include "store/byte_order.h"
 #include "projections/job_store.h"
 #include "projections/rebuild.h"
 #include "test_util.h"

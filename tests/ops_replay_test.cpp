@@ -7,7 +7,7 @@
 #include <random>
 #include <sstream>
 
-#include "eventstore/hash_chain.h"
+#include "store/hash_chain.h"
 #include "ops_test_util.h"
 
 namespace jobstate::testing {

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "child_process.h"
-#include "eventstore/keys.h"
+#include "store/byte_order.h"
 #include "projections/job_store.h"
 #include "test_util.h"
 

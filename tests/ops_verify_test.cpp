@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "eventstore/event_codec.h"
-#include "eventstore/hash_chain.h"
+#include "store/hash_chain.h"
 #include "ops_test_util.h"
 #include "projections/verify.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "eventstore/keys.h"
+#include "store/byte_order.h"
 #include "projections/job_store.h"
 #include "projections/verify.h"
 #include "test_util.h"

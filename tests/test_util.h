@@ -20,7 +20,7 @@
 
 #include "domain/result.h"
 #include "eventstore/database.h"
-#include "eventstore/hash_chain.h"
+#include "store/hash_chain.h"
 #include "eventstore/log_reader.h"
 
 namespace jobstate::testing {
@@ -69,9 +69,8 @@ std::string describe_error(const R& r) {
 // without a gap, each stored hash equal to the hash recomputed from the
 // genesis hash, the head naming the last event, and each job's versions
 // 1, 2, 3, ... in seq order. *events_out (optional) gets the event count.
-inline ::testing::AssertionResult log_is_intact(const Database& db,
+inline ::testing::AssertionResult log_is_intact(const EventLog& log,
                                                 uint64_t* events_out = nullptr) {
-  LogReader log(db);
   auto head = log.head();
   if (!head.ok()) return ::testing::AssertionFailure() << "head: " << describe_error(head);
   uint64_t expected_seq = 1;
@@ -111,6 +110,10 @@ inline ::testing::AssertionResult log_is_intact(const Database& db,
            << "head hash " << head->hash << " != last event's " << previous;
   if (events_out) *events_out = head->seq;
   return ::testing::AssertionSuccess();
+}
+inline ::testing::AssertionResult log_is_intact(const Database& db,
+                                                uint64_t* events_out = nullptr) {
+  return log_is_intact(LogReader(db), events_out);
 }
 
 // Every key → value of a column family (empty when it does not exist).

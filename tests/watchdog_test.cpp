@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "api_test_server.h"
+#include "projections/job_store.h"
 
 namespace jobstate::testing {
 namespace {

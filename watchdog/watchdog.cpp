@@ -7,9 +7,9 @@
 
 namespace jobstate {
 
-Watchdog::Watchdog(const StatusProjection& projection, Writer& writer, const Clock& clock,
+Watchdog::Watchdog(const ReadModel& jobs, JobWriter& writer, const Clock& clock,
                    WatchdogOptions options)
-    : projection_(projection), writer_(writer), clock_(clock), options_(options) {}
+    : jobs_(jobs), writer_(writer), clock_(clock), options_(options) {}
 
 Watchdog::~Watchdog() {
   stop();
@@ -55,14 +55,14 @@ size_t Watchdog::sweep_once() {
   // Page through the expired range: jobs still in their restart grace are
   // skipped, and must not hide overdue jobs behind them.
   while (pending.size() < options_.max_per_sweep) {
-    auto expired = projection_.expired(now, kPage, cursor ? &*cursor : nullptr);
+    auto expired = jobs_.expired(now, kPage, cursor ? &*cursor : nullptr);
     if (!expired) {
       spdlog::warn("watchdog: reading deadlines failed: {}", expired.error().message);
       break;
     }
     for (auto& d : *expired) {
       if (pending.size() >= options_.max_per_sweep) break;
-      auto row = projection_.row(d.job_id);
+      auto row = jobs_.row(d.job_id);
       if (!row || !*row || (*row)->status != JobStatus::kRunning) continue;
       // The index files a job up to a quarter timeout before its deadline,
       // and a deadline that passed while the server was down gets its grace:

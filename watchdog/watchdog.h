@@ -1,7 +1,7 @@
 // Watchdog: fails running jobs whose heartbeats stopped, so a crashed worker
 // never leaves a job "running" forever.
 //
-// Each sweep reads only the due range of the deadline index (keys below now:
+// Each sweep reads only the due range of the read model's deadline index (keys below now:
 // the cost follows the expired jobs, not the running ones), re-reads each
 // job's row, skips it while the row's deadline is still ahead (the index files
 // a job up to a quarter timeout early, see status_projection.h), and submits
@@ -20,8 +20,8 @@
 #include <thread>
 
 #include "domain/clock.h"
-#include "eventstore/writer.h"
-#include "projections/status_projection.h"
+#include "store/job_writer.h"
+#include "store/read_model.h"
 
 namespace jobstate {
 
@@ -35,7 +35,7 @@ struct WatchdogOptions {
 class Watchdog {
  public:
   // REQUIRES: all three outlive the watchdog.
-  Watchdog(const StatusProjection& projection, Writer& writer, const Clock& clock,
+  Watchdog(const ReadModel& jobs, JobWriter& writer, const Clock& clock,
            WatchdogOptions options = {});
   ~Watchdog();  // stop()
 
@@ -50,8 +50,8 @@ class Watchdog {
  private:
   void loop();
 
-  const StatusProjection& projection_;
-  Writer& writer_;
+  const ReadModel& jobs_;
+  JobWriter& writer_;
   const Clock& clock_;
   WatchdogOptions options_;
   std::atomic<bool> running_{false};

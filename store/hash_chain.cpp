@@ -1,4 +1,4 @@
-#include "eventstore/hash_chain.h"
+#include "store/hash_chain.h"
 
 #include <openssl/evp.h>
 

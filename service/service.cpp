@@ -1,0 +1,61 @@
+#include "service/service.h"
+
+#include "service/open_store.h"
+
+namespace jobstate {
+
+Result<std::unique_ptr<Service>> Service::start(ServiceOptions options) {
+  std::unique_ptr<Service> s(new Service());
+  const Clock& clock = options.clock ? *options.clock : s->system_clock_;
+  s->executor_pool_ = std::make_unique<executors::ExecutorPool>(std::move(options.executors));
+  s->registry_ = std::make_unique<api::LongPollRegistry>(options.max_parked);
+
+  StoreOptions so;
+  so.location = options.store;
+  so.clock = &clock;
+  so.on_commit = [r = s->registry_.get(), e = s->executor_pool_.get()](const CommitInfo& info) {
+    r->on_commit(info);
+    e->on_commit(info);
+  };
+  so.fail_writes_for_test = std::move(options.fail_writes_for_test);
+  auto store = open_store(std::move(so));
+  if (!store) return store.error();
+  s->store_ = std::move(*store);
+
+  s->watchdog_ = std::make_unique<Watchdog>(s->store_->read_model(), s->store_->writer(), clock,
+                                            options.watchdog);
+  s->watchdog_->start();
+  if (auto started = s->executor_pool_->start(s->store_->read_model(), s->store_->writer());
+      !started) {
+    Error e = started.error();
+    e.message = "executors: " + e.message;
+    return e;
+  }
+  s->server_ = std::make_unique<api::ApiServer>(*s->store_, *s->registry_, s->watchdog_.get(),
+                                                options.server);
+  if (auto listening = s->server_->start(); !listening) {
+    s->server_.reset();
+    return listening.error();
+  }
+  return s;
+}
+
+Service::~Service() { stop(); }
+
+void Service::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (server_) server_->stop_accepting_writes();
+  if (executor_pool_) executor_pool_->stop();
+  if (watchdog_) watchdog_->stop();
+  if (store_) store_->writer().stop();
+  if (registry_) registry_->answer_all();
+  if (server_) server_->shutdown();
+  server_.reset();
+  watchdog_.reset();
+  store_.reset();  // before the executors and registry its listener points at
+  executor_pool_.reset();
+  registry_.reset();
+}
+
+}  // namespace jobstate

@@ -1,0 +1,67 @@
+// ReadModel: each job's current status, as the log's projection keeps it.
+// The API, the watchdog, the executors and the embedded runner read jobs
+// here, never by folding events.
+//
+// Guarantees of every implementation: the read model never lags the
+// acknowledged log. Once JobWriter has answered a command, every read (on
+// any node of a shared store) returns that job's row at least as new as the
+// command left it; rows change all at once with their events.
+//
+// Thread safety: every method may be called from any thread at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/job.h"
+#include "domain/result.h"
+#include "store/status_row.h"
+
+namespace jobstate {
+
+struct ListFilter {
+  std::optional<JobStatus> status;
+  std::optional<std::string> type;
+};
+
+struct ListPage {
+  std::vector<StatusRow> jobs;
+  // created_seq of the last job when more may follow; pass it as before_seq.
+  std::optional<uint64_t> next_before_seq;
+};
+
+// A running job that is due for a look at due_ms. Its deadline (in its
+// status row) may be later: an index may file a job up to a quarter of its
+// heartbeat timeout early, so readers decide on the row's deadline.
+struct ExpiredDeadline {
+  TimeMs due_ms;
+  JobId job_id;
+};
+
+class ReadModel {
+ public:
+  virtual ~ReadModel() = default;
+
+  // The job's status row; nullopt when there is no such job.
+  virtual Result<std::optional<StatusRow>> row(const JobId& id) const = 0;
+  // The same, shared (an implementation may hand out a cached row without a
+  // copy); nullptr when there is no such job.
+  virtual Result<std::shared_ptr<const StatusRow>> shared_row(const JobId& id) const = 0;
+  // Newest first (by created_seq); only jobs created before `before_seq`
+  // when given. REQUIRES: limit >= 1.
+  virtual Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
+                                size_t limit) const = 0;
+  // Running jobs due for a look at or before now_ms, earliest first, at most
+  // `limit`, starting after `after` when given (to page through the range).
+  // The cost follows the due jobs, not the running ones.
+  virtual Result<std::vector<ExpiredDeadline>> expired(
+      TimeMs now_ms, size_t limit, const ExpiredDeadline* after = nullptr) const = 0;
+  // The seq of the newest event the rows reflect: every row read after this
+  // call is at least this new.
+  virtual uint64_t as_of_seq() const = 0;
+};
+
+}  // namespace jobstate
