@@ -73,8 +73,18 @@ void dump_python_compatible(const nlohmann::json& j, std::string& out) {
     append_python_float(out, j.get<double>());
   } else if (j.is_string()) {
     append_canonical_string(out, j.get_ref<const std::string&>());
+  } else if (j.is_null()) {
+    out += "null";
+  } else if (j.is_boolean()) {
+    out += j.get<bool>() ? "true" : "false";
+  } else if (j.is_number_unsigned()) {
+    char buf[24];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, j.get<uint64_t>()).ptr);
+  } else if (j.is_number_integer()) {
+    char buf[24];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, j.get<int64_t>()).ptr);
   } else {
-    out += plain_dump(j);
+    out += plain_dump(j);  // binary values: nlohmann's own error or text
   }
 }
 }  // namespace
@@ -146,6 +156,7 @@ std::string canonical_dump(const nlohmann::json& j) {
   // Fast path: a document without floats is nlohmann's compact dump.
   if (!has_float(j)) return plain_dump(j);
   std::string out;
+  out.reserve(128);
   dump_python_compatible(j, out);
   return out;
 }
