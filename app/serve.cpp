@@ -19,6 +19,7 @@ namespace jobstate::app {
 namespace {
 struct ServeFlags {
   std::string data_dir = "./jobstate-data";
+  std::string store;  // --store: a postgresql:// URI instead of --data-dir
   std::string listen = "127.0.0.1:8080";
   int threads = 2;
   size_t max_parked = 10'000;
@@ -56,7 +57,7 @@ int serve(const ServeFlags& f) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   ServiceOptions options;
-  options.store = f.data_dir;
+  options.store = f.store.empty() ? f.data_dir : f.store;
   options.server = server_options;
   options.max_parked = f.max_parked;
   options.watchdog.interval_ms = f.watchdog_interval_ms;
@@ -73,8 +74,9 @@ int serve(const ServeFlags& f) {
     std::fprintf(stderr, "jobstate serve: %s\n", service.error().message.c_str());
     return kExitFailure;
   }
-  std::printf("jobstate serving on http://%s:%u (data: %s)\n", server_options.host.c_str(),
-              (*service)->port(), f.data_dir.c_str());
+  std::printf("jobstate serving on http://%s:%u (%s)\n", server_options.host.c_str(),
+              (*service)->port(),
+              f.store.empty() ? ("data: " + f.data_dir).c_str() : "store: postgres");
   std::fflush(stdout);
 
   int sig = 0;
@@ -89,8 +91,13 @@ int serve(const ServeFlags& f) {
 void add_serve_command(CLI::App& app) {
   auto flags = std::make_shared<ServeFlags>();
   auto* cmd = app.add_subcommand("serve", "Serve the HTTP API on a store");
-  cmd->add_option("--data-dir", flags->data_dir, "Store directory (created when missing)")
-      ->capture_default_str();
+  auto* data_dir =
+      cmd->add_option("--data-dir", flags->data_dir, "Store directory (created when missing)")
+          ->capture_default_str();
+  cmd->add_option("--store", flags->store,
+                  "A postgresql:// URI: serve a PostgreSQL store instead of --data-dir "
+                  "(several nodes may serve one database)")
+      ->excludes(data_dir);
   cmd->add_option("--listen", flags->listen, "HOST:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
   cmd->add_option("--threads", flags->threads, "HTTP reactor threads")

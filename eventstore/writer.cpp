@@ -8,6 +8,7 @@
 
 #include "domain/json_text.h"
 #include "eventstore/event_codec.h"
+#include "store/decided_command.h"
 #include "store/hash_chain.h"
 #include "store/byte_order.h"
 
@@ -372,68 +373,32 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
   auto state = current(job_id);
   if (!state) return state.error();
   const StatePtr before = std::move(*state);
-  const TimeMs now = clock_.now_ms();
-  DecideContext ctx{now, server_start_ms_, req.expected_version};
-  auto decided = decide(before.get(), req.command, ctx);
+  DecideContext ctx{clock_.now_ms(), server_start_ms_, req.expected_version};
+  auto decided =
+      decide_command(before.get(), job_id, req.command, ctx, LogHead{head_seq_, head_hash_});
   if (!decided) return decided.error();
-  if (decided->empty()) return CommandOutcome{before, {}, false};
-
-  // Build this command's events completely before touching the batch, so a
-  // refusal half-way leaves nothing behind.
-  CommandOutcome outcome;
-  std::optional<JobState> cur;
-  std::vector<std::string> encoded;
-  std::string progress_text;  // a heartbeat's progress as its event encodes it
-  uint64_t seq = head_seq_;
-  std::string hash = head_hash_;
-  for (auto& ne : *decided) {
-    const JobState* prev = cur ? &*cur : before.get();
-    Event e;
-    e.seq = ++seq;
-    e.job_id = job_id;
-    e.version = prev ? prev->version + 1 : 1;
-    e.type = ne.type;
-    e.at_ms = now;
-    e.data = std::move(ne.data);
-    std::string data_text;
-    try {
-      data_text = canonical_dump(e.data);
-    } catch (const nlohmann::json::exception&) {
-      return make_error(ErrorCode::kInvalidRequest, "strings must be valid UTF-8");
-    }
-    hash = chain_hash(hash,
-                      canonical_event_json(e.seq, e.job_id, e.version, e.type, e.at_ms, data_text));
-    e.hash = hash;
-    auto next = apply(prev, e);
-    if (!next)
-      return make_error(ErrorCode::kInternal, "decide/apply disagree: " + next.error().message);
-    encoded.push_back(encode_stored_event(e, data_text));
-    // (A heartbeat without progress keeps the job's previous progress.)
-    progress_text.clear();
-    if (e.type == EventType::kHeartbeat)
-      if (auto p = only_member_text(data_text, "progress"); p && *p != "null") progress_text = *p;
-    cur = std::move(*next);
-    outcome.events.push_back(std::move(e));
-  }
+  if (decided->events.empty()) return CommandOutcome{before, {}, false};
 
   auto* events_cf = db_.cf(kEventsCf);
   auto* job_events_cf = db_.cf(kJobEventsCf);
-  for (size_t k = 0; k < outcome.events.size(); ++k) {
-    const Event& e = outcome.events[k];
-    b.wb.Put(events_cf, u64_be(e.seq), encoded[k]);
+  for (size_t k = 0; k < decided->events.size(); ++k) {
+    const Event& e = decided->events[k];
+    b.wb.Put(events_cf, u64_be(e.seq), encode_stored_event(e, decided->data_texts[k]));
     b.wb.Put(job_events_cf, job_event_key(e.job_id, e.version), u64_be(e.seq));
   }
-  auto after = std::make_shared<const JobState>(std::move(*cur));
-  projector_.project(b.wb, b.number, before.get(), *after, progress_text);
+  CommandOutcome outcome;
+  outcome.events = std::move(decided->events);
+  std::shared_ptr<const JobState> after = std::move(decided->after);
+  projector_.project(b.wb, b.number, before.get(), *after, decided->progress_text);
   if (req.idempotency_key && create) {
     std::string v = idempotency_value(job_id, req.request_fingerprint);
     b.wb.Put(db_.cf(kIdempotencyCf), *req.idempotency_key, v);
     b.new_idempotency[*req.idempotency_key] = std::move(v);
   }
-  head_seq_ = seq;
-  head_hash_ = hash;
+  head_seq_ = decided->head.seq;
+  head_hash_ = decided->head.hash;
   b.has_events = true;
-  b.head = LogHead{seq, hash};
+  b.head = std::move(decided->head);
   b.changed[job_id] = after;
   if (cache_.size() >= options_.state_cache_entries) {
     // Jobs changed by batches not yet durable must stay: the store does not have them yet.

@@ -14,8 +14,10 @@
 namespace jobstate {
 
 struct StoreOptions {
-  // Where the store lives: a directory holds the embedded RocksDB store
-  // (created when missing). Default: ./jobstate-data.
+  // Where the store lives: a postgresql:// (or postgres://) URI names the
+  // postgres backend (pgstore/pg_store.h: several nodes on one database);
+  // anything else is a directory holding the embedded RocksDB store (created
+  // when missing). Default: ./jobstate-data.
   std::string location = "./jobstate-data";
   // REQUIRED: the clock for event timestamps and deadlines; outlives the store.
   const Clock* clock = nullptr;

@@ -1,6 +1,8 @@
 // The API tests' server: the Service `jobstate serve` runs (service/service.h),
 // on 127.0.0.1 with an ephemeral port and the system clock, in this process so
-// tests can also look at the store directly.
+// tests can also look at the store directly. On RocksDB by default; on a
+// PostgreSQL of its own when JOBSTATE_TEST_STORE=postgres (ctest runs the API
+// suites both ways: the pg.* tests).
 //
 // Pistache leaks file descriptors for every endpoint started and stopped
 // (#1158), so each test binary runs ONE server for all its tests: register a
@@ -23,6 +25,7 @@
 #include "domain/clock.h"
 #include "service/service.h"
 #include "http_client.h"
+#include "postgres_fixture.h"
 #include "test_util.h"
 #include "watchdog/watchdog.h"
 
@@ -39,6 +42,10 @@ class TestServer {
   explicit TestServer(TestServerOptions o) {
     ServiceOptions so;
     so.store = dir_.sub("data");
+    if (testing_postgres()) {
+      postgres_ = std::make_unique<TestPostgres>();
+      so.store = postgres_->uri();
+    }
     so.clock = &clock_;
     so.max_parked = o.max_parked;
     so.watchdog.interval_ms = o.watchdog_interval_ms;
@@ -53,7 +60,10 @@ class TestServer {
     url_ = "http://127.0.0.1:" + std::to_string(service_->port());
   }
   // The shutdown order of `jobstate serve` (Service::stop).
-  ~TestServer() { service_.reset(); }
+  ~TestServer() {
+    service_.reset();
+    postgres_.reset();
+  }
 
   const std::string& url() const { return url_; }
   uint16_t port() const { return service_->port(); }
@@ -67,6 +77,7 @@ class TestServer {
   TempDir dir_;
   SystemClock clock_;
   std::atomic<bool> fail_writes_{false};
+  std::unique_ptr<TestPostgres> postgres_;  // JOBSTATE_TEST_STORE=postgres only
   std::unique_ptr<Service> service_;
   std::string url_;
 };

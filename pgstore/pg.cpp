@@ -1,0 +1,140 @@
+#include "pgstore/pg.h"
+
+#include <poll.h>
+
+#include <charconv>
+
+namespace jobstate::pg {
+
+namespace {
+// SQLSTATE classes that mean "try again, maybe on another node": connection
+// exceptions (08), a server shutting down or a standby (57P, 25006 read-only
+// transaction), serialization failures and deadlocks (40).
+bool is_unavailable(const char* sqlstate) {
+  if (!sqlstate) return true;  // no server answer: the connection broke
+  std::string_view s(sqlstate);
+  return s.rfind("08", 0) == 0 || s.rfind("57P", 0) == 0 || s == "25006" || s.rfind("40", 0) == 0 ||
+         s == "53300";
+}
+
+Error error_of(PGconn* c, const PGresult* r, std::string_view what) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  std::string message = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  return make_error(is_unavailable(state) || PQstatus(c) != CONNECTION_OK
+                        ? ErrorCode::kUnavailable
+                        : ErrorCode::kInternal,
+                    "postgres: " + std::string(what) + ": " + message);
+}
+}  // namespace
+
+int64_t Rows::i64(int row, int col) const {
+  auto t = text(row, col);
+  int64_t v = 0;
+  std::from_chars(t.data(), t.data() + t.size(), v);
+  return v;
+}
+
+Result<std::unique_ptr<Connection>> Connection::open(const std::string& uri) {
+  PGconn* c = PQconnectdb(uri.c_str());
+  if (!c) return make_error(ErrorCode::kUnavailable, "postgres: out of memory");
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(c);
+    PQfinish(c);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+      message.pop_back();
+    return make_error(ErrorCode::kUnavailable, "postgres: cannot connect: " + message);
+  }
+  std::unique_ptr<Connection> conn(new Connection(c));
+  // Quiet NOTICEs (CREATE ... IF NOT EXISTS) instead of printing them.
+  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  return conn;
+}
+
+Connection::~Connection() { PQfinish(conn_); }
+
+bool Connection::ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+  std::vector<const char*> values(params.size());
+  for (size_t i = 0; i < params.size(); ++i) values[i] = params[i] ? params[i]->c_str() : nullptr;
+  PGresult* r = PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
+                             values.data(), nullptr, nullptr, 0);
+  const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    Error e = error_of(conn_, r, "statement failed");
+    if (r) PQclear(r);
+    return e;
+  }
+  return Rows(r);
+}
+
+Status Connection::exec_script(const std::string& sql) {
+  PGresult* r = PQexec(conn_, sql.c_str());
+  const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    Error e = error_of(conn_, r, "statement failed");
+    if (r) PQclear(r);
+    return e;
+  }
+  PQclear(r);
+  return ok_status();
+}
+
+Result<std::vector<std::string>> Connection::wait_notifications(int timeout_ms) {
+  std::vector<std::string> out;
+  auto drain = [&] {
+    while (PGnotify* n = PQnotifies(conn_)) {
+      out.emplace_back(n->extra);
+      PQfreemem(n);
+    }
+  };
+  if (!PQconsumeInput(conn_)) return error_of(conn_, nullptr, "listening");
+  drain();
+  if (!out.empty()) return out;
+  pollfd p{PQsocket(conn_), POLLIN, 0};
+  if (p.fd < 0) return make_error(ErrorCode::kUnavailable, "postgres: listening: no connection");
+  if (poll(&p, 1, timeout_ms) > 0) {
+    if (!PQconsumeInput(conn_)) return error_of(conn_, nullptr, "listening");
+    drain();
+  }
+  return out;
+}
+
+Result<Pool::Lease> Pool::acquire() {
+  std::unique_ptr<Connection> c;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
+    if (!idle_.empty()) {
+      c = std::move(idle_.back());
+      idle_.pop_back();
+    } else {
+      ++open_;
+    }
+  }
+  if (!c || !c->ok()) {
+    c.reset();
+    auto opened = Connection::open(uri_);
+    if (!opened) {
+      std::lock_guard lock(mu_);
+      --open_;
+      cv_.notify_one();
+      return opened.error();
+    }
+    c = std::move(*opened);
+  }
+  return Lease(this, std::move(c));
+}
+
+void Pool::release(std::unique_ptr<Connection> c) {
+  std::lock_guard lock(mu_);
+  if (c->ok()) {
+    idle_.push_back(std::move(c));
+  } else {
+    --open_;  // a broken connection is dropped; the next acquire opens a new one
+  }
+  cv_.notify_one();
+}
+
+}  // namespace jobstate::pg

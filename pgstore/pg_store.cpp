@@ -1,0 +1,791 @@
+#include "pgstore/pg_store.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "pgstore/pg.h"
+#include "store/decided_command.h"
+#include "store/hash_chain.h"
+
+namespace jobstate {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+// Any fixed number: the advisory lock that serialises schema changes.
+constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(7239001)";
+constexpr const char* kChannel = "jobstate_commits";
+
+constexpr const char* kSchemaV1 = R"SQL(
+CREATE TABLE jobstate_head (
+  id integer PRIMARY KEY CHECK (id = 1),
+  seq bigint NOT NULL,
+  hash text NOT NULL
+);
+CREATE TABLE jobstate_events (
+  seq bigint PRIMARY KEY,
+  job_id uuid NOT NULL,
+  version bigint NOT NULL,
+  type smallint NOT NULL,
+  at_ms bigint NOT NULL,
+  data text NOT NULL,
+  hash text NOT NULL,
+  UNIQUE (job_id, version)
+);
+CREATE TABLE jobstate_jobs (
+  id uuid PRIMARY KEY,
+  version bigint NOT NULL,
+  status smallint NOT NULL,
+  type text NOT NULL,
+  created_seq bigint NOT NULL,
+  deadline_ms bigint NOT NULL,
+  heartbeat_timeout_s bigint NOT NULL,
+  job text NOT NULL
+);
+CREATE INDEX jobstate_jobs_all ON jobstate_jobs (created_seq DESC);
+CREATE INDEX jobstate_jobs_status ON jobstate_jobs (status, created_seq DESC);
+CREATE INDEX jobstate_jobs_type ON jobstate_jobs (type, created_seq DESC);
+CREATE INDEX jobstate_jobs_status_type ON jobstate_jobs (status, type, created_seq DESC);
+CREATE INDEX jobstate_jobs_deadline ON jobstate_jobs (deadline_ms, id) WHERE status = 2 AND deadline_ms > 0;
+CREATE TABLE jobstate_idempotency (
+  key text PRIMARY KEY,
+  job_id uuid NOT NULL,
+  fingerprint text NOT NULL
+);
+)SQL";
+
+constexpr const char* kRowColumns =
+    "version, status, created_seq, deadline_ms, heartbeat_timeout_s, job, id";
+
+// A Postgres array literal of text values: {"a","b\"c"}.
+std::string text_array(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out.push_back(',');
+    out.push_back('"');
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string hex(std::string_view raw) { return raw_to_hex(raw); }
+
+// A status row from row r of a SELECT of kRowColumns.
+Result<StatusRow> row_at(const pg::Rows& rows, int r) {
+  StatusRow row;
+  row.version = static_cast<uint64_t>(rows.i64(r, 0));
+  const int64_t st = rows.i64(r, 1);
+  if (st < 1 || st > 5) return make_error(ErrorCode::kCorruption, "status row: unknown state");
+  row.status = static_cast<JobStatus>(st);
+  row.created_seq = static_cast<uint64_t>(rows.i64(r, 2));
+  row.deadline_ms = rows.i64(r, 3);
+  row.heartbeat_timeout_s = rows.i64(r, 4);
+  row.json_text = std::string(rows.text(r, 5));
+  return row;
+}
+
+Status create_or_upgrade_schema(pg::Connection& c) {
+  if (auto s = c.exec_script("BEGIN"); !s) return s;
+  auto rollback = [&](Error e) -> Status {
+    (void)c.exec_script("ROLLBACK");
+    return e;
+  };
+  if (auto s = c.exec(kSchemaLock); !s) return rollback(s.error());
+  if (auto s = c.exec_script("CREATE TABLE IF NOT EXISTS jobstate_schema (version integer NOT NULL)");
+      !s)
+    return rollback(s.error());
+  auto v = c.exec("SELECT max(version) FROM jobstate_schema");
+  if (!v) return rollback(v.error());
+  const int64_t version = v->null(0, 0) ? 0 : v->i64(0, 0);
+  if (version > kSchemaVersion)
+    return rollback(make_error(
+        ErrorCode::kInvalidRequest,
+        "the database holds jobstate schema version " + std::to_string(version) +
+            ", newer than this jobstate knows (" + std::to_string(kSchemaVersion) +
+            "): run a newer jobstate"));
+  if (version < 1) {
+    if (auto s = c.exec_script(kSchemaV1); !s) return rollback(s.error());
+    if (auto s = c.exec("INSERT INTO jobstate_head VALUES (1, 0, $1)", {std::string(kGenesisHash)});
+        !s)
+      return rollback(s.error());
+    if (auto s = c.exec("INSERT INTO jobstate_schema VALUES (1)"); !s) return rollback(s.error());
+  }
+  // Later versions: `if (version < 2) { ... }`, each step in this transaction.
+  return c.exec_script("COMMIT");
+}
+
+class PgEventLog final : public EventLog {
+ public:
+  explicit PgEventLog(pg::Pool& pool) : pool_(pool) {}
+
+  Result<LogHead> head() const override {
+    auto c = pool_.acquire();
+    if (!c) return c.error();
+    auto r = (*c)->exec("SELECT seq, hash FROM jobstate_head WHERE id = 1");
+    if (!r) return r.error();
+    if (r->size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
+    return LogHead{static_cast<uint64_t>(r->i64(0, 0)), std::string(r->text(0, 1))};
+  }
+
+  Status scan(uint64_t after_seq, uint64_t until_seq, const EventVisitor& fn) const override {
+    const uint64_t until = std::min<uint64_t>(until_seq, INT64_MAX);
+    for (uint64_t after = after_seq; after < until;) {
+      auto c = pool_.acquire();
+      if (!c) return c.error();
+      auto r = (*c)->exec(
+          "SELECT seq, job_id, version, type, at_ms, data, hash FROM jobstate_events "
+          "WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 1000",
+          {pg::num(static_cast<int64_t>(after)), pg::num(static_cast<int64_t>(until))});
+      if (!r) return r.error();
+      bool more = true;
+      if (auto s = visit(*r, fn, more); !s) return s;
+      if (!more || r->size() < 1000) break;
+      after = static_cast<uint64_t>(r->i64(r->size() - 1, 0));
+    }
+    return ok_status();
+  }
+
+  Status scan_job(const JobId& id, uint64_t after_version, size_t limit,
+                  const EventVisitor& fn) const override {
+    auto c = pool_.acquire();
+    if (!c) return c.error();
+    auto r = (*c)->exec(
+        "SELECT seq, job_id, version, type, at_ms, data, hash FROM jobstate_events "
+        "WHERE job_id = $1 AND version > $2 ORDER BY version LIMIT $3",
+        {id.to_string(), pg::num(static_cast<int64_t>(std::min<uint64_t>(after_version, INT64_MAX))),
+         pg::num(static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)))});
+    if (!r) return r.error();
+    bool more = true;
+    return visit(*r, fn, more);
+  }
+
+ private:
+  static Status visit(const pg::Rows& r, const EventVisitor& fn, bool& more) {
+    for (int i = 0; i < r.size(); ++i) {
+      StoredEventView v;
+      v.seq = static_cast<uint64_t>(r.i64(i, 0));
+      auto corrupt = [&](const char* why) {
+        return make_error(ErrorCode::kCorruption, "event seq " + std::to_string(v.seq) + ": " + why);
+      };
+      auto id = JobId::parse(r.text(i, 1));
+      if (!id) return corrupt("bad job id");
+      v.job_id = *id;
+      v.version = static_cast<uint64_t>(r.i64(i, 2));
+      auto type = event_type_from_byte(static_cast<uint8_t>(r.i64(i, 3)));
+      if (!type) return corrupt("unknown event type");
+      v.type = *type;
+      v.at_ms = r.i64(i, 4);
+      v.data = r.text(i, 5);
+      const std::string raw = hex_to_raw(r.text(i, 6));
+      if (raw.size() != 32) return corrupt("bad hash");
+      v.hash_raw = raw;
+      if (!fn(v)) {
+        more = false;
+        break;
+      }
+    }
+    return ok_status();
+  }
+  pg::Pool& pool_;
+};
+
+class PgReadModel final : public ReadModel {
+ public:
+  PgReadModel(pg::Pool& pool, const JobWriter& writer) : pool_(pool), writer_(writer) {}
+
+  Result<std::optional<StatusRow>> row(const JobId& id) const override {
+    auto c = pool_.acquire();
+    if (!c) return c.error();
+    auto r = (*c)->exec(std::string("SELECT ") + kRowColumns + " FROM jobstate_jobs WHERE id = $1",
+                        {id.to_string()});
+    if (!r) return r.error();
+    if (r->size() == 0) return std::optional<StatusRow>();
+    auto row = row_at(*r, 0);
+    if (!row) return row.error();
+    return std::optional<StatusRow>(std::move(*row));
+  }
+
+  Result<std::shared_ptr<const StatusRow>> shared_row(const JobId& id) const override {
+    auto r = row(id);
+    if (!r) return r.error();
+    if (!*r) return std::shared_ptr<const StatusRow>();
+    return std::shared_ptr<const StatusRow>(std::make_shared<StatusRow>(std::move(**r)));
+  }
+
+  Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
+                        size_t limit) const override {
+    std::string sql = std::string("SELECT ") + kRowColumns + " FROM jobstate_jobs WHERE true";
+    std::vector<pg::Param> params;
+    if (filter.status) {
+      params.push_back(pg::num(static_cast<int>(*filter.status)));
+      sql += " AND status = $" + std::to_string(params.size());
+    }
+    if (filter.type) {
+      params.push_back(*filter.type);
+      sql += " AND type = $" + std::to_string(params.size());
+    }
+    if (before_seq) {
+      params.push_back(pg::num(static_cast<int64_t>(std::min<uint64_t>(*before_seq, INT64_MAX))));
+      sql += " AND created_seq < $" + std::to_string(params.size());
+    }
+    params.push_back(pg::num(static_cast<int64_t>(std::min<size_t>(limit, 100'000)) + 1));
+    sql += " ORDER BY created_seq DESC LIMIT $" + std::to_string(params.size());
+    auto c = pool_.acquire();
+    if (!c) return c.error();
+    auto r = (*c)->exec(sql, params);
+    if (!r) return r.error();
+    ListPage page;
+    for (int i = 0; i < r->size() && page.jobs.size() < limit; ++i) {
+      auto row = row_at(*r, i);
+      if (!row) return row.error();
+      page.jobs.push_back(std::move(*row));
+    }
+    if (static_cast<size_t>(r->size()) > limit && !page.jobs.empty())
+      page.next_before_seq = page.jobs.back().created_seq;
+    return page;
+  }
+
+  Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit,
+                                               const ExpiredDeadline* after) const override {
+    std::vector<pg::Param> params = {pg::num(now_ms)};
+    std::string sql =
+        "SELECT deadline_ms, id FROM jobstate_jobs WHERE status = 2 AND deadline_ms > 0 "
+        "AND deadline_ms <= $1";
+    if (after) {
+      params.push_back(pg::num(after->due_ms));
+      params.push_back(after->job_id.to_string());
+      sql += " AND (deadline_ms, id) > ($2, $3::uuid)";
+    }
+    params.push_back(pg::num(static_cast<int64_t>(std::min<size_t>(limit, 100'000))));
+    sql += " ORDER BY deadline_ms, id LIMIT $" + std::to_string(params.size());
+    auto c = pool_.acquire();
+    if (!c) return c.error();
+    auto r = (*c)->exec(sql, params);
+    if (!r) return r.error();
+    std::vector<ExpiredDeadline> out;
+    for (int i = 0; i < r->size(); ++i) {
+      auto id = JobId::parse(r->text(i, 1));
+      if (!id) return make_error(ErrorCode::kCorruption, "postgres: bad job id in jobstate_jobs");
+      out.push_back(ExpiredDeadline{r->i64(i, 0), *id});
+    }
+    return out;
+  }
+
+  uint64_t as_of_seq() const override { return writer_.committed_head().seq; }
+
+ private:
+  pg::Pool& pool_;
+  const JobWriter& writer_;
+};
+
+// Hands commits to the store's listener, this node's and other nodes', one
+// at a time, and keeps the newest head this node knows.
+class CommitFeed {
+ public:
+  explicit CommitFeed(CommitListener listener) : listener_(std::move(listener)) {}
+
+  void set_head(const LogHead& head) {
+    std::lock_guard lock(mu_);
+    if (head.seq >= head_.seq) head_ = head;
+  }
+  LogHead head() const {
+    std::lock_guard lock(mu_);
+    return head_;
+  }
+  void deliver(const CommitInfo& info) {
+    set_head(info.head);
+    if (!listener_) return;
+    std::lock_guard lock(deliver_mu_);
+    try {
+      listener_(info);
+    } catch (...) {
+    }
+  }
+  // This node's writer is about to commit seqs [first, last]: the listener
+  // must not deliver them again when their NOTIFY arrives.
+  void mark_local(uint64_t first, uint64_t last) {
+    std::lock_guard lock(mu_);
+    local_.emplace_back(first, last);
+  }
+  bool is_local(uint64_t seq) {
+    std::lock_guard lock(mu_);
+    for (auto& [a, b] : local_)
+      if (seq >= a && seq <= b) return true;
+    return false;
+  }
+  // Ranges wholly at or below `seq` are no longer needed.
+  void forget_local_upto(uint64_t seq) {
+    std::lock_guard lock(mu_);
+    while (!local_.empty() && local_.front().second <= seq) local_.pop_front();
+  }
+
+ private:
+  CommitListener listener_;
+  mutable std::mutex mu_;
+  LogHead head_;
+  std::deque<std::pair<uint64_t, uint64_t>> local_;
+  std::mutex deliver_mu_;
+};
+
+class PgWriter final : public JobWriter {
+ public:
+  PgWriter(PgStoreOptions& options, CommitFeed& feed)
+      : options_(options), feed_(feed), server_start_ms_(options.clock->now_ms()) {}
+  ~PgWriter() override { stop(); }
+
+  Status start(std::unique_ptr<pg::Connection> conn) {
+    conn_ = std::move(conn);
+    thread_ = std::thread([this] { run(); });
+    return ok_status();
+  }
+
+  void submit(CommandRequest request, CommandCallback done) override {
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_ && queue_.size() < options_.max_queued_commands) {
+        queue_.push_back({std::move(request), std::move(done)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    done(make_error(ErrorCode::kUnavailable,
+                    stopping_ ? "the store is shutting down" : "too many writes queued"));
+  }
+
+  void stop() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  }
+
+  LogHead committed_head() const override { return feed_.head(); }
+  TimeMs server_start_ms() const override { return server_start_ms_; }
+
+ private:
+  struct Pending {
+    CommandRequest request;
+    CommandCallback done;
+  };
+  using StatePtr = std::shared_ptr<const JobState>;
+
+  void run() {
+    pthread_setname_np(pthread_self(), "js-pg-writer");
+    for (;;) {
+      std::vector<Pending> batch;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+        if (queue_.empty()) return;
+        while (!queue_.empty() && batch.size() < options_.max_batch_commands) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      cycle(batch);
+    }
+  }
+
+  // One transaction for the whole batch; answers every command.
+  void cycle(std::vector<Pending>& batch) {
+    std::vector<Result<CommandOutcome>> results;
+    std::vector<bool> rests_on_batch(batch.size(), false);
+    CommitInfo info;
+    Status written = write(batch, results, rests_on_batch, info);
+    if (!written) {
+      Error e = written.error();
+      if (e.code != ErrorCode::kUnavailable) {
+        spdlog::error("postgres write cycle failed: {}", e.message);
+        e.code = ErrorCode::kUnavailable;
+      }
+      if (results.size() != batch.size()) results.assign(batch.size(), e);
+      for (size_t i = 0; i < results.size(); ++i)
+        if (results[i].ok() || rests_on_batch[i]) results[i] = e;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      try {
+        batch[i].done(std::move(results[i]));
+      } catch (...) {
+      }
+    }
+    if (written && !info.changed_jobs.empty()) feed_.deliver(info);
+  }
+
+  Status connect() {
+    if (conn_ && conn_->ok()) return ok_status();
+    conn_.reset();
+    auto c = pg::Connection::open(options_.uri);
+    if (!c) return c.error();
+    conn_ = std::move(*c);
+    return ok_status();
+  }
+
+  Status write(std::vector<Pending>& batch, std::vector<Result<CommandOutcome>>& results,
+               std::vector<bool>& rests_on_batch, CommitInfo& info) {
+    if (auto s = connect(); !s) return s;
+    pg::Connection& c = *conn_;
+    if (auto s = c.exec_script("BEGIN"); !s) return s;
+    bool committed = false;
+    struct Rollback {
+      pg::Connection& c;
+      bool& committed;
+      ~Rollback() {
+        if (!committed) (void)c.exec_script("ROLLBACK");
+      }
+    } rollback{c, committed};
+
+    auto head_rows = c.exec("SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE");
+    if (!head_rows) return head_rows.error();
+    if (head_rows->size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
+    LogHead head{static_cast<uint64_t>(head_rows->i64(0, 0)), std::string(head_rows->text(0, 1))};
+    const uint64_t first_seq = head.seq + 1;
+
+    // Idempotency records of the batch's creates, then every job it names.
+    std::unordered_map<std::string, std::pair<std::string, std::string>> known_keys;  // key → id, fp hex
+    std::vector<std::string> keys;
+    for (auto& p : batch)
+      if (p.request.idempotency_key && std::holds_alternative<CreateJob>(p.request.command))
+        keys.push_back(*p.request.idempotency_key);
+    std::unordered_set<std::string> ids;
+    if (!keys.empty()) {
+      auto r = c.exec(
+          "SELECT key, job_id, fingerprint FROM jobstate_idempotency WHERE key = ANY($1::text[])",
+          {text_array(keys)});
+      if (!r) return r.error();
+      for (int i = 0; i < r->size(); ++i) {
+        known_keys[std::string(r->text(i, 0))] = {std::string(r->text(i, 1)),
+                                                   std::string(r->text(i, 2))};
+        ids.insert(std::string(r->text(i, 1)));
+      }
+    }
+    for (auto& p : batch) ids.insert(p.request.job_id.to_string());
+    std::unordered_map<JobId, StatePtr> states;
+    {
+      std::string array = "{";
+      for (auto& id : ids) array += (array.size() > 1 ? "," : "") + id;
+      array += "}";
+      auto r = c.exec(std::string("SELECT ") + kRowColumns +
+                          " FROM jobstate_jobs WHERE id = ANY($1::uuid[])",
+                      {array});
+      if (!r) return r.error();
+      for (int i = 0; i < r->size(); ++i) {
+        auto row = row_at(*r, i);
+        if (!row) return row.error();
+        auto s = row->to_state();
+        if (!s) return s.error();
+        states[s->id] = std::make_shared<const JobState>(std::move(*s));
+      }
+    }
+
+    // Decide every command in order, each on the state the ones before left.
+    struct EventRow {
+      Event event;
+      std::string data;
+    };
+    std::vector<EventRow> event_rows;
+    std::unordered_map<JobId, std::string> row_json;  // final row JSON of each changed job
+    std::unordered_map<JobId, StatePtr> changed;
+    std::vector<std::array<std::string, 3>> new_keys;
+    const TimeMs now = options_.clock->now_ms();
+    results.clear();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const CommandRequest& req = batch[i].request;
+      const bool create = std::holds_alternative<CreateJob>(req.command);
+      auto state_of = [&](const JobId& id) -> StatePtr {
+        auto it = states.find(id);
+        return it == states.end() ? nullptr : it->second;
+      };
+      if (req.idempotency_key && create) {
+        if (auto it = known_keys.find(*req.idempotency_key); it != known_keys.end()) {
+          for (auto& k : new_keys)
+            if (k[0] == *req.idempotency_key) rests_on_batch[i] = true;
+          if (it->second.second != hex(req.request_fingerprint)) {
+            results.push_back(make_error(ErrorCode::kIdempotencyKeyReused,
+                                         "this Idempotency-Key was used with a different request"));
+            continue;
+          }
+          auto id = JobId::parse(it->second.first);
+          StatePtr st = id ? state_of(*id) : nullptr;
+          if (!st) {
+            results.push_back(make_error(ErrorCode::kCorruption,
+                                         "idempotency record names a missing job"));
+            continue;
+          }
+          results.push_back(CommandOutcome{st, {}, true});
+          continue;
+        }
+      }
+      if (changed.count(req.job_id)) rests_on_batch[i] = true;
+      StatePtr before = state_of(req.job_id);
+      DecideContext ctx{now, server_start_ms_, req.expected_version};
+      auto decided = decide_command(before.get(), req.job_id, req.command, ctx, head);
+      if (!decided) {
+        results.push_back(decided.error());
+        continue;
+      }
+      if (decided->events.empty()) {
+        results.push_back(CommandOutcome{before, {}, false});
+        continue;
+      }
+      RowTexts texts;
+      texts.progress = decided->progress_text;
+      std::string row = encode_status_row(*decided->after, texts);
+      row_json[req.job_id] = row.substr(kStatusRowHeaderBytes);
+      for (size_t k = 0; k < decided->events.size(); ++k)
+        event_rows.push_back({decided->events[k], std::move(decided->data_texts[k])});
+      head = decided->head;
+      states[req.job_id] = decided->after;
+      changed[req.job_id] = decided->after;
+      if (req.idempotency_key && create) {
+        new_keys.push_back({*req.idempotency_key, req.job_id.to_string(),
+                            hex(req.request_fingerprint)});
+        known_keys[*req.idempotency_key] = {req.job_id.to_string(), hex(req.request_fingerprint)};
+      }
+      CommandOutcome outcome;
+      outcome.events = std::move(decided->events);
+      outcome.job = decided->after;
+      results.push_back(std::move(outcome));
+    }
+
+    if (!event_rows.empty()) {
+      if (auto s = insert_events_impl(c, event_rows); !s) return s;
+      if (auto s = upsert_rows(c, changed, row_json); !s) return s;
+      for (auto& k : new_keys) {
+        auto r = c.exec("INSERT INTO jobstate_idempotency VALUES ($1, $2, $3)", {k[0], k[1], k[2]});
+        if (!r) return r.error();
+      }
+      auto h = c.exec("UPDATE jobstate_head SET seq = $1, hash = $2 WHERE id = 1",
+                      {pg::num(static_cast<int64_t>(head.seq)), head.hash});
+      if (!h) return h.error();
+      auto n = c.exec("SELECT pg_notify($1, $2)", {std::string(kChannel), std::to_string(head.seq)});
+      if (!n) return n.error();
+      if (options_.fail_writes_for_test && options_.fail_writes_for_test())
+        return make_error(ErrorCode::kUnavailable, "injected failure at /secret/disk/path");
+      feed_.mark_local(first_seq, head.seq);
+    }
+    if (auto s = c.exec_script("COMMIT"); !s) return s;
+    committed = true;
+    feed_.set_head(head);
+    info.head = head;
+    for (auto& [id, st] : changed) info.changed_jobs.push_back(st);
+    return ok_status();
+  }
+
+  template <typename Rows>
+  static Status insert_events_impl(pg::Connection& c, const Rows& rows) {
+    constexpr size_t kPerStatement = 1000;  // 7 parameters each, far below 65535
+    for (size_t from = 0; from < rows.size(); from += kPerStatement) {
+      std::string sql =
+          "INSERT INTO jobstate_events (seq, job_id, version, type, at_ms, data, hash) VALUES ";
+      std::vector<pg::Param> params;
+      for (size_t i = from; i < rows.size() && i < from + kPerStatement; ++i) {
+        const Event& e = rows[i].event;
+        const size_t p = params.size();
+        sql += (i > from ? ",(" : "(");
+        for (int k = 1; k <= 7; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(p + k);
+        sql += ")";
+        params.push_back(pg::num(static_cast<int64_t>(e.seq)));
+        params.push_back(e.job_id.to_string());
+        params.push_back(pg::num(static_cast<int64_t>(e.version)));
+        params.push_back(pg::num(static_cast<int>(e.type)));
+        params.push_back(pg::num(e.at_ms));
+        params.push_back(rows[i].data);
+        params.push_back(e.hash);
+      }
+      auto r = c.exec(sql, params);
+      if (!r) return r.error();
+    }
+    return ok_status();
+  }
+
+  static Status upsert_rows(pg::Connection& c, const std::unordered_map<JobId, StatePtr>& changed,
+                            const std::unordered_map<JobId, std::string>& row_json) {
+    std::string sql =
+        "INSERT INTO jobstate_jobs (id, version, status, type, created_seq, deadline_ms, "
+        "heartbeat_timeout_s, job) VALUES ";
+    std::vector<pg::Param> params;
+    size_t n = 0;
+    auto flush = [&]() -> Status {
+      if (n == 0) return ok_status();
+      sql +=
+          " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status, "
+          "type = EXCLUDED.type, created_seq = EXCLUDED.created_seq, deadline_ms = "
+          "EXCLUDED.deadline_ms, heartbeat_timeout_s = EXCLUDED.heartbeat_timeout_s, job = "
+          "EXCLUDED.job";
+      auto r = c.exec(sql, params);
+      sql.resize(sql.find("VALUES ") + 7);
+      params.clear();
+      n = 0;
+      if (!r) return r.error();
+      return ok_status();
+    };
+    for (auto& [id, st] : changed) {
+      const size_t p = params.size();
+      sql += (n ? ",(" : "(");
+      for (int k = 1; k <= 8; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(p + k);
+      sql += ")";
+      params.push_back(id.to_string());
+      params.push_back(pg::num(static_cast<int64_t>(st->version)));
+      params.push_back(pg::num(static_cast<int>(st->status)));
+      params.push_back(st->type);
+      params.push_back(pg::num(static_cast<int64_t>(st->created_seq)));
+      params.push_back(pg::num(st->deadline_ms.value_or(0)));
+      params.push_back(pg::num(st->heartbeat_timeout_s));
+      params.push_back(row_json.at(id));
+      if (++n == 1000)
+        if (auto s = flush(); !s) return s;
+    }
+    return flush();
+  }
+
+  PgStoreOptions& options_;
+  CommitFeed& feed_;
+  TimeMs server_start_ms_;
+  std::unique_ptr<pg::Connection> conn_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+class PgStore final : public Store {
+ public:
+  explicit PgStore(PgStoreOptions options)
+      : options_(std::move(options)),
+        feed_(options_.on_commit),
+        pool_(options_.uri, std::max<size_t>(1, options_.read_connections)),
+        log_(pool_),
+        writer_(options_, feed_),
+        read_model_(pool_, writer_) {}
+
+  ~PgStore() override {
+    writer_.stop();
+    {
+      std::lock_guard lock(listen_mu_);
+      stop_listening_ = true;
+    }
+    if (listener_.joinable()) listener_.join();
+  }
+
+  Status open() {
+    auto c = pg::Connection::open(options_.uri);
+    if (!c) return c.error();
+    if (auto s = create_or_upgrade_schema(**c); !s) return s;
+    auto head = log_.head();
+    if (!head) return head.error();
+    feed_.set_head(*head);
+    cursor_ = head->seq;
+    auto listen = pg::Connection::open(options_.uri);
+    if (!listen) return listen.error();
+    if (auto s = (*listen)->exec_script(std::string("LISTEN ") + kChannel); !s) return s;
+    listen_conn_ = std::move(*listen);
+    listener_ = std::thread([this] { listen_loop(); });
+    return writer_.start(std::move(*c));
+  }
+
+  JobWriter& writer() override { return writer_; }
+  const EventLog& log() const override { return log_; }
+  const ReadModel& read_model() const override { return read_model_; }
+  const Clock& clock() const override { return *options_.clock; }
+
+ private:
+  bool stopping() {
+    std::lock_guard lock(listen_mu_);
+    return stop_listening_;
+  }
+
+  // Other nodes' commits: on each NOTIFY (and every second, in case one was
+  // missed while reconnecting), read the events past the cursor that this
+  // node did not write, and tell the listener about their jobs.
+  void listen_loop() {
+    pthread_setname_np(pthread_self(), "js-pg-listen");
+    while (!stopping()) {
+      if (!listen_conn_ || !listen_conn_->ok()) {
+        listen_conn_.reset();
+        auto c = pg::Connection::open(options_.uri);
+        if (!c || !(*c)->exec_script(std::string("LISTEN ") + kChannel)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          continue;
+        }
+        listen_conn_ = std::move(*c);
+      }
+      auto got = listen_conn_->wait_notifications(1000);
+      if (!got) continue;  // reconnects above
+      if (auto s = catch_up(); !s) spdlog::warn("postgres: reading other nodes' commits: {}",
+                                                s.error().message);
+    }
+  }
+
+  Status catch_up() {
+    auto head = log_.head();
+    if (!head) return head.error();
+    if (head->seq <= cursor_) return ok_status();
+    std::unordered_set<std::string> job_ids;
+    Status s = log_.scan(cursor_, head->seq, [&](const StoredEventView& v) {
+      if (!feed_.is_local(v.seq)) job_ids.insert(v.job_id.to_string());
+      return true;
+    });
+    if (!s) return s;
+    CommitInfo info;
+    info.head = *head;
+    for (auto& id : job_ids) {
+      auto row = read_model_.row(*JobId::parse(id));
+      if (!row) return row.error();
+      if (!*row) continue;
+      auto st = (*row)->to_state();
+      if (!st) return st.error();
+      info.changed_jobs.push_back(std::make_shared<const JobState>(std::move(*st)));
+    }
+    cursor_ = head->seq;
+    feed_.forget_local_upto(cursor_);
+    if (info.changed_jobs.empty())
+      feed_.set_head(info.head);
+    else
+      feed_.deliver(info);
+    return ok_status();
+  }
+
+  PgStoreOptions options_;
+  CommitFeed feed_;
+  pg::Pool pool_;
+  PgEventLog log_;
+  PgWriter writer_;
+  PgReadModel read_model_;
+  std::unique_ptr<pg::Connection> listen_conn_;
+  uint64_t cursor_ = 0;  // listener thread only, after open()
+  std::mutex listen_mu_;
+  bool stop_listening_ = false;
+  std::thread listener_;
+};
+
+}  // namespace
+
+bool is_postgres_uri(const std::string& location) {
+  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
+Result<std::unique_ptr<Store>> open_pg_store(PgStoreOptions options) {
+  if (!options.clock) return make_error(ErrorCode::kInvalidRequest, "the store needs a clock");
+  auto store = std::make_unique<PgStore>(std::move(options));
+  if (auto s = store->open(); !s) return s.error();
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace jobstate
