@@ -665,6 +665,41 @@ class PgWriter final : public JobWriter {
   std::thread thread_;
 };
 
+// The lead is a session-level advisory lock held on a connection of its
+// own. PostgreSQL releases it when that session ends: at once when the node's
+// process dies (its kernel closes the socket), and within the session's TCP
+// keepalive bound (5 s idle + 3 probes 2 s apart, set below) when the whole
+// machine or its network goes. Another node's next sweep then takes it.
+class PgLeadership final : public Leadership {
+ public:
+  explicit PgLeadership(std::string uri) : uri_(std::move(uri)) {}
+
+  bool holds_lead() override {
+    if (conn_ && conn_->ok() && held_) {
+      if (conn_->exec("SELECT 1")) return true;  // the session (and its lock) still lives
+    }
+    held_ = false;
+    if (!conn_ || !conn_->ok()) {
+      conn_.reset();
+      auto c = pg::Connection::open(uri_);
+      if (!c) return false;
+      if (!(*c)->exec_script(
+              "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+              "SET tcp_keepalives_count = 3"))
+        return false;
+      conn_ = std::move(*c);
+    }
+    auto r = conn_->exec("SELECT pg_try_advisory_lock(7239002)");
+    held_ = r && r->size() == 1 && r->text(0, 0) == "t";
+    return held_;
+  }
+
+ private:
+  std::string uri_;
+  std::unique_ptr<pg::Connection> conn_;
+  bool held_ = false;
+};
+
 class PgStore final : public Store {
  public:
   explicit PgStore(PgStoreOptions options)
@@ -673,7 +708,8 @@ class PgStore final : public Store {
         pool_(options_.uri, std::max<size_t>(1, options_.read_connections)),
         log_(pool_),
         writer_(options_, feed_),
-        read_model_(pool_, writer_) {}
+        read_model_(pool_, writer_),
+        leadership_(options_.uri) {}
 
   ~PgStore() override {
     writer_.stop();
@@ -704,6 +740,7 @@ class PgStore final : public Store {
   const EventLog& log() const override { return log_; }
   const ReadModel& read_model() const override { return read_model_; }
   const Clock& clock() const override { return *options_.clock; }
+  Leadership& leadership() override { return leadership_; }
 
  private:
   bool stopping() {
@@ -768,6 +805,7 @@ class PgStore final : public Store {
   PgEventLog log_;
   PgWriter writer_;
   PgReadModel read_model_;
+  PgLeadership leadership_;
   std::unique_ptr<pg::Connection> listen_conn_;
   uint64_t cursor_ = 0;  // listener thread only, after open()
   std::mutex listen_mu_;

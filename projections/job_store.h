@@ -43,10 +43,13 @@ class JobStore final : public Store {
   const LogReader& log() const override { return *log_; }
   const StatusProjection& read_model() const override { return *projection_; }
   const Clock& clock() const override { return *clock_; }
+  // One process per directory: it always leads.
+  Leadership& leadership() override { return sole_leader_; }
 
  private:
   JobStore() = default;
   const Clock* clock_ = nullptr;
+  SoleLeader sole_leader_;
   std::unique_ptr<Database> db_;
   std::unique_ptr<StatusProjection> projection_;
   std::unique_ptr<LogReader> log_;

@@ -23,7 +23,7 @@ Result<std::unique_ptr<Service>> Service::start(ServiceOptions options) {
   s->store_ = std::move(*store);
 
   s->watchdog_ = std::make_unique<Watchdog>(s->store_->read_model(), s->store_->writer(), clock,
-                                            options.watchdog);
+                                            options.watchdog, &s->store_->leadership());
   s->watchdog_->start();
   if (auto started = s->executor_pool_->start(s->store_->read_model(), s->store_->writer());
       !started) {

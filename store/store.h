@@ -15,6 +15,7 @@
 #include "domain/clock.h"
 #include "store/event_log.h"
 #include "store/job_writer.h"
+#include "store/leadership.h"
 #include "store/read_model.h"
 
 namespace jobstate {
@@ -28,6 +29,8 @@ class Store {
   virtual const ReadModel& read_model() const = 0;
   // The clock the store stamps events and deadlines with.
   virtual const Clock& clock() const = 0;
+  // Who runs the watchdog's sweep among the nodes sharing this store.
+  virtual Leadership& leadership() = 0;
 };
 
 }  // namespace jobstate

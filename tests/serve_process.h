@@ -28,8 +28,10 @@ enum class Teardown {
 
 // How a ServeProcess starts the server, and how it ends it.
 struct ServeOptions {
-  // --data-dir. Required.
+  // --data-dir. Required unless `store` is given.
   std::string data_dir;
+  // --store (a postgresql:// URI) instead of --data-dir. Default: none.
+  std::string store;
   // Gets the server's stdout and stderr; truncated at each start. Required.
   std::string output_path;
   // Passed after `--data-dir D --listen 127.0.0.1:PORT`. Default: none.
@@ -97,7 +99,11 @@ class ServeProcess {
   void start(uint16_t port) {
     url_.clear();
     exit_status_.reset();
-    std::vector<std::string> args = {JOBSTATE_BIN, "serve", "--data-dir", options_.data_dir};
+    std::vector<std::string> args = {JOBSTATE_BIN, "serve"};
+    if (options_.store.empty())
+      args.insert(args.end(), {"--data-dir", options_.data_dir});
+    else
+      args.insert(args.end(), {"--store", options_.store});
     args.insert(args.end(), {"--listen", "127.0.0.1:" + std::to_string(port)});
     args.insert(args.end(), options_.flags.begin(), options_.flags.end());
     // Both descriptors append, so stdout and stderr do not overwrite each other.

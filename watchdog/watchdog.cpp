@@ -8,8 +8,8 @@
 namespace jobstate {
 
 Watchdog::Watchdog(const ReadModel& jobs, JobWriter& writer, const Clock& clock,
-                   WatchdogOptions options)
-    : jobs_(jobs), writer_(writer), clock_(clock), options_(options) {}
+                   WatchdogOptions options, Leadership* leadership)
+    : jobs_(jobs), writer_(writer), leadership_(leadership), clock_(clock), options_(options) {}
 
 Watchdog::~Watchdog() {
   stop();
@@ -39,7 +39,12 @@ void Watchdog::loop() {
   std::unique_lock lock(mu_);
   while (!stop_requested_) {
     lock.unlock();
-    sweep_once();
+    const bool lead = !leadership_ || leadership_->holds_lead();
+    if (static_cast<int>(lead) != leading_) {
+      spdlog::info(lead ? "watchdog: this node leads the sweep" : "watchdog: another node leads the sweep");
+      leading_ = static_cast<int>(lead);
+    }
+    if (lead) sweep_once();
     lock.lock();
     cv_.wait_for(lock, std::chrono::milliseconds(options_.interval_ms),
                  [&] { return stop_requested_; });

@@ -21,6 +21,7 @@
 
 #include "domain/clock.h"
 #include "store/job_writer.h"
+#include "store/leadership.h"
 #include "store/read_model.h"
 
 namespace jobstate {
@@ -34,9 +35,11 @@ struct WatchdogOptions {
 
 class Watchdog {
  public:
-  // REQUIRES: all three outlive the watchdog.
+  // REQUIRES: all of them outlive the watchdog. `leadership` (null: always
+  // lead) is asked before each sweep of the running loop: on a store several
+  // nodes share, only the node holding the lead sweeps. sweep_once() does not ask.
   Watchdog(const ReadModel& jobs, JobWriter& writer, const Clock& clock,
-           WatchdogOptions options = {});
+           WatchdogOptions options = {}, Leadership* leadership = nullptr);
   ~Watchdog();  // stop()
 
   void start();
@@ -52,6 +55,8 @@ class Watchdog {
 
   const ReadModel& jobs_;
   JobWriter& writer_;
+  Leadership* leadership_;
+  int leading_ = -1;  // loop thread only: 1 leads, 0 does not, -1 not asked yet (for the log line)
   const Clock& clock_;
   WatchdogOptions options_;
   std::atomic<bool> running_{false};
