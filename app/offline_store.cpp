@@ -1,5 +1,7 @@
 #include "app/offline_store.h"
 
+#include "pgstore/pg_store.h"
+
 #include <fcntl.h>
 #include <rocksdb/db.h>
 #include <unistd.h>
@@ -233,6 +235,19 @@ int run_guarded(std::string_view command, const std::function<int()>& body) {
 
 bool stderr_is_terminal() {
   return isatty(STDERR_FILENO) == 1;
+}
+
+Result<std::unique_ptr<Store>> open_offline_postgres(const std::string& uri) {
+  if (!is_postgres_uri(uri))
+    return make_error(ErrorCode::kInvalidRequest,
+                      "--store must be a postgresql:// URI, not '" + uri + "'");
+  static SystemClock clock;
+  PgStoreOptions o;
+  o.uri = uri;
+  o.clock = &clock;
+  o.read_only = true;
+  o.read_connections = 1;
+  return open_pg_store(std::move(o));
 }
 
 }  // namespace jobstate::app

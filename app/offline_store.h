@@ -12,6 +12,7 @@
 
 #include "domain/result.h"
 #include "eventstore/database.h"
+#include "store/store.h"
 
 namespace jobstate::app {
 
@@ -50,6 +51,11 @@ class OfflineStore {
   int owner_fd_ = -1;  // holds the lock that marks secondary_dir_ as in use
   std::unique_ptr<Database> db_;
 };
+
+// A postgres store (a postgresql:// URI, as `--store` takes it) opened for
+// reading only: no schema is created, nothing is written, and a database
+// without a jobstate store is an error.
+Result<std::unique_ptr<Store>> open_offline_postgres(const std::string& uri);
 
 // Prints "jobstate <command>: <message>" on stderr as one line (newlines in
 // the message become spaces).

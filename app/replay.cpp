@@ -12,6 +12,7 @@ namespace {
 
 struct ReplayFlags {
   std::string data_dir;
+  std::string store;  // a postgresql:// URI instead
   std::string job;
   std::string after_seq;
   std::string until_seq;
@@ -74,12 +75,33 @@ int run_replay(const ReplayFlags& flags) {
     return kExitUsage;
   }
 
-  auto store = OfflineStore::open(flags.data_dir, OfflineAccess::kFollow);
-  if (!store) {
-    print_error(cmd, store.error().message);
-    return kExitFailure;
+  if (flags.data_dir.empty() == flags.store.empty()) {
+    print_error(cmd, "give one of --data-dir DIR or --store URI");
+    return kExitUsage;
   }
-  LogReader log((*store)->db());
+  std::unique_ptr<OfflineStore> store;
+  std::unique_ptr<LogReader> reader;
+  std::unique_ptr<Store> pg;
+  const EventLog* events = nullptr;
+  if (!flags.store.empty()) {
+    auto opened = open_offline_postgres(flags.store);
+    if (!opened) {
+      print_error(cmd, opened.error().message);
+      return kExitFailure;
+    }
+    pg = std::move(*opened);
+    events = &pg->log();
+  } else {
+    auto opened = OfflineStore::open(flags.data_dir, OfflineAccess::kFollow);
+    if (!opened) {
+      print_error(cmd, opened.error().message);
+      return kExitFailure;
+    }
+    store = std::move(*opened);
+    reader = std::make_unique<LogReader>(store->db());
+    events = reader.get();
+  }
+  const EventLog& log = *events;
   LineWriter out;
   Status scanned = ok_status();
   bool job_seen = false;
@@ -120,7 +142,9 @@ void add_replay_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "replay",
       "Print events as JSON lines (the API's event JSON) in seq order; works on a live store");
-  cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
+  auto* dir = cmd->add_option("--data-dir", flags->data_dir, "The store's directory");
+  cmd->add_option("--store", flags->store, "A postgresql:// URI: replay a PostgreSQL store")
+      ->excludes(dir);
   cmd->add_option("--job", flags->job, "Only this job's events");
   cmd->add_option("--after-seq", flags->after_seq, "Only events with seq > N");
   cmd->add_option("--until-seq", flags->until_seq, "Only events with seq <= N");

@@ -13,14 +13,31 @@ namespace {
 
 struct VerifyFlags {
   std::string data_dir;
+  std::string store;  // a postgresql:// URI instead
 };
 
 int run_verify(const VerifyFlags& flags) {
   const char* cmd = "verify";
-  auto store = OfflineStore::open(flags.data_dir, OfflineAccess::kFollow);
-  if (!store) {
-    print_error(cmd, store.error().message);
-    return kExitFailure;
+  if (flags.data_dir.empty() == flags.store.empty()) {
+    print_error(cmd, "give one of --data-dir DIR or --store URI");
+    return kExitUsage;
+  }
+  std::unique_ptr<OfflineStore> store;
+  std::unique_ptr<Store> pg;
+  if (!flags.store.empty()) {
+    auto opened = open_offline_postgres(flags.store);
+    if (!opened) {
+      print_error(cmd, opened.error().message);
+      return kExitFailure;
+    }
+    pg = std::move(*opened);
+  } else {
+    auto opened = OfflineStore::open(flags.data_dir, OfflineAccess::kFollow);
+    if (!opened) {
+      print_error(cmd, opened.error().message);
+      return kExitFailure;
+    }
+    store = std::move(*opened);
   }
   const bool terminal = stderr_is_terminal();
   const auto start = std::chrono::steady_clock::now();
@@ -34,7 +51,8 @@ int run_verify(const VerifyFlags& flags) {
     std::fflush(stderr);
     drawn = true;
   };
-  auto report = verify_store((*store)->db(), options);
+  auto report = pg ? verify_log(pg->log(), pg->read_model(), options.on_progress)
+                   : verify_store(store->db(), options);
   if (drawn) std::fputs("\r\033[K", stderr);
   if (!report) {
     print_error(cmd, (report.error().code == ErrorCode::kCorruption ? "FAILED: " : "") +
@@ -57,7 +75,9 @@ void add_verify_command(CLI::App& app) {
       "verify",
       "Check the hash chain, gapless seq, every job's history and the stored projection; works on "
       "a live store");
-  cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
+  auto* dir = cmd->add_option("--data-dir", flags->data_dir, "The store's directory");
+  cmd->add_option("--store", flags->store, "A postgresql:// URI: verify a PostgreSQL store")
+      ->excludes(dir);
   cmd->callback(
       [flags] { exit_code() = run_guarded("verify", [&] { return run_verify(*flags); }); });
 }

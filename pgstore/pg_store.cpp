@@ -723,6 +723,25 @@ class PgStore final : public Store {
   Status open() {
     auto c = pg::Connection::open(options_.uri);
     if (!c) return c.error();
+    if (options_.read_only) {
+      auto v = (*c)->exec(
+          "SELECT CASE WHEN to_regclass('jobstate_schema') IS NULL THEN -1 "
+          "ELSE (SELECT coalesce(max(version), -1) FROM jobstate_schema) END");
+      if (!v) return v.error();
+      const int64_t version = v->i64(0, 0);
+      if (version < 1)
+        return make_error(ErrorCode::kInvalidRequest, "this database holds no jobstate store");
+      if (version > kSchemaVersion)
+        return make_error(ErrorCode::kInvalidRequest,
+                          "the database holds jobstate schema version " + std::to_string(version) +
+                              ", newer than this jobstate knows (" +
+                              std::to_string(kSchemaVersion) + ")");
+      auto head = log_.head();
+      if (!head) return head.error();
+      feed_.set_head(*head);
+      writer_.stop();
+      return ok_status();
+    }
     if (auto s = create_or_upgrade_schema(**c); !s) return s;
     auto head = log_.head();
     if (!head) return head.error();

@@ -52,6 +52,10 @@ struct PgStoreOptions {
   size_t max_queued_commands = 100'000;
   // Connections for reads. Default 4.
   size_t read_connections = 4;
+  // For the offline tools (replay, verify): reads only. Creates no schema (a
+  // database without one is an error), starts no writer (every command gets
+  // kUnavailable) and listens to nothing.
+  bool read_only = false;
   // Test seam: while it returns true, every cycle fails before COMMIT as if
   // the database did. Default: none.
   std::function<bool()> fail_writes_for_test;

@@ -8,6 +8,7 @@
 #include "domain/result.h"
 #include "eventstore/database.h"
 #include "eventstore/log_reader.h"
+#include "store/verify_log.h"  // VerifyReport
 
 namespace jobstate {
 
@@ -17,12 +18,6 @@ struct VerifyOptions {
   std::function<void(uint64_t events_checked)> on_progress;
 };
 
-struct VerifyReport {
-  uint64_t events = 0;
-  uint64_t jobs = 0;
-  LogHead head;  // the last event: what an auditor compares with a published head
-  double seconds = 0;
-};
 
 // Checks, in this order, and stops at the first problem:
 //   1. the log: every record decodes, seq runs 1, 2, 3, ... without a gap,
