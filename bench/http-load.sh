@@ -4,6 +4,8 @@
 # with appendfsync always), all in one run so ratios are comparable.
 #   durable heartbeats/s on 1,000 running jobs, status reads/s, /healthz/s.
 # Usage: bench/http-load.sh [connections=64] [seconds=10] [--no-baselines]
+#   JOBSTATE_STORE=postgresql://... serves that PostgreSQL store (the postgres
+#   backend) instead of a fresh RocksDB directory; JOBSTATE_BIN picks the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-64}; T=${2:-10}; BASELINES=${3:-}
@@ -15,7 +17,8 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 # A real disk, not tmpfs: fsync must cost what it costs.
 D=$(mktemp -d /var/tmp/jobstate-bench.XXXXXX)
 LOG=$D/serve.log
-"$BIN" serve --data-dir "$D/data" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
+if [ -n "${JOBSTATE_STORE:-}" ]; then STORE=(--store "$JOBSTATE_STORE"); else STORE=(--data-dir "$D/data"); fi
+"$BIN" serve "${STORE[@]}" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
 for _ in $(seq 100); do grep -q "serving on" "$LOG" && break; sleep 0.05; done

@@ -83,8 +83,11 @@ class PgMultiNodeTest : public ::testing::Test {
         for (auto& u : urls) clients.push_back(std::make_unique<HttpClient>(u));
         std::vector<bool> dead(urls.size(), false);
         int request = t;
-        // Sends to the next node that still answers; a request that got no
-        // answer at all may or may not have committed, so it is not counted.
+        // Sends to the next node that still answers. A request that got no
+        // answer at all may or may not have committed: it is not counted,
+        // and its job is left alone (`lost`), since repeating a start or a
+        // heartbeat elsewhere would depend on what happened to it.
+        bool lost = false;
         auto send = [&](const std::string& path, const json& body) -> std::optional<json> {
           for (size_t tries = 0; tries < urls.size(); ++tries) {
             const size_t n = static_cast<size_t>(request++) % urls.size();
@@ -92,7 +95,8 @@ class PgMultiNodeTest : public ::testing::Test {
             auto r = clients[n]->post_json(path, body);
             if (r.status == 0) {
               dead[n] = true;
-              continue;
+              lost = true;
+              return std::nullopt;
             }
             if (r.status / 100 != 2) {
               ADD_FAILURE() << path << ": " << r.status << " " << r.body;
@@ -103,6 +107,7 @@ class PgMultiNodeTest : public ::testing::Test {
           return std::nullopt;
         };
         for (int j = 0; j < jobs; ++j) {
+          lost = false;
           auto created = send("/v1/jobs", {{"type", "load"}, {"heartbeat_timeout_s", 600}});
           if (!created) continue;
           const std::string id = (*created)["id"];
@@ -110,7 +115,7 @@ class PgMultiNodeTest : public ::testing::Test {
           const std::string base = "/v1/jobs/" + id;
           if (auto s = send(base + "/start", {{"worker", "w" + std::to_string(t)}}))
             mine.push_back({id, (*s)["version"].get<uint64_t>()});
-          for (int h = 0; h < 3; ++h)
+          for (int h = 0; h < 3 && !lost; ++h)
             if (auto s = send(base + "/heartbeat", {{"progress", {{"fraction", h / 3.0}}}}))
               mine.push_back({id, (*s)["version"].get<uint64_t>()});
           std::lock_guard lock(mu);
