@@ -6,27 +6,18 @@
 #include <future>
 #include <string>
 
-#include "projections/job_store.h"
-#include "test_util.h"
+#include "store_fixture.h"
 #include "workers/abandoned_jobs.h"
 
 namespace jobstate::workers {
 namespace {
 
-using jobstate::testing::TempDir;
+using jobstate::testing::StoreTest;
 using nlohmann::json;
 
-class AbandonedJobsTest : public ::testing::Test {
+class AbandonedJobsTest : public StoreTest {
  protected:
-  void SetUp() override {
-    JobStoreOptions o;
-    o.data_dir = dir_.sub("data");
-    o.clock = &clock_;
-    auto s = JobStore::open(o);
-    ASSERT_OK(s);
-    store_ = std::move(*s);
-  }
-  Store& store() { return *store_; }
+  void SetUp() override { open_store(); }
 
   // A job of type "t", started by `worker` unless it is empty (then queued).
   JobId job(const std::string& worker) {
@@ -51,10 +42,6 @@ class AbandonedJobsTest : public ::testing::Test {
     EXPECT_OK(s);
     return *s;
   }
-
-  TempDir dir_;
-  ManualClock clock_{1'700'000'000'000};
-  std::unique_ptr<JobStore> store_;
 };
 
 TEST_F(AbandonedJobsTest, FailsOnlyRunningJobsOfThePrefix) {
