@@ -6,6 +6,8 @@
 
 #if __has_include(<cxxabi.h>)
 #include <cxxabi.h>
+
+#include "workers/heartbeat_pacing.h"
 #define JOBSTATE_HAVE_CXXABI 1
 #endif
 
@@ -23,7 +25,7 @@ constexpr int64_t kFirstBackoffMs = 100;
 
 int64_t derive_interval_ms(int64_t configured_ms, int64_t heartbeat_timeout_s) {
   if (configured_ms > 0) return configured_ms;
-  return std::clamp<int64_t>(heartbeat_timeout_s * 1000 / 3, kMinIntervalMs, kMaxIntervalMs);
+  return workers::heartbeat_interval_ms(heartbeat_timeout_s, kMinIntervalMs, kMaxIntervalMs);
 }
 
 // A heartbeat must come back (or fail) well before the next one is due, yet
@@ -218,14 +220,13 @@ void JobRun::remember(const Job& job) {
 
 void JobRun::heartbeat_loop() {
   const auto interval = milliseconds(heartbeat_interval_ms_);
-  const auto min_progress_gap =
-      milliseconds(std::max<int64_t>(options_.min_progress_interval_ms, 0));
-  auto next_due = Clock::now() + interval;
+  // Only this thread uses it; the job was just started (its deadline set).
+  workers::HeartbeatPacer pacer(heartbeat_interval_ms_, options_.min_progress_interval_ms,
+                                Clock::now());
   int failures = 0;
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    auto due = next_due;
-    if (pending_progress_) due = std::min(due, last_progress_sent_ + min_progress_gap);
+    const auto due = pacer.next_due(pending_progress_.has_value());
     if (Clock::now() < due) {
       wake_.wait_until(lock, due);
       continue;
@@ -238,7 +239,7 @@ void JobRun::heartbeat_loop() {
     if (stopping_) break;
     std::optional<Progress> progress = std::move(pending_progress_);
     pending_progress_.reset();
-    if (progress) last_progress_sent_ = Clock::now();
+    if (progress) pacer.progress_sent(Clock::now());
     lock.unlock();
     auto r = heartbeat_client_.heartbeat(job_id_, progress);
     sending.unlock();
@@ -247,7 +248,7 @@ void JobRun::heartbeat_loop() {
       if (r->version >= last_job_.version) last_job_ = *r;
       heartbeat_problem_.reset();
       failures = 0;
-      next_due = Clock::now() + interval;
+      pacer.heartbeat_sent(Clock::now());
       if (r->cancel_requested && !cancel_requested_.exchange(true)) wake_.notify_all();
       continue;
     }
@@ -269,10 +270,10 @@ void JobRun::heartbeat_loop() {
       if (progress && !pending_progress_) pending_progress_ = std::move(progress);
       const int64_t backoff_ms = kFirstBackoffMs << std::min(failures, 12);
       ++failures;
-      next_due = Clock::now() + std::min(milliseconds(backoff_ms), interval);
+      pacer.heartbeat_due_at(Clock::now() + std::min(milliseconds(backoff_ms), interval));
     } else {
       // Refused (say, progress the server finds invalid): drop it, keep the cadence.
-      next_due = Clock::now() + interval;
+      pacer.heartbeat_sent(Clock::now());
     }
   }
 }

@@ -12,7 +12,6 @@
 #endif
 
 #include <array>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +19,9 @@
 #include <memory>
 
 #include "jobstate/job_run.h"
+#include "workers/exit_outcome.h"
+#include "workers/progress_line.h"
+#include "workers/stderr_tail.h"
 
 extern char** environ;
 
@@ -112,34 +114,6 @@ void write_all(int fd, std::string_view data) {
   }
 }
 
-std::string signal_name(int sig) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  if (const char* abbrev = sigabbrev_np(sig)) return std::string("SIG") + abbrev;
-#endif
-  return "signal " + std::to_string(sig);
-}
-
-// The last `limit` bytes of stderr, starting at a UTF-8 character boundary.
-class Tail {
- public:
-  explicit Tail(size_t limit) : limit_(limit) {}
-  void add(std::string_view data) {
-    text_.append(data);
-    if (text_.size() > 2 * limit_ + 4096) text_.erase(0, text_.size() - limit_);
-  }
-  std::string text() const {
-    std::string out = text_.size() > limit_ ? text_.substr(text_.size() - limit_) : text_;
-    size_t skip = 0;
-    while (skip < out.size() && skip < 3 && (static_cast<unsigned char>(out[skip]) & 0xC0) == 0x80)
-      ++skip;
-    return out.substr(skip);
-  }
-
- private:
-  size_t limit_;
-  std::string text_;
-};
-
 // What the command's stdout amounted to, fed chunk by chunk.
 class StdoutLines {
  public:
@@ -181,9 +155,8 @@ class StdoutLines {
     }
     std::string_view trimmed = text;
     if (!trimmed.empty() && trimmed.back() == '\r') trimmed.remove_suffix(1);
-    if (auto progress = parse_progress_line(trimmed)) {
-      run_.set_progress(progress->fraction ? *progress->fraction : NAN,
-                        progress->message.value_or(""), nullptr);
+    if (auto progress = workers::parse_progress_line(trimmed)) {
+      run_.set_progress(progress->fraction, std::string(progress->message), nullptr);
       return;
     }
     write_all(fd_, text);
@@ -199,33 +172,14 @@ class StdoutLines {
   bool in_long_line_ = false;
 };
 
-struct ChildEnd {
-  bool exited = false;  // else signalled
-  int code = 0;         // exit code or signal number
-};
-
 }  // namespace
 
 std::optional<Progress> parse_progress_line(std::string_view line) {
-  constexpr std::string_view kKeyword = "PROGRESS";
-  if (line.substr(0, kKeyword.size()) != kKeyword) return std::nullopt;
-  line.remove_prefix(kKeyword.size());
-  if (line.empty() || (line[0] != ' ' && line[0] != '\t')) return std::nullopt;
-  while (!line.empty() && (line[0] == ' ' || line[0] == '\t')) line.remove_prefix(1);
-  size_t end = line.find_first_of(" \t");
-  std::string_view number = line.substr(0, end);
-  double fraction = 0;
-  auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), fraction);
-  if (number.empty() || ec != std::errc() || ptr != number.data() + number.size() ||
-      !(fraction >= 0.0 && fraction <= 1.0))
-    return std::nullopt;
+  auto parsed = workers::parse_progress_line(line);
+  if (!parsed) return std::nullopt;
   Progress p;
-  p.fraction = fraction;
-  if (end != std::string_view::npos) {
-    std::string_view message = line.substr(end);
-    while (!message.empty() && (message[0] == ' ' || message[0] == '\t')) message.remove_prefix(1);
-    if (!message.empty()) p.message = std::string(message);
-  }
+  p.fraction = parsed->fraction;
+  if (!parsed->message.empty()) p.message = std::string(parsed->message);
   return p;
 }
 
@@ -329,9 +283,9 @@ int run_command_as_job(const RunCommandOptions& options) {
   }
 
   StdoutLines stdout_lines(run, options.stdout_fd);
-  Tail stderr_tail(options.stderr_tail_bytes);
+  workers::StderrTail stderr_tail(options.stderr_tail_bytes);
   bool out_open = true, err_open = true;
-  std::optional<ChildEnd> end;
+  std::optional<workers::ProcessExit> end;
   Clock::time_point reaped_at{};
   bool term_sent = false, kill_sent = false, lost_logged = false;
   Clock::time_point term_sent_at{};
@@ -342,9 +296,8 @@ int run_command_as_job(const RunCommandOptions& options) {
       int status = 0;
       pid_t w = waitpid(pid, &status, WNOHANG);
       if (w == pid) {
-        end =
-            ChildEnd{WIFEXITED(status), WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)};
-        reaped_at = Clock::now();
+        end = workers::ProcessExit::from_wait_status(status);
+        if (end) reaped_at = Clock::now();
       }
     }
     if (end &&
@@ -413,31 +366,33 @@ int run_command_as_job(const RunCommandOptions& options) {
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    end = ChildEnd{WIFEXITED(status), WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status)};
+    end = workers::ProcessExit::from_wait_status(status).value_or(workers::ProcessExit::unknown());
   }
 
-  const int exit_status = end->exited ? end->code : 128 + end->code;
-  const std::string how = end->exited ? "exited with status " + std::to_string(end->code)
-                                      : "was killed by " + signal_name(end->code);
+  // kUnknown cannot come from waitpid() without WUNTRACED; 1 keeps it a failure.
+  const int exit_status = end->kind == workers::ProcessExit::Kind::kExited     ? end->code
+                          : end->kind == workers::ProcessExit::Kind::kSignaled ? 128 + end->signal
+                                                                               : 1;
   Result<Job> reported = Problem{};
   if (run.lost()) {
     log("not reporting: the job is already " + run.lost_state());
     return exit_status;
   }
   if (term_sent) {
-    reported = run.cancelled("cancel requested; the command " + how);
-  } else if (end->exited && end->code == 0) {
-    json result = json::parse(stdout_lines.last_line(), nullptr, false);
-    if (result.is_discarded()) result = nullptr;
-    reported = run.succeed(result);
-  } else if (end->exited) {
-    reported = run.fail("exit_code", "the command " + how,
-                        {{"exit_code", end->code}, {"stderr_tail", stderr_tail.text()}});
+    reported = run.cancelled("cancel requested; the command " + workers::describe_exit(*end));
   } else {
-    reported = run.fail("signal", "the command " + how,
-                        {{"signal", end->code},
-                         {"signal_name", signal_name(end->code)},
-                         {"stderr_tail", stderr_tail.text()}});
+    // `jobstate run` passes stderr through, so the message does not repeat it;
+    // run_command.h promises signal_name in the details.
+    constexpr workers::ExitOutcomeFormat kFormat{.signal_name_in_details = true,
+                                                 .last_stderr_line_in_message = false};
+    auto outcome = workers::exit_outcome(*end, stdout_lines.last_line(), stderr_tail, kFormat);
+    if (outcome.succeeded) {
+      reported = run.succeed(outcome.result);
+    } else {
+      reported =
+          run.fail(outcome.error.at("code").get<std::string>(),
+                   outcome.error.at("message").get<std::string>(), outcome.error.at("details"));
+    }
   }
   if (!reported) log("reporting the outcome failed: " + reported.problem().describe());
   return exit_status;

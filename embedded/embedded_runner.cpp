@@ -7,8 +7,9 @@
 #include <chrono>
 #include <cmath>
 
-#include "executors/executor_pool.h"
-#include "executors/process_output.h"
+#include "workers/abandoned_jobs.h"
+#include "workers/heartbeat_pacing.h"
+#include "workers/utf8.h"
 
 namespace jobstate::embedded {
 
@@ -22,7 +23,6 @@ constexpr milliseconds kCancelCheckInterval{100};
 
 struct JobContext::Shared {
   JobId id;
-  int64_t heartbeat_interval_ms = 40'000;
   std::mutex mu;
   std::optional<json> progress;   // newest progress not yet sent
   bool reporting = false;         // an outcome is being recorded: no heartbeats
@@ -30,8 +30,7 @@ struct JobContext::Shared {
   bool ended_elsewhere = false;   // a heartbeat found the job terminal
   bool cancel_requested = false;
   bool heartbeat_in_flight = false;
-  SteadyClock::time_point last_heartbeat{};
-  SteadyClock::time_point last_progress{};
+  std::optional<workers::HeartbeatPacer> pacer;  // set before the heartbeat thread sees it
   SteadyClock::time_point last_cancel_check{};
 };
 
@@ -39,7 +38,7 @@ Status JobContext::progress(double fraction, const std::string& message, json de
   if (!std::isfinite(fraction) || fraction < 0.0 || fraction > 1.0)
     return make_error(ErrorCode::kInvalidRequest, "progress fraction must be from 0 to 1");
   json p = {{"fraction", fraction},
-            {"message", message.empty() ? json(nullptr) : json(executors::sanitize_utf8(message))},
+            {"message", message.empty() ? json(nullptr) : json(workers::sanitize_utf8(message))},
             {"details", std::move(details)}};
   std::lock_guard lock(shared_->mu);
   shared_->progress = std::move(p);
@@ -80,12 +79,12 @@ Status JobContext::succeed(json result) {
 
 Status JobContext::fail(std::string code, const std::string& message, json details) {
   return report(FailJob{json{{"code", std::move(code)},
-                             {"message", executors::sanitize_utf8(message)},
+                             {"message", workers::sanitize_utf8(message)},
                              {"details", std::move(details)}}});
 }
 
 Status JobContext::cancelled(const std::string& reason) {
-  return report(ConfirmCancelled{executors::sanitize_utf8(reason)});
+  return report(ConfirmCancelled{workers::sanitize_utf8(reason)});
 }
 
 Status JobContext::report(Command command) {
@@ -150,7 +149,7 @@ Status EmbeddedRunner::start() {
   std::vector<std::pair<uint64_t, JobId>> queued;
   if (options_.recover_on_start) {
     auto abandoned =
-        executors::fail_abandoned_jobs(store_.read_model(), store_.writer(), kEmbeddedWorkerPrefix);
+        workers::fail_abandoned_jobs(store_.read_model(), store_.writer(), kEmbeddedWorkerPrefix);
     if (!abandoned) return abandoned.error();
     for (const auto& [type, handler] : handlers_) {
       std::optional<uint64_t> before;
@@ -273,11 +272,10 @@ void EmbeddedRunner::run_job(const JobId& id) {
   ctx.runner_stopping_ = &stopping_;
   ctx.shared_ = std::make_shared<JobContext::Shared>();
   ctx.shared_->id = id;
-  ctx.shared_->heartbeat_interval_ms =
-      std::max(options_.min_heartbeat_interval_ms, job.heartbeat_timeout_s * 1000 / 3);
-  ctx.shared_->last_heartbeat = SteadyClock::now();  // the start set the deadline
-  ctx.shared_->last_progress =
-      ctx.shared_->last_heartbeat - milliseconds(options_.progress_min_interval_ms);
+  // The start set the deadline.
+  ctx.shared_->pacer.emplace(
+      workers::heartbeat_interval_ms(job.heartbeat_timeout_s, options_.min_heartbeat_interval_ms),
+      options_.progress_min_interval_ms, SteadyClock::now());
   ctx.shared_->cancel_requested = job.cancel_requested;
   {
     std::lock_guard lock(hb_mu_);
@@ -303,8 +301,8 @@ void EmbeddedRunner::run_job(const JobId& id) {
     json error = {{"code", "abandoned"}, {"details", nullptr}};
     if (thrown) {
       error["message"] =
-          executors::sanitize_utf8("the handler for '" + job.type + "' threw: " + *thrown);
-      error["details"] = {{"exception", executors::sanitize_utf8(*thrown)}};
+          workers::sanitize_utf8("the handler for '" + job.type + "' threw: " + *thrown);
+      error["details"] = {{"exception", workers::sanitize_utf8(*thrown)}};
     } else {
       error["message"] = "the handler for '" + job.type +
                          "' returned without calling succeed(), fail() or cancelled()";
@@ -327,15 +325,13 @@ void EmbeddedRunner::heartbeat_loop() {
     for (const auto& s : active_) {
       std::lock_guard run_lock(s->mu);
       if (s->reporting || s->outcome_recorded || s->ended_elsewhere) continue;
-      const auto heartbeat_at = s->last_heartbeat + milliseconds(s->heartbeat_interval_ms);
-      const auto progress_at = s->last_progress + milliseconds(options_.progress_min_interval_ms);
       // Progress may arrive at any moment without a wake-up: look again
       // after progress_min_interval_ms at the latest.
       next = std::min(next, now + milliseconds(options_.progress_min_interval_ms));
       if (s->heartbeat_in_flight) continue;
-      const bool progress_due = s->progress && now >= progress_at;
-      if (!progress_due && now < heartbeat_at) {
-        next = std::min(next, heartbeat_at);
+      const bool progress_pending = s->progress.has_value();
+      if (!s->pacer->is_due(now, progress_pending)) {
+        next = std::min(next, s->pacer->next_due(progress_pending));
         continue;
       }
       CommandRequest request;
@@ -344,10 +340,10 @@ void EmbeddedRunner::heartbeat_loop() {
       if (s->progress) {
         hb.progress = std::move(*s->progress);
         s->progress.reset();
-        s->last_progress = now;
+        s->pacer->progress_sent(now);
       }
       request.command = std::move(hb);
-      s->last_heartbeat = now;
+      s->pacer->heartbeat_sent(now);
       s->heartbeat_in_flight = true;
       due.push_back(std::move(request));
       owners.push_back(s);

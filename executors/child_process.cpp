@@ -43,11 +43,6 @@ struct SpawnSetup {
 };
 }  // namespace
 
-std::string signal_name(int sig) {
-  if (const char* abbrev = sigabbrev_np(sig)) return std::string("SIG") + abbrev;
-  return "signal " + std::to_string(sig);
-}
-
 Result<ChildProcess> ChildProcess::spawn(const SpawnRequest& request) {
   if (request.argv.empty()) return make_error(ErrorCode::kInvalidRequest, "empty command");
   Fds fds;
@@ -204,18 +199,13 @@ bool ChildProcess::try_reap() {
     r = ::waitpid(pid_, &wstatus, WNOHANG);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return false;
-  ExitStatus s;
   if (r < 0) {
-    s.unknown = true;  // ECHILD: someone else reaped it
-  } else if (WIFSIGNALED(wstatus)) {
-    s.signaled = true;
-    s.signal = WTERMSIG(wstatus);
-  } else if (WIFEXITED(wstatus)) {
-    s.code = WEXITSTATUS(wstatus);
+    status_ = workers::ProcessExit::unknown();  // ECHILD: someone else reaped it
+  } else if (auto s = workers::ProcessExit::from_wait_status(wstatus)) {
+    status_ = *s;
   } else {
     return false;  // stopped or continued: still alive
   }
-  status_ = s;
   if (pidfd_ >= 0) ::close(std::exchange(pidfd_, -1));
   return true;
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "domain/result.h"
+#include "workers/exit_outcome.h"
 
 namespace jobstate::executors {
 
@@ -26,14 +27,6 @@ struct SpawnRequest {
   std::vector<std::string> argv;  // REQUIRES: non-empty. argv[0] without '/' is looked up in PATH.
   std::vector<std::string> env;   // "NAME=value", the child's whole environment
   std::string cwd;                // empty: the caller's working directory
-};
-
-// How a process ended.
-struct ExitStatus {
-  bool signaled = false;
-  int code = 0;          // exit code when !signaled
-  int signal = 0;        // terminating signal when signaled
-  bool unknown = false;  // reaped by someone else (SIGCHLD ignored): no status
 };
 
 class ChildProcess {
@@ -74,7 +67,7 @@ class ChildProcess {
   // holds how it ended. Never blocks.
   bool try_reap();
   bool reaped() const { return status_.has_value(); }
-  const std::optional<ExitStatus>& status() const { return status_; }
+  const std::optional<workers::ProcessExit>& status() const { return status_; }
 
   // Closes stdout/stderr (after the child exited and its output was read).
   void close_pipes();
@@ -88,10 +81,7 @@ class ChildProcess {
   int pidfd_ = -1;
   int stdout_fd_ = -1;
   int stderr_fd_ = -1;
-  std::optional<ExitStatus> status_;
+  std::optional<workers::ProcessExit> status_;
 };
-
-// "SIGTERM", "SIGKILL", ... or "signal N".
-std::string signal_name(int sig);
 
 }  // namespace jobstate::executors

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "executors/child_process.h"
+#include "workers/abandoned_jobs.h"
+#include "workers/heartbeat_pacing.h"
 
 extern char** environ;
 
@@ -35,76 +37,10 @@ constexpr int kMaxReportAttempts = 5;
 constexpr milliseconds kReportRetryDelay{500};
 constexpr milliseconds kStartRetryDelay{1000};
 
-json exit_details(const ExitStatus& s, const ProcessOutput& out) {
-  json d = json::object();
-  if (s.unknown) {
-    d["exit_code"] = nullptr;
-  } else if (s.signaled) {
-    d["signal"] = s.signal;
-  } else {
-    d["exit_code"] = s.code;
-  }
-  d["stderr_tail"] = out.stderr_tail();
-  return d;
-}
-
-std::string describe_exit(const ExitStatus& s) {
-  if (s.unknown) return "ended with an unknown status";
-  if (s.signaled)
-    return "was killed by signal " + std::to_string(s.signal) + " (" + signal_name(s.signal) + ")";
-  return "exited with status " + std::to_string(s.code);
-}
-
-std::string with_stderr(std::string message, const ProcessOutput& out) {
-  std::string last = out.last_stderr_line();
-  if (!last.empty()) message += ": " + last;
-  return message;
-}
+// The executors' choices of workers/exit_outcome.h (docs/executors.md).
+constexpr workers::ExitOutcomeFormat kExitFormat{.signal_name_in_details = false,
+                                                 .last_stderr_line_in_message = true};
 }  // namespace
-
-Result<size_t> fail_abandoned_jobs(const ReadModel& jobs, JobWriter& writer,
-                                   const std::string& worker_prefix) {
-  struct Abandoned {
-    JobId id;
-    uint64_t version;
-    std::string worker;
-  };
-  std::vector<Abandoned> found;
-  std::optional<uint64_t> before;
-  // Bounded: each page moves `before` strictly down.
-  while (true) {
-    auto page = jobs.list(ListFilter{JobStatus::kRunning, std::nullopt}, before, 1000);
-    if (!page) return page.error();
-    for (const auto& row : page->jobs) {
-      auto state = row.to_state();
-      if (!state) return state.error();
-      if (state->worker && state->worker->rfind(worker_prefix, 0) == 0)
-        found.push_back({state->id, state->version, *state->worker});
-    }
-    if (!page->next_before_seq) break;
-    before = page->next_before_seq;
-  }
-  size_t failed = 0;
-  for (const auto& a : found) {
-    CommandRequest request;
-    request.job_id = a.id;
-    request.expected_version = a.version;
-    request.command = FailJob{
-        json{{"code", "abandoned"},
-             {"message", "the jobstate server that ran this job's command (" + a.worker +
-                             ") stopped before the command finished; its outcome is unknown"},
-             {"details", {{"worker", a.worker}}}}};
-    auto r = writer.execute(std::move(request));
-    if (r) {
-      ++failed;
-      spdlog::warn("executors: job {} failed as abandoned (worker {})", a.id.to_string(), a.worker);
-    } else if (r.error().code == ErrorCode::kUnavailable) {
-      return r.error();
-    }
-    // Anything else: the job moved on meanwhile (a worker finished it); fine.
-  }
-  return failed;
-}
 
 // What the writer thread and the controlling thread tell the supervisor.
 struct Note {
@@ -187,8 +123,7 @@ struct ExecutorPool::Impl {
     std::optional<ChildProcess> child;
     ProcessOutput output;
     bool heartbeat_in_flight = false;
-    TimePoint last_heartbeat{};
-    TimePoint last_progress{};
+    std::optional<workers::HeartbeatPacer> pacer;  // from the spawn on
     bool cancel_requested = false;
     StopReason stop = StopReason::kNone;
     bool sigterm_sent = false, sigkill_sent = false;
@@ -268,7 +203,7 @@ Status ExecutorPool::start(const ReadModel& jobs, JobWriter& writer) {
   if (impl_->wake_fd < 0) return make_error(ErrorCode::kInternal, "eventfd failed");
   impl_->jobs = &jobs;
   impl_->writer = &writer;
-  auto abandoned = fail_abandoned_jobs(jobs, writer);
+  auto abandoned = workers::fail_abandoned_jobs(jobs, writer, kExecutorWorkerPrefix);
   if (!abandoned) return abandoned.error();
   // The thread has not started: this thread may fill its state.
   for (auto& [type, state] : impl_->types) {
@@ -437,9 +372,7 @@ int ExecutorPool::Impl::poll_timeout_ms(TimePoint now) const {
   for (const auto& [id, run] : runs) {
     if (!run->child) continue;
     if (!run->heartbeat_in_flight && run->stop != StopReason::kGone) {
-      consider(run->last_heartbeat + milliseconds(run->heartbeat_interval_ms));
-      if (run->output.has_new_progress())
-        consider(run->last_progress + milliseconds(options.progress_min_interval_ms));
+      consider(run->pacer->next_due(run->output.has_new_progress()));
     }
     if (run->sigterm_sent && !run->sigkill_sent) consider(run->kill_at);
     if (run->sigkill_sent) consider(run->give_up_at);
@@ -596,7 +529,7 @@ void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t cr
   run->type = &type;
   run->created_seq = created_seq;
   run->heartbeat_interval_ms =
-      std::max(options.min_heartbeat_interval_ms, state->heartbeat_timeout_s * 1000 / 3);
+      workers::heartbeat_interval_ms(state->heartbeat_timeout_s, options.min_heartbeat_interval_ms);
   run->spawn = std::move(spawn);
   run->output = ProcessOutput(options.output);
   run->grace_ms = spec.cancel_grace_ms;
@@ -656,8 +589,8 @@ void ExecutorPool::Impl::on_started(const Note& note, TimePoint now) {
   spdlog::info("executors: job {} ({}) running as pid {}", note.id.to_string(),
                run.type->spec->type, child->pid());
   run.child.emplace(std::move(*child));
-  run.last_heartbeat = now;  // the start set the deadline
-  run.last_progress = now - milliseconds(options.progress_min_interval_ms);
+  // The start set the deadline.
+  run.pacer.emplace(run.heartbeat_interval_ms, options.progress_min_interval_ms, now);
 }
 
 void ExecutorPool::Impl::terminate(Run& run, StopReason why, TimePoint now) {
@@ -700,12 +633,7 @@ void ExecutorPool::Impl::timers(TimePoint now) {
       continue;
     }
     if (run->heartbeat_in_flight || run->stop == StopReason::kGone) continue;
-    const bool progress_due =
-        run->output.has_new_progress() &&
-        now >= run->last_progress + milliseconds(options.progress_min_interval_ms);
-    const bool heartbeat_due =
-        now >= run->last_heartbeat + milliseconds(run->heartbeat_interval_ms);
-    if (progress_due || heartbeat_due) send_heartbeat(*run, now);
+    if (run->pacer->is_due(now, run->output.has_new_progress())) send_heartbeat(*run, now);
   }
   for (Run* run : given_up) {
     spdlog::error("executors: job {}: pid {} did not exit after SIGKILL; no longer watched",
@@ -724,9 +652,9 @@ void ExecutorPool::Impl::send_heartbeat(Run& run, TimePoint now) {
   Heartbeat hb;
   if (auto p = run.output.take_progress()) {
     hb.progress = std::move(*p);
-    run.last_progress = now;
+    run.pacer->progress_sent(now);
   }
-  run.last_heartbeat = now;
+  run.pacer->heartbeat_sent(now);
   run.heartbeat_in_flight = true;
   CommandRequest request;
   request.job_id = run.id;
@@ -746,9 +674,9 @@ void ExecutorPool::Impl::finish(Run& run) {
   drain(child, run.output);
   run.output.finish_stdout();
   child.close_pipes();
-  const ExitStatus status = child.status().value_or(ExitStatus{false, 0, 0, true});
+  const workers::ProcessExit status = child.status().value_or(workers::ProcessExit::unknown());
   const std::string job = run.id.to_string();
-  spdlog::info("executors: job {} (pid {}) {}", job, child.pid(), describe_exit(status));
+  spdlog::info("executors: job {} (pid {}) {}", job, child.pid(), workers::describe_exit(status));
 
   if (run.stop == StopReason::kGone) {
     release(run.id);
@@ -771,27 +699,19 @@ void ExecutorPool::Impl::finish(Run& run) {
                            {"message",
                             "jobstate serve stopped while the command was running; the "
                             "command " +
-                                describe_exit(status)},
-                           {"details", exit_details(status, run.output)}}};
+                                workers::describe_exit(status)},
+                           {"details", workers::exit_details(status, run.output.stderr())}}};
   } else if (run.cancel_requested) {
     outcome = ConfirmCancelled{"the command stopped after the cancel request: it " +
-                               describe_exit(status)};
-  } else if (status.unknown) {
-    outcome = FailJob{json{{"code", "exit_code"},
-                           {"message", "the command " + describe_exit(status)},
-                           {"details", exit_details(status, run.output)}}};
-  } else if (status.signaled) {
-    outcome =
-        FailJob{json{{"code", "signal"},
-                     {"message", with_stderr("the command " + describe_exit(status), run.output)},
-                     {"details", exit_details(status, run.output)}}};
-  } else if (status.code != 0) {
-    outcome =
-        FailJob{json{{"code", "exit_code"},
-                     {"message", with_stderr("the command " + describe_exit(status), run.output)},
-                     {"details", exit_details(status, run.output)}}};
+                               workers::describe_exit(status)};
   } else {
-    outcome = SucceedJob{run.output.result()};
+    auto ended =
+        workers::exit_outcome(status, run.output.last_line(), run.output.stderr(), kExitFormat);
+    if (ended.succeeded) {
+      outcome = SucceedJob{std::move(ended.result)};
+    } else {
+      outcome = FailJob{std::move(ended.error)};
+    }
   }
   submit_report(run.id, std::move(outcome));
   release(run.id);

@@ -8,10 +8,12 @@
 //   order. Types without an executor are left alone for external workers.
 // - While the process lives the job is heartbeated every
 //   heartbeat_timeout_s / 3; stdout lines "PROGRESS <fraction> <message>"
-//   become progress (at most one heartbeat in flight per job).
+//   become progress (at most one heartbeat in flight per job). Pacing and
+//   grammar: workers/heartbeat_pacing.h, workers/progress_line.h.
 // - Exit 0 → succeeded, result = the last non-progress stdout line when it is
 //   JSON, else null. Otherwise failed: code "exit_code" or "signal", details
-//   {exit_code | signal, stderr_tail}. A command that cannot be started →
+//   {exit_code | signal, stderr_tail}, the message ending with stderr's last
+//   line (workers/exit_outcome.h). A command that cannot be started →
 //   failed "spawn_failed"; a placeholder without a value → failed
 //   "invalid_params" (from queued: no process ever ran).
 // - cancel_requested → SIGTERM to the process group, SIGKILL after
@@ -19,9 +21,9 @@
 //   while its process runs (the watchdog, a client's /fail) gets the same
 //   SIGTERM/SIGKILL and no report.
 // - start() first fails, with code "abandoned", every running job whose
-//   worker is "jobstate-executor/…": only one server opens a store, so such a
-//   job's process belonged to a server that is gone. Then it queues the
-//   configured types' queued jobs.
+//   worker is "jobstate-executor/…" (workers/abandoned_jobs.h): only one
+//   server opens a store, so such a job's process belonged to a server that
+//   is gone. Then it queues the configured types' queued jobs.
 // - stop() starts nothing more, sends SIGTERM (SIGKILL after the grace) to
 //   every running process and fails its job "abandoned" before returning.
 //
@@ -67,12 +69,6 @@ struct ExecutorPoolOptions {
   // it (it stays a zombie; this needs a process stuck in the kernel). Default 5000.
   int64_t kill_wait_ms = 5000;
 };
-
-// Fails, with code "abandoned", every running job whose worker starts with
-// `worker_prefix`. For a server starting up: such jobs belonged to a previous
-// server process. Returns how many jobs it failed.
-Result<size_t> fail_abandoned_jobs(const ReadModel& jobs, JobWriter& writer,
-                                   const std::string& worker_prefix = kExecutorWorkerPrefix);
 
 class ExecutorPool {
  public:

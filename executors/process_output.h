@@ -6,8 +6,9 @@
 //   anything else                     the latest non-empty one is kept: when
 //                                     the process succeeds and that line is
 //                                     JSON, it becomes the job's result
-// A line longer than max_line_bytes is dropped (it can be neither progress nor
-// the result). stderr keeps only its last tail_bytes.
+// The grammar is workers/progress_line.h's. A line longer than max_line_bytes
+// is dropped (it can be neither progress nor the result). stderr keeps only
+// its last tail_bytes (workers::StderrTail).
 //
 // Not thread-safe: one executor thread owns each instance.
 #pragma once
@@ -17,6 +18,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "workers/stderr_tail.h"
 
 namespace jobstate::executors {
 
@@ -28,7 +31,8 @@ struct ProcessOutputLimits {
 
 class ProcessOutput {
  public:
-  explicit ProcessOutput(ProcessOutputLimits limits = {}) : limits_(limits) {}
+  explicit ProcessOutput(ProcessOutputLimits limits = {})
+      : limits_(limits), stderr_(limits.tail_bytes) {}
 
   void add_stdout(std::string_view bytes);
   // The child's stdout is closed: an unterminated last line counts as a line.
@@ -39,13 +43,15 @@ class ProcessOutput {
   std::optional<nlohmann::json> take_progress();
   bool has_new_progress() const { return progress_.has_value(); }
 
-  // The last non-progress, non-empty stdout line parsed as JSON (nesting at
-  // most 64 levels); null when there is none or it is not JSON.
+  // The last non-progress, non-empty stdout line ("" if none).
+  const std::string& last_line() const { return last_line_; }
+  // last_line() parsed as JSON (nesting at most 64 levels); null when there is
+  // none or it is not JSON (workers::parse_result_line).
   nlohmann::json result() const;
-  // The kept stderr bytes as valid UTF-8 (invalid sequences become U+FFFD).
-  std::string stderr_tail() const;
-  // The last non-empty line of the stderr tail, at most 200 bytes; "" if none.
-  std::string last_stderr_line() const;
+  // What stderr left: its tail as valid UTF-8 and its last line.
+  const workers::StderrTail& stderr() const { return stderr_; }
+  std::string stderr_tail() const { return stderr_.text(); }
+  std::string last_stderr_line() const { return stderr_.last_line(); }
 
  private:
   void on_line(std::string_view line);
@@ -55,15 +61,7 @@ class ProcessOutput {
   bool partial_overflow_ = false;  // the current line exceeded max_line_bytes
   std::string last_line_;
   std::optional<nlohmann::json> progress_;
-  std::string stderr_;
+  workers::StderrTail stderr_;
 };
-
-// `text` with every invalid UTF-8 sequence replaced by U+FFFD, so it can go
-// into a JSON string.
-std::string sanitize_utf8(std::string_view text);
-
-// Parses a "PROGRESS <fraction> [<message>]" line; nullopt for anything else.
-std::optional<nlohmann::json> parse_progress_line(std::string_view line,
-                                                  size_t max_message_bytes = 1024);
 
 }  // namespace jobstate::executors

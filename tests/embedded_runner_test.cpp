@@ -10,13 +10,12 @@
 #include <stdexcept>
 #include <thread>
 
-#include "projections/job_store.h"
-#include "test_util.h"
+#include "store_fixture.h"
 
 namespace jobstate::embedded {
 namespace {
 
-using jobstate::testing::TempDir;
+using jobstate::testing::StoreTest;
 using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -41,24 +40,17 @@ class Gate {
   bool open_ = false;
 };
 
-class EmbeddedRunnerTest : public ::testing::Test {
+class EmbeddedRunnerTest : public StoreTest {
  protected:
+  EmbeddedRunnerTest() { use_clock(system_clock_); }  // handlers heartbeat in real time
   void SetUp() override { open_store(); }
   void TearDown() override {
     if (runner_) runner_->stop();
     runner_.reset();
-    store_.reset();
-  }
-  void open_store() {
-    JobStoreOptions o;
-    o.data_dir = dir_.sub("data");
-    o.clock = &clock_;
-    auto s = JobStore::open(o);
-    ASSERT_OK(s);
-    store_ = std::move(*s);
+    close_store();
   }
   EmbeddedRunner& make_runner(EmbeddedRunnerOptions options = {}) {
-    runner_ = std::make_unique<EmbeddedRunner>(*store_, std::move(options));
+    runner_ = std::make_unique<EmbeddedRunner>(store(), std::move(options));
     return *runner_;
   }
   JobState wait_terminal(const JobId& id) {
@@ -81,9 +73,7 @@ class EmbeddedRunnerTest : public ::testing::Test {
     return out;
   }
 
-  TempDir dir_;
-  SystemClock clock_;
-  std::unique_ptr<JobStore> store_;
+  SystemClock system_clock_;
   std::unique_ptr<EmbeddedRunner> runner_;
 };
 
@@ -177,7 +167,7 @@ TEST_F(EmbeddedRunnerTest, ExplicitFailureAndCancel) {
   CommandRequest cancel;
   cancel.job_id = *c;
   cancel.command = RequestCancel{"user"};
-  ASSERT_OK(store_->writer().execute(std::move(cancel)));
+  ASSERT_OK(store().writer().execute(std::move(cancel)));
   EXPECT_EQ(wait_terminal(*c).status, JobStatus::kCancelled);
 }
 
@@ -263,14 +253,13 @@ TEST_F(EmbeddedRunnerTest, RestartFailsLeftRunningJobsAndRunsQueuedOnes) {
     CommandRequest create;
     create.job_id = id;
     create.command = CreateJob{"task", json::object(), 120, json::object()};
-    ASSERT_OK(store_->writer().execute(std::move(create)));
+    ASSERT_OK(store().writer().execute(std::move(create)));
   }
   CommandRequest start;
   start.job_id = running;
   start.command = StartJob{"jobstate-embedded/999999"};
-  ASSERT_OK(store_->writer().execute(std::move(start)));
-  store_.reset();
-  open_store();
+  ASSERT_OK(store().writer().execute(std::move(start)));
+  reopen_store();
 
   auto& runner = make_runner();
   ASSERT_OK(runner.register_handler("task", [](JobContext& job) { job.succeed("done"); }));

@@ -31,6 +31,7 @@
 
 #include "projections/job_store.h"
 #include "projections/rebuild.h"
+#include "store_fixture.h"
 #include "test_util.h"
 
 namespace jobstate {
@@ -123,10 +124,7 @@ void child_appender(JobStore& store, int fd, int thread_index, SteadyClock::time
 [[noreturn]] void child_main(const char* data_dir, int fd) {
   ::signal(SIGPIPE, SIG_DFL);
   SystemClock clock;
-  JobStoreOptions o;
-  o.data_dir = data_dir;
-  o.clock = &clock;
-  auto store = JobStore::open(std::move(o));
+  auto store = testing::open_test_store(data_dir, clock);
   if (!store.ok()) {
     std::fprintf(stderr, "crash child: %s\n", store.error().message.c_str());
     _exit(3);
@@ -261,10 +259,7 @@ TEST(EventstoreCrash, AcknowledgedEventsSurviveSigkill) {
     }
 
     // Reopen as the server would after the crash.
-    JobStoreOptions o;
-    o.data_dir = data_dir;
-    o.clock = &clock;
-    auto store = JobStore::open(std::move(o));
+    auto store = testing::open_test_store(data_dir, clock);
     ASSERT_TRUE(store.ok()) << testing::describe_error(store);
     uint64_t new_head = 0;
     ASSERT_TRUE(testing::log_is_intact((*store)->db(), &new_head));

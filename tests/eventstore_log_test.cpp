@@ -12,27 +12,18 @@
 #include "store/byte_order.h"
 #include "projections/job_store.h"
 #include "projections/rebuild.h"
-#include "test_util.h"
+#include "store_fixture.h"
 
 namespace jobstate {
 namespace {
 
 using nlohmann::json;
-using testing::TempDir;
 
 constexpr TimeMs kT0 = 1'795'802'400'000;
 
-class LogTest : public ::testing::Test {
+class LogTest : public testing::StoreTest {
  protected:
-  void open_store() {
-    JobStoreOptions o;
-    o.data_dir = dir_.sub("store");
-    o.clock = &clock_;
-    auto s = JobStore::open(std::move(o));
-    ASSERT_TRUE(s.ok()) << testing::describe_error(s);
-    store_ = std::move(*s);
-  }
-  void close_store() { store_.reset(); }
+  LogTest() : StoreTest(kT0) {}
 
   Result<CommandOutcome> run(const JobId& id, Command c, std::optional<uint64_t> expected = {}) {
     CommandRequest r;
@@ -59,10 +50,6 @@ class LogTest : public ::testing::Test {
     must(a, SucceedJob{{{"thumb", "/out.png"}}});
     return a;
   }
-
-  TempDir dir_;
-  ManualClock clock_{kT0};
-  std::unique_ptr<JobStore> store_;
 };
 
 TEST_F(LogTest, AppendAssignsSeqVersionTimeAndChain) {
@@ -229,7 +216,7 @@ TEST_F(LogTest, EverythingSurvivesReopen) {
 TEST_F(LogTest, LiveStoreReadableReadOnlyAndAsSecondary) {
   open_store();
   write_sample_history();
-  const std::string path = dir_.sub("store");
+  const std::string path = store_path();
 
   DatabaseOptions second_writer;
   second_writer.path = path;
@@ -273,11 +260,9 @@ TEST_F(LogTest, OpeningSomethingElseFailsCleanly) {
   ro.path = dir_.sub("nothing-here");
   ro.mode = OpenMode::kReadOnly;
   EXPECT_ERROR_CODE(Database::open(ro), ErrorCode::kInvalidRequest);
-  JobStoreOptions o;
-  o.data_dir = dir_.sub("absent");
-  o.clock = &clock_;
-  o.create_if_missing = false;
-  EXPECT_ERROR_CODE(JobStore::open(std::move(o)), ErrorCode::kInvalidRequest);
+  EXPECT_ERROR_CODE(
+      testing::open_test_store(dir_.sub("absent"), clock_, {}, /*create_if_missing=*/false),
+      ErrorCode::kInvalidRequest);
   JobStoreOptions no_clock;
   no_clock.data_dir = dir_.sub("x");
   EXPECT_ERROR_CODE(JobStore::open(std::move(no_clock)), ErrorCode::kInvalidRequest);
@@ -292,7 +277,7 @@ class CorruptionTest : public LogTest {
     job_ = write_sample_history();
     close_store();
     DatabaseOptions o;
-    o.path = dir_.sub("store");
+    o.path = store_path();
     o.required_column_families = log_column_families();
     auto db = Database::open(o);
     ASSERT_OK(db);

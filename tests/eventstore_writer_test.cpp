@@ -18,13 +18,12 @@
 
 #include "projections/job_store.h"
 #include "projections/rebuild.h"
-#include "test_util.h"
+#include "store_fixture.h"
 
 namespace jobstate {
 namespace {
 
 using nlohmann::json;
-using testing::TempDir;
 
 constexpr TimeMs kT0 = 1'795'802'400'000;
 
@@ -122,16 +121,16 @@ CommandRequest create_request(const JobId& id, const std::string& type = "t") {
   return request(id, CreateJob{type, json::object(), 60, json::object()});
 }
 
-class WriterTest : public ::testing::Test {
+class WriterTest : public testing::StoreTest {
  protected:
+  WriterTest() : StoreTest(kT0) {}
+  // The writer goes before gate_, which its writes may be waiting on.
+  void TearDown() override { close_store(); }
+  // gated: every write of the writer waits on gate_ (WriterOptions::write_for_test).
   void open_store(bool gated = false) {
-    JobStoreOptions o;
-    o.data_dir = dir_.sub("store");
-    o.clock = &clock_;
-    if (gated) o.writer.write_for_test = gate_.hook();
-    auto s = JobStore::open(std::move(o));
-    ASSERT_TRUE(s.ok()) << testing::describe_error(s);
-    store_ = std::move(*s);
+    WriterOptions writer;
+    if (gated) writer.write_for_test = gate_.hook();
+    ASSERT_NO_FATAL_FAILURE(StoreTest::open_store(std::move(writer)));
     gate_.attach(store_->db().db());
   }
   Result<CommandOutcome> exec(CommandRequest r) { return store_->writer().execute(std::move(r)); }
@@ -142,10 +141,7 @@ class WriterTest : public ::testing::Test {
   }
   uint64_t head_seq() { return store_->log().head()->seq; }
 
-  TempDir dir_;
-  ManualClock clock_{kT0};
   GatedWrites gate_;
-  std::unique_ptr<JobStore> store_;
 };
 
 // 8 threads each drive their own jobs through a full life; every command goes
@@ -360,7 +356,7 @@ TEST_F(WriterTest, IdempotencyKeys) {
   EXPECT_FALSE(fixed.idempotent_replay);
 
   // The records are durable: a reopened store (no in-memory state) agrees.
-  store_.reset();
+  close_store();
   open_store();
   auto after_reopen = must(keyed_create(JobId::generate(), "key-1", "fp-A"));
   EXPECT_TRUE(after_reopen.idempotent_replay);
@@ -475,7 +471,7 @@ TEST_F(WriterTest, FailedWriteAcknowledgesNothingAndTheStoreRecovers) {
   EXPECT_EQ(created_b.events.at(0).version, 1u);
   must(request(b, StartJob{"w2"}));
 
-  store_.reset();
+  close_store();
   open_store();
   EXPECT_TRUE(testing::log_is_intact(store_->db()));
   EXPECT_EQ(store_->log().head()->seq, head.seq + 3);
@@ -599,23 +595,20 @@ TEST_F(WriterTest, StopFromACallbackAsksWithoutWaiting) {
   auto late = queued_behind.get_future();
   ASSERT_EQ(late.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   EXPECT_ERROR_CODE(late.get(), ErrorCode::kUnavailable);
-  store_.reset();  // joins both threads
+  close_store();  // joins both threads
 }
 
 // The commit listener sees each durable batch with the head after it.
 TEST_F(WriterTest, CommitListenerSeesDurableBatches) {
   std::mutex mu;
   std::vector<CommitInfo> commits;
-  JobStoreOptions o;
-  o.data_dir = dir_.sub("store");
-  o.clock = &clock_;
-  o.writer.on_commit = [&](const CommitInfo& info) {
+  WriterOptions writer;
+  writer.on_commit = [&](const CommitInfo& info) {
     std::lock_guard lock(mu);
     commits.push_back(info);
   };
-  auto s = JobStore::open(std::move(o));
-  ASSERT_OK(s);
-  store_ = std::move(*s);
+  StoreTest::open_store(std::move(writer));
+  ASSERT_TRUE(store_);
   const JobId a = JobId::generate();
   must(create_request(a));
   must(request(a, StartJob{"w"}));

@@ -8,6 +8,7 @@
 #include "executors/executor_config.h"
 #include "executors/process_output.h"
 #include "test_util.h"
+#include "workers/utf8.h"
 
 namespace jobstate::executors {
 namespace {
@@ -184,12 +185,26 @@ TEST(ProcessOutput, ProgressLinesAndTheLastLineAsResult) {
   EXPECT_EQ((*p)["message"], "three quarters");
   out.finish_stdout();
   EXPECT_EQ(out.result(), json({{"pages", 3}}));
-  // Blanks may be tabs or several spaces (the grammar of `jobstate run`).
-  auto tabs = parse_progress_line("PROGRESS\t0.2   two  words");
+  // Blanks may be tabs or several spaces (the grammar of `jobstate run`,
+  // workers/progress_line.h).
+  ProcessOutput tab_out;
+  tab_out.add_stdout("PROGRESS\t0.2   two  words\n");
+  auto tabs = tab_out.take_progress();
   ASSERT_TRUE(tabs.has_value());
   EXPECT_EQ((*tabs)["fraction"], 0.2);
   EXPECT_EQ((*tabs)["message"], "two  words");
-  EXPECT_FALSE(parse_progress_line("PROGRESSING 0.2").has_value());
+  ProcessOutput keyword_out;
+  keyword_out.add_stdout("PROGRESSING 0.2\n");
+  EXPECT_FALSE(keyword_out.take_progress().has_value());
+  // A long message is cut at max_progress_message_bytes, at a character
+  // boundary, and made valid UTF-8.
+  ProcessOutputLimits small;
+  small.max_progress_message_bytes = 3;
+  ProcessOutput cut_out(small);
+  cut_out.add_stdout("PROGRESS 0.3 ab\xC3\xA9xyz\n");
+  auto cut = cut_out.take_progress();
+  ASSERT_TRUE(cut.has_value());
+  EXPECT_EQ((*cut)["message"], "ab");
 }
 
 TEST(ProcessOutput, NonJsonOrMalformedProgressIsNotAResult) {
@@ -226,8 +241,8 @@ TEST(ProcessOutput, BoundedMemoryWhateverTheChildWrites) {
 }
 
 TEST(ProcessOutput, InvalidUtf8BecomesReplacementCharacters) {
-  EXPECT_EQ(sanitize_utf8("ok \xff\xfe é"), "ok \xEF\xBF\xBD\xEF\xBF\xBD é");
-  EXPECT_EQ(sanitize_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
+  EXPECT_EQ(workers::sanitize_utf8("ok \xff\xfe é"), "ok \xEF\xBF\xBD\xEF\xBF\xBD é");
+  EXPECT_EQ(workers::sanitize_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong '/'
   ProcessOutput out;
   out.add_stderr("bad \xff byte\n");
   EXPECT_NO_THROW(json({{"tail", out.stderr_tail()}}).dump());

@@ -17,13 +17,12 @@
 #include <thread>
 
 #include "executors/executor_pool.h"
-#include "projections/job_store.h"
-#include "test_util.h"
+#include "store_fixture.h"
 
 namespace jobstate::executors {
 namespace {
 
-using jobstate::testing::TempDir;
+using jobstate::testing::StoreTest;
 using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -71,8 +70,9 @@ size_t open_fds() {
   return n;
 }
 
-class ExecutorPoolTest : public ::testing::Test {
+class ExecutorPoolTest : public StoreTest {
  protected:
+  ExecutorPoolTest() { use_clock(system_clock_); }  // processes run in real time
   void SetUp() override { fds_at_start_ = open_fds(); }
   void TearDown() override {
     close();
@@ -89,21 +89,14 @@ class ExecutorPoolTest : public ::testing::Test {
     auto config = parse_executor_config(json{{"executors", executors}}.dump(), "test-config");
     ASSERT_OK(config);
     pool_ = std::make_unique<ExecutorPool>(std::move(*config), std::move(options));
-    open_store([p = pool_.get()](const CommitInfo& info) { p->on_commit(info); });
-    if (start) ASSERT_OK(pool_->start(store_->projection(), store_->writer()));
-  }
-  void open_store(std::function<void(const CommitInfo&)> on_commit = nullptr) {
-    JobStoreOptions o;
-    o.data_dir = dir_.sub("data");
-    o.clock = &clock_;
-    o.writer.on_commit = std::move(on_commit);
-    auto s = JobStore::open(o);
-    ASSERT_OK(s);
-    store_ = std::move(*s);
+    WriterOptions writer;
+    writer.on_commit = [p = pool_.get()](const CommitInfo& info) { p->on_commit(info); };
+    ASSERT_NO_FATAL_FAILURE(open_store(std::move(writer)));
+    if (start) ASSERT_OK(pool_->start(store().read_model(), store().writer()));
   }
   void close() {
     if (pool_) pool_->stop();
-    store_.reset();
+    close_store();
     pool_.reset();
   }
 
@@ -155,10 +148,8 @@ class ExecutorPoolTest : public ::testing::Test {
   }
 
   size_t fds_at_start_ = 0;
-  TempDir dir_;
-  SystemClock clock_;
+  SystemClock system_clock_;
   std::unique_ptr<ExecutorPool> pool_;
-  std::unique_ptr<JobStore> store_;
 };
 
 TEST_F(ExecutorPoolTest, SuccessWithProgressAndJsonResult) {
@@ -314,7 +305,7 @@ TEST_F(ExecutorPoolTest, RestartFailsThePreviousProcessJobsAsAbandoned) {
   JobId external_job = create("convert");
   ASSERT_OK(run(external_job, StartJob{"host-7/4242"}));
   JobId queued_job = create("convert");
-  store_.reset();
+  close_store();
 
   // The new server, on the same store.
   open({{"convert", sh_executor("echo '\"converted\"'")}});

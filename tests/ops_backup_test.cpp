@@ -32,11 +32,7 @@ LogHead printed_head(const std::string& out) {
 }
 
 std::unique_ptr<JobStore> open_store(const std::string& dir, const Clock& clock) {
-  JobStoreOptions o;
-  o.data_dir = dir;
-  o.clock = &clock;
-  o.create_if_missing = false;
-  auto store = JobStore::open(o);
+  auto store = open_test_store(dir, clock, {}, /*create_if_missing=*/false);
   EXPECT_OK(store);
   return store.ok() ? std::move(*store) : nullptr;
 }

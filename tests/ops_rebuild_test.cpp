@@ -131,10 +131,7 @@ TEST_F(OpsRebuildTest, ALostProjectionIsRestoredFromTheLog) {
   });
   {  // a server cannot start on it
     ManualClock clock(kOpsT0);
-    JobStoreOptions o;
-    o.data_dir = dir;
-    o.clock = &clock;
-    EXPECT_ERROR_CODE(JobStore::open(o), ErrorCode::kInvalidRequest);
+    EXPECT_ERROR_CODE(open_test_store(dir, clock), ErrorCode::kInvalidRequest);
   }
   auto check = run_jobstate({"rebuild", "--data-dir", dir, "--check"});
   EXPECT_EQ(check.exit_code, 1);
@@ -146,10 +143,7 @@ TEST_F(OpsRebuildTest, ALostProjectionIsRestoredFromTheLog) {
   EXPECT_EQ(run_jobstate({"verify", "--data-dir", dir}).exit_code, 0);
   // And the store serves again: the same job, the same row.
   ManualClock clock(kOpsT0 + 10'000'000);
-  JobStoreOptions o;
-  o.data_dir = dir;
-  o.clock = &clock;
-  auto store = JobStore::open(o);
+  auto store = open_test_store(dir, clock);
   ASSERT_OK(store);
   auto row = (*store)->projection().row(filled_->succeeded_job);
   ASSERT_OK(row);

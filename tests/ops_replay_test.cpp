@@ -132,10 +132,7 @@ TEST(OpsReplayAuditTest, LastLineUpToAPublishedSeqCarriesThePublishedHash) {
   const LogHead published = filled.head;
   {
     ManualClock clock(kOpsT0 + 3'600'000);
-    JobStoreOptions o;
-    o.data_dir = dir.sub("store");
-    o.clock = &clock;
-    auto store = JobStore::open(o);
+    auto store = open_test_store(dir.sub("store"), clock);
     ASSERT_OK(store);
     execute_all(**store, {request(JobId::generate(), CreateJob{"later", nlohmann::json::object(),
                                                                30, nlohmann::json::object()})});
@@ -161,10 +158,7 @@ TEST(OpsReplayAuditTest, PythonRecomputesEveryHashFromReplay) {
   fill_varied_store(dir.sub("store"), 18);
   {
     ManualClock clock(kOpsT0 + 3'600'000);
-    JobStoreOptions o;
-    o.data_dir = dir.sub("store");
-    o.clock = &clock;
-    auto store = JobStore::open(o);
+    auto store = open_test_store(dir.sub("store"), clock);
     ASSERT_OK(store);
     const JobId id = JobId::generate();
     execute_all(**store, {request(id, CreateJob{"fractions", json::object(), 600, json::object()}),

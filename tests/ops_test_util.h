@@ -30,6 +30,7 @@
 #include "child_process.h"
 #include "store/byte_order.h"
 #include "projections/job_store.h"
+#include "store_fixture.h"
 #include "test_util.h"
 
 namespace jobstate::testing {
@@ -105,10 +106,7 @@ struct FilledStore {
 inline FilledStore fill_varied_store(const std::string& dir, int jobs = 48) {
   using nlohmann::json;
   ManualClock clock(kOpsT0);
-  JobStoreOptions o;
-  o.data_dir = dir;
-  o.clock = &clock;
-  auto store = JobStore::open(o);
+  auto store = open_test_store(dir, clock);
   EXPECT_OK(store);
   FilledStore filled;
   if (!store.ok()) return filled;
@@ -285,10 +283,7 @@ class LiveWriterChild : public ::testing::Environment {
     if (!dir || !*dir) return;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     SystemClock clock;
-    JobStoreOptions o;
-    o.data_dir = dir;
-    o.clock = &clock;
-    auto store = JobStore::open(o);
+    auto store = open_test_store(dir, clock);
     if (!store.ok()) {
       std::fprintf(stderr, "live writer: %s\n", store.error().message.c_str());
       _exit(1);

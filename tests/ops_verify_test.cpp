@@ -325,12 +325,7 @@ TEST(OpsVerifyOldStoreTest, LongerFloatTextsFromBeforeTheFixStillVerify) {
   const double d = 0.2485859740334425;
   const std::string shortest = "0.2485859740334425", longer = "0.24858597403344251";
   const JobId a = JobId::generate(), b = JobId::generate(), c = JobId::generate();
-  auto open_store = [&](ManualClock& clock) {
-    JobStoreOptions o;
-    o.data_dir = store_dir;
-    o.clock = &clock;
-    return JobStore::open(o);
-  };
+  auto open_store = [&](ManualClock& clock) { return open_test_store(store_dir, clock); };
   {
     ManualClock clock(kOpsT0);
     auto store = open_store(clock);

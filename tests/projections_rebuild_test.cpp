@@ -12,13 +12,12 @@
 #include "store/byte_order.h"
 #include "projections/job_store.h"
 #include "projections/rebuild.h"
-#include "test_util.h"
+#include "store_fixture.h"
 
 namespace jobstate {
 namespace {
 
 using nlohmann::json;
-using testing::TempDir;
 using Contents = std::map<std::string, std::string>;
 
 constexpr TimeMs kT0 = 1'795'802'400'000;
@@ -64,21 +63,13 @@ void expect_same(const Projection& before, const Projection& after) {
       << first_difference(before.deadlines, after.deadlines);
 }
 
-class RebuildTest : public ::testing::Test {
+class RebuildTest : public testing::StoreTest {
  protected:
-  void open_store() {
-    JobStoreOptions o;
-    o.data_dir = path();
-    o.clock = &clock_;
-    auto s = JobStore::open(std::move(o));
-    ASSERT_TRUE(s.ok()) << testing::describe_error(s);
-    store_ = std::move(*s);
-  }
-  std::string path() const { return dir_.sub("store"); }
+  RebuildTest() : StoreTest(kT0) {}
   // A read-write open with no writer: what `jobstate rebuild` does.
   std::unique_ptr<Database> open_offline() {
     DatabaseOptions o;
-    o.path = path();
+    o.path = store_path();
     o.required_column_families = log_column_families();
     auto db = Database::open(o);
     EXPECT_TRUE(db.ok()) << testing::describe_error(db);
@@ -184,16 +175,13 @@ class RebuildTest : public ::testing::Test {
     }
   }
 
-  TempDir dir_;
-  ManualClock clock_{kT0};
-  std::unique_ptr<JobStore> store_;
   std::vector<JobId> jobs_;
 };
 
 TEST_F(RebuildTest, RebuiltProjectionIsByteIdenticalToTheInlineOne) {
   open_store();
   workload_phase1();
-  store_.reset();
+  close_store();
   open_store();
   workload_phase2();
   const uint64_t generation = store_->projection().generation();
@@ -213,7 +201,7 @@ TEST_F(RebuildTest, RebuiltProjectionIsByteIdenticalToTheInlineOne) {
   EXPECT_EQ(checked->generation, generation);
   {
     DatabaseOptions ro;
-    ro.path = path();
+    ro.path = store_path();
     ro.mode = OpenMode::kReadOnly;
     ro.required_column_families = log_column_families();
     auto ro_db = Database::open(ro);
@@ -222,7 +210,7 @@ TEST_F(RebuildTest, RebuiltProjectionIsByteIdenticalToTheInlineOne) {
     // A real rebuild needs a read-write store.
     EXPECT_ERROR_CODE(rebuild_projections(**ro_db), ErrorCode::kInvalidRequest);
   }
-  store_.reset();
+  close_store();
 
   // A real rebuild writes the next generation, switches to it, drops the old.
   {
@@ -264,7 +252,7 @@ TEST_F(RebuildTest, LostProjectionIsRebuiltFromTheLog) {
   workload_phase2();
   const uint64_t generation = store_->projection().generation();
   const Projection inline_projection = snapshot(store_->db(), generation);
-  store_.reset();
+  close_store();
 
   {
     auto db = open_offline();
@@ -274,12 +262,7 @@ TEST_F(RebuildTest, LostProjectionIsRebuiltFromTheLog) {
     ASSERT_OK(db->drop_column_family(StatusProjection::deadlines_cf_name(generation)));
   }
   // Nothing serves a store whose projection is gone (jobs would look missing).
-  {
-    JobStoreOptions o;
-    o.data_dir = path();
-    o.clock = &clock_;
-    EXPECT_ERROR_CODE(JobStore::open(std::move(o)), ErrorCode::kInvalidRequest);
-  }
+  EXPECT_ERROR_CODE(testing::open_test_store(store_path(), clock_), ErrorCode::kInvalidRequest);
   {
     auto db = open_offline();
     ASSERT_TRUE(db);
@@ -307,7 +290,7 @@ TEST_F(RebuildTest, CheckNoticesEveryKindOfDifference) {
   open_store();
   workload_phase1();
   const uint64_t g = store_->projection().generation();
-  store_.reset();
+  close_store();
   auto db = open_offline();
   ASSERT_TRUE(db);
   RebuildOptions check;
@@ -365,7 +348,7 @@ TEST_F(RebuildTest, CheckNoticesEveryKindOfDifference) {
 
 TEST_F(RebuildTest, EmptyStore) {
   open_store();
-  store_.reset();
+  close_store();
   auto db = open_offline();
   ASSERT_TRUE(db);
   RebuildOptions check;

@@ -11,27 +11,19 @@
 #include "store/byte_order.h"
 #include "projections/job_store.h"
 #include "projections/verify.h"
-#include "test_util.h"
+#include "store_fixture.h"
 
 namespace jobstate {
 namespace {
 
 using nlohmann::json;
-using testing::TempDir;
 
 constexpr TimeMs kT0 = 1'795'802'400'000;
 
-class ProjectionTest : public ::testing::Test {
+class ProjectionTest : public testing::StoreTest {
  protected:
+  ProjectionTest() : StoreTest(kT0) {}
   void SetUp() override { open_store(); }
-  void open_store() {
-    JobStoreOptions o;
-    o.data_dir = dir_.sub("store");
-    o.clock = &clock_;
-    auto s = JobStore::open(std::move(o));
-    ASSERT_TRUE(s.ok()) << testing::describe_error(s);
-    store_ = std::move(*s);
-  }
   Result<CommandOutcome> run(const JobId& id, Command c, std::optional<uint64_t> expected = {}) {
     CommandRequest r;
     r.job_id = id;
@@ -98,9 +90,6 @@ class ProjectionTest : public ::testing::Test {
     JobStatus status;
     uint64_t created_seq;
   };
-  TempDir dir_;
-  ManualClock clock_{kT0};
-  std::unique_ptr<JobStore> store_;
   std::vector<Modelled> model_;
 };
 
@@ -357,8 +346,7 @@ TEST_F(ProjectionTest, AnExactDeadlineIndexIsConvertedOnOpen) {
   // verify checks an old index by its own rule.
   EXPECT_OK(verify_store(store_->db()));
 
-  store_.reset();
-  open_store();
+  reopen_store();
   EXPECT_EQ(testing::family_contents(store_->db(), deadlines), converted);
   rule = read_deadline_rule(store_->db());
   ASSERT_OK(rule);
@@ -416,7 +404,7 @@ TEST_F(ProjectionTest, ExpireHeartbeatThroughTheWriter) {
 TEST_F(ProjectionTest, RestartGivesGraceToOverdueJobs) {
   const JobId a = create("t", 10);
   must(a, StartJob{"w"});  // stored deadline kT0 + 10 s
-  store_.reset();
+  close_store();
   const TimeMs restart = kT0 + 60'000;
   clock_.set_ms(restart);
   open_store();

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "api_test_server.h"
-#include "projections/job_store.h"
+#include "store_fixture.h"
 
 namespace jobstate::testing {
 namespace {
@@ -17,24 +17,20 @@ constexpr TimeMs kT0 = 1'800'000'000'000;  // 2027-01-15T08:00:00.000Z
 [[maybe_unused]] auto* const kEnv = ::testing::AddGlobalTestEnvironment(new ServerEnvironment());
 
 // A store on a ManualClock, with the watchdog (not started: tests sweep).
-class WatchdogLogic : public ::testing::Test {
+class WatchdogLogic : public StoreTest {
  protected:
+  WatchdogLogic() : StoreTest(kT0) {}
   void SetUp() override { open(); }
   void TearDown() override { close(); }
 
   void open() {
-    JobStoreOptions o;
-    o.data_dir = dir_.sub("data");
-    o.clock = &clock_;
-    auto s = JobStore::open(o);
-    ASSERT_OK(s);
-    store_ = std::move(*s);
+    ASSERT_NO_FATAL_FAILURE(open_store());
     watchdog_ =
         std::make_unique<Watchdog>(store_->projection(), store_->writer(), clock_, options_);
   }
   void close() {
     watchdog_.reset();
-    store_.reset();
+    close_store();
   }
 
   Result<CommandOutcome> run(const JobId& id, Command cmd,
@@ -64,10 +60,7 @@ class WatchdogLogic : public ::testing::Test {
     return json::parse((*row)->render(store_->writer().server_start_ms()));
   }
 
-  TempDir dir_;
-  ManualClock clock_{kT0};
   WatchdogOptions options_;
-  std::unique_ptr<JobStore> store_;
   std::unique_ptr<Watchdog> watchdog_;
 };
 

@@ -181,7 +181,6 @@ class JobRun {
   bool stopping_ = false;
   Job last_job_;
   std::optional<Progress> pending_progress_;
-  std::chrono::steady_clock::time_point last_progress_sent_{};
   std::optional<Problem> heartbeat_problem_;
   std::string lost_state_;
   std::string exception_type_;     // from note_exception

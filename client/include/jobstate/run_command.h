@@ -7,9 +7,11 @@
 //   PROGRESS <fraction> <message>
 // lines become the job's progress and are not echoed; every other line is
 // passed through to stdout_fd. stderr is passed through to stderr_fd and its
-// last stderr_tail_bytes are kept. When the command ends:
+// last stderr_tail_bytes are kept (invalid UTF-8 replaced by U+FFFD). When
+// the command ends (the mapping is the server's executors' too; the source
+// tree's workers/exit_outcome.h):
 // - exit 0: succeeded; result = the last non-empty stdout line (not a
-//   PROGRESS line) when it parses as JSON, else null;
+//   PROGRESS line) when it parses as JSON nested at most 64 deep, else null;
 // - exit N: failed, error {"code": "exit_code", "message", "details":
 //   {"exit_code": N, "stderr_tail"}};
 // - killed by signal S: failed, code "signal", details {"signal": S,
