@@ -1,6 +1,9 @@
 #include "pgstore/pg.h"
 
+#include <errno.h>
 #include <poll.h>
+
+#include <chrono>
 
 #include <charconv>
 
@@ -36,7 +39,11 @@ int64_t Rows::i64(int row, int col) const {
 }
 
 Result<std::unique_ptr<Connection>> Connection::open(const std::string& uri) {
-  PGconn* c = PQconnectdb(uri.c_str());
+  std::string target = uri;
+  if (target.find("connect_timeout") == std::string::npos &&
+      target.rfind("postgres", 0) == 0)  // a URI, not key=value pairs
+    target += (target.find('?') == std::string::npos ? "?" : "&") + std::string("connect_timeout=5");
+  PGconn* c = PQconnectdb(target.c_str());
   if (!c) return make_error(ErrorCode::kUnavailable, "postgres: out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
     std::string message = PQerrorMessage(c);
@@ -51,15 +58,73 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& uri) {
   return conn;
 }
 
-Connection::~Connection() { PQfinish(conn_); }
+Connection::~Connection() {
+  if (conn_) PQfinish(conn_);
+}
 
-bool Connection::ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
-Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+PGresult* Connection::run(const std::string& sql, const std::vector<Param>& params,
+                          bool& timed_out) {
+  timed_out = false;
+  if (!conn_) return nullptr;
   std::vector<const char*> values(params.size());
   for (size_t i = 0; i < params.size(); ++i) values[i] = params[i] ? params[i]->c_str() : nullptr;
-  PGresult* r = PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr,
-                             values.data(), nullptr, nullptr, 0);
+  const int sent = params.empty() ? PQsendQuery(conn_, sql.c_str())
+                                  : PQsendQueryParams(conn_, sql.c_str(),
+                                                      static_cast<int>(params.size()), nullptr,
+                                                      values.data(), nullptr, nullptr, 0);
+  if (!sent) return nullptr;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms_);
+  while (PQisBusy(conn_)) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) {
+      timed_out = true;
+      if (PGcancel* cancel = PQgetCancel(conn_)) {
+        char err[256];
+        PQcancel(cancel, err, sizeof err);
+        PQfreeCancel(cancel);
+      }
+      break;
+    }
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    if (p.fd < 0) return nullptr;
+    if (poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000))) < 0 && errno != EINTR)
+      return nullptr;
+    if (!PQconsumeInput(conn_)) return nullptr;
+  }
+  if (timed_out) {
+    // Whatever the cancelled statement did is unknown to the caller: the
+    // connection is not used again.
+    PQfinish(conn_);
+    conn_ = nullptr;
+    return nullptr;
+  }
+  // The last result of the statement (a script's last statement); earlier
+  // ones are freed, an error among them wins.
+  PGresult* last = nullptr;
+  while (PGresult* r = PQgetResult(conn_)) {
+    const auto st = PQresultStatus(r);
+    if (last && (PQresultStatus(last) == PGRES_FATAL_ERROR)) {
+      PQclear(r);
+      continue;
+    }
+    if (last) PQclear(last);
+    last = r;
+    (void)st;
+  }
+  return last;
+}
+
+Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& params) {
+  bool timed_out = false;
+  PGresult* r = run(sql, params, timed_out);
+  if (timed_out)
+    return make_error(ErrorCode::kUnavailable,
+                      "postgres: no answer within " + std::to_string(deadline_ms_) +
+                          " ms (statement cancelled, outcome unknown)");
   const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     Error e = error_of(conn_, r, "statement failed");
@@ -70,7 +135,12 @@ Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& 
 }
 
 Status Connection::exec_script(const std::string& sql) {
-  PGresult* r = PQexec(conn_, sql.c_str());
+  bool timed_out = false;
+  PGresult* r = run(sql, {}, timed_out);
+  if (timed_out)
+    return make_error(ErrorCode::kUnavailable,
+                      "postgres: no answer within " + std::to_string(deadline_ms_) +
+                          " ms (statement cancelled, outcome unknown)");
   const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     Error e = error_of(conn_, r, "statement failed");
@@ -83,6 +153,7 @@ Status Connection::exec_script(const std::string& sql) {
 
 Result<std::vector<std::string>> Connection::wait_notifications(int timeout_ms) {
   std::vector<std::string> out;
+  if (!conn_) return make_error(ErrorCode::kUnavailable, "postgres: listening: no connection");
   auto drain = [&] {
     while (PGnotify* n = PQnotifies(conn_)) {
       out.emplace_back(n->extra);

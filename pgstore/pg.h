@@ -50,12 +50,21 @@ class Connection {
  public:
   // Connects with `uri` (a libpq connection string or URI). kUnavailable
   // when the server cannot be reached or is not a primary that takes writes
-  // (when the URI asks target_session_attrs=read-write).
+  // (when the URI asks target_session_attrs=read-write). A URI without
+  // connect_timeout gets connect_timeout=5, so a host that does not answer
+  // costs seconds, not the TCP default of minutes.
   static Result<std::unique_ptr<Connection>> open(const std::string& uri);
   ~Connection();
 
-  // Runs one statement with text parameters ($1, $2, ...).
+  // Runs one statement with text parameters ($1, $2, ...). A statement that
+  // has no answer within the deadline (set_deadline_ms) is cancelled and
+  // fails with kUnavailable, and the connection is closed (ok() is then
+  // false): its outcome is unknown. That bounds a COMMIT that waits for a
+  // synchronous standby that is gone, which PostgreSQL would wait for forever
+  // (and, cancelled, report as a success with only a warning).
   Result<Rows> exec(const std::string& sql, const std::vector<Param>& params = {});
+  // Default 10,000 ms.
+  void set_deadline_ms(int ms) { deadline_ms_ = ms; }
   // Runs statements without parameters (may hold several, separated by ';').
   Status exec_script(const std::string& sql);
   // Whether the connection is still good; a broken one should be replaced.
@@ -68,7 +77,10 @@ class Connection {
 
  private:
   explicit Connection(PGconn* c) : conn_(c) {}
+  // Sends, then waits for the results up to the deadline.
+  PGresult* run(const std::string& sql, const std::vector<Param>& params, bool& timed_out);
   PGconn* conn_;
+  int deadline_ms_ = 10'000;
 };
 
 // A few connections shared by reader threads. acquire() waits for a free one
