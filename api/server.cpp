@@ -213,13 +213,14 @@ void send_row(Call& call, const StatusRow& row, TimeMs server_start_ms, int stat
   call.send(status, row.render(server_start_ms));
 }
 
-// The answer to a write, from the writer thread. The projection already holds
-// the job's row as this batch left it (encoded once, in the batch): use it
-// unless a later command of the same batch moved the job on.
+// The answer to a write, from the writer thread. The read model already holds
+// the job's row as this batch left it (encoded once, in the batch) in memory:
+// use it unless a later command of the same batch moved the job on. Never a
+// read that could wait (on PostgreSQL, a round trip per answer on the
+// writer's thread).
 void send_written(const Context& ctx, Call& call, int status, const JobState& job) {
-  auto row = ctx.jobs.shared_row(job.id);
-  if (row && *row && (*row)->version == job.version)
-    return send_row(call, **row, ctx.server_start_ms(), status);
+  auto row = ctx.jobs.recent_row(job.id);
+  if (row && row->version == job.version) return send_row(call, *row, ctx.server_start_ms(), status);
   send_job(call, status, job, ctx.server_start_ms());
 }
 

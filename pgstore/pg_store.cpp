@@ -203,9 +203,77 @@ class PgEventLog final : public EventLog {
   pg::Pool& pool_;
 };
 
+// Hands commits to the store's listener, this node's and other nodes', one
+// at a time, keeps the newest head this node knows, and the rows this node's
+// writer wrote last (for ReadModel::recent_row).
+class CommitFeed {
+ public:
+  void remember_rows(std::vector<std::pair<JobId, std::shared_ptr<const StatusRow>>> rows) {
+    std::lock_guard lock(rows_mu_);
+    if (recent_.size() + rows.size() > 100'000) recent_.clear();
+    for (auto& [id, row] : rows) recent_[id] = std::move(row);
+  }
+  std::shared_ptr<const StatusRow> recent_row(const JobId& id) const {
+    std::lock_guard lock(rows_mu_);
+    auto it = recent_.find(id);
+    return it == recent_.end() ? nullptr : it->second;
+  }
+
+  explicit CommitFeed(CommitListener listener) : listener_(std::move(listener)) {}
+
+  void set_head(const LogHead& head) {
+    std::lock_guard lock(mu_);
+    if (head.seq >= head_.seq) head_ = head;
+  }
+  LogHead head() const {
+    std::lock_guard lock(mu_);
+    return head_;
+  }
+  void deliver(const CommitInfo& info) {
+    set_head(info.head);
+    if (!listener_) return;
+    std::lock_guard lock(deliver_mu_);
+    try {
+      listener_(info);
+    } catch (...) {
+    }
+  }
+  // This node's writer is about to commit seqs [first, last]: the listener
+  // must not deliver them again when their NOTIFY arrives.
+  void mark_local(uint64_t first, uint64_t last) {
+    std::lock_guard lock(mu_);
+    local_.emplace_back(first, last);
+  }
+  bool is_local(uint64_t seq) {
+    std::lock_guard lock(mu_);
+    for (auto& [a, b] : local_)
+      if (seq >= a && seq <= b) return true;
+    return false;
+  }
+  // Ranges wholly at or below `seq` are no longer needed.
+  void forget_local_upto(uint64_t seq) {
+    std::lock_guard lock(mu_);
+    while (!local_.empty() && local_.front().second <= seq) local_.pop_front();
+  }
+
+ private:
+  CommitListener listener_;
+  mutable std::mutex mu_;
+  LogHead head_;
+  std::deque<std::pair<uint64_t, uint64_t>> local_;
+  std::mutex deliver_mu_;
+  mutable std::mutex rows_mu_;
+  std::unordered_map<JobId, std::shared_ptr<const StatusRow>> recent_;
+};
+
 class PgReadModel final : public ReadModel {
  public:
-  PgReadModel(pg::Pool& pool, const JobWriter& writer) : pool_(pool), writer_(writer) {}
+  PgReadModel(pg::Pool& pool, const JobWriter& writer, const CommitFeed& feed)
+      : pool_(pool), writer_(writer), feed_(feed) {}
+
+  std::shared_ptr<const StatusRow> recent_row(const JobId& id) const override {
+    return feed_.recent_row(id);
+  }
 
   Result<std::optional<StatusRow>> row(const JobId& id) const override {
     auto c = pool_.acquire();
@@ -290,55 +358,7 @@ class PgReadModel final : public ReadModel {
  private:
   pg::Pool& pool_;
   const JobWriter& writer_;
-};
-
-// Hands commits to the store's listener, this node's and other nodes', one
-// at a time, and keeps the newest head this node knows.
-class CommitFeed {
- public:
-  explicit CommitFeed(CommitListener listener) : listener_(std::move(listener)) {}
-
-  void set_head(const LogHead& head) {
-    std::lock_guard lock(mu_);
-    if (head.seq >= head_.seq) head_ = head;
-  }
-  LogHead head() const {
-    std::lock_guard lock(mu_);
-    return head_;
-  }
-  void deliver(const CommitInfo& info) {
-    set_head(info.head);
-    if (!listener_) return;
-    std::lock_guard lock(deliver_mu_);
-    try {
-      listener_(info);
-    } catch (...) {
-    }
-  }
-  // This node's writer is about to commit seqs [first, last]: the listener
-  // must not deliver them again when their NOTIFY arrives.
-  void mark_local(uint64_t first, uint64_t last) {
-    std::lock_guard lock(mu_);
-    local_.emplace_back(first, last);
-  }
-  bool is_local(uint64_t seq) {
-    std::lock_guard lock(mu_);
-    for (auto& [a, b] : local_)
-      if (seq >= a && seq <= b) return true;
-    return false;
-  }
-  // Ranges wholly at or below `seq` are no longer needed.
-  void forget_local_upto(uint64_t seq) {
-    std::lock_guard lock(mu_);
-    while (!local_.empty() && local_.front().second <= seq) local_.pop_front();
-  }
-
- private:
-  CommitListener listener_;
-  mutable std::mutex mu_;
-  LogHead head_;
-  std::deque<std::pair<uint64_t, uint64_t>> local_;
-  std::mutex deliver_mu_;
+  const CommitFeed& feed_;
 };
 
 class PgWriter final : public JobWriter {
@@ -407,7 +427,12 @@ class PgWriter final : public JobWriter {
     std::vector<Result<CommandOutcome>> results;
     std::vector<bool> rests_on_batch(batch.size(), false);
     CommitInfo info;
+    const auto t0 = std::chrono::steady_clock::now();
     Status written = write(batch, results, rests_on_batch, info);
+    spdlog::debug("postgres write cycle: {} commands, head {}, {} us", batch.size(), info.head.seq,
+                  std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count());
     if (!written) {
       Error e = written.error();
       if (e.code != ErrorCode::kUnavailable) {
@@ -581,6 +606,19 @@ class PgWriter final : public JobWriter {
     }
     if (auto s = c.exec_script("COMMIT"); !s) return s;
     committed = true;
+    std::vector<std::pair<JobId, std::shared_ptr<const StatusRow>>> rows;
+    rows.reserve(changed.size());
+    for (auto& [id, st] : changed) {
+      auto row = std::make_shared<StatusRow>();
+      row->version = st->version;
+      row->status = st->status;
+      row->created_seq = st->created_seq;
+      row->deadline_ms = st->deadline_ms.value_or(0);
+      row->heartbeat_timeout_s = st->heartbeat_timeout_s;
+      row->json_text = std::move(row_json[id]);
+      rows.emplace_back(id, std::move(row));
+    }
+    feed_.remember_rows(std::move(rows));
     feed_.set_head(head);
     info.head = head;
     for (auto& [id, st] : changed) info.changed_jobs.push_back(st);
@@ -708,7 +746,7 @@ class PgStore final : public Store {
         pool_(options_.uri, std::max<size_t>(1, options_.read_connections)),
         log_(pool_),
         writer_(options_, feed_),
-        read_model_(pool_, writer_),
+        read_model_(pool_, writer_, feed_),
         leadership_(options_.uri) {}
 
   ~PgStore() override {

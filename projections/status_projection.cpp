@@ -183,11 +183,14 @@ Result<std::optional<StatusRow>> StatusProjection::row(const JobId& id) const {
   return std::optional<StatusRow>(**r);
 }
 
+std::shared_ptr<const StatusRow> StatusProjection::recent_row(const JobId& id) const {
+  std::lock_guard lock(recent_mu_);
+  auto it = recent_.find(id);
+  return it == recent_.end() ? nullptr : it->second;
+}
+
 Result<std::shared_ptr<const StatusRow>> StatusProjection::shared_row(const JobId& id) const {
-  {
-    std::lock_guard lock(recent_mu_);
-    if (auto it = recent_.find(id); it != recent_.end()) return it->second;
-  }
+  if (auto row = recent_row(id)) return row;
   rocksdb::PinnableSlice v;
   auto s = db_.db()->Get(rocksdb::ReadOptions(), jobs_, id.bytes(), &v);
   if (s.IsNotFound()) return std::shared_ptr<const StatusRow>();

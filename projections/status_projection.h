@@ -89,6 +89,7 @@ class StatusProjection final : public BatchProjector, public ReadModel {
   // up to a quarter timeout before the row's deadline, see above).
   Result<std::optional<StatusRow>> row(const JobId& id) const override;
   Result<std::shared_ptr<const StatusRow>> shared_row(const JobId& id) const override;
+  std::shared_ptr<const StatusRow> recent_row(const JobId& id) const override;
   Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
                         size_t limit) const override;
   Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit,

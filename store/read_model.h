@@ -50,6 +50,12 @@ class ReadModel {
   // The same, shared (an implementation may hand out a cached row without a
   // copy); nullptr when there is no such job.
   virtual Result<std::shared_ptr<const StatusRow>> shared_row(const JobId& id) const = 0;
+  // The job's row as this process last wrote it, from memory, without any
+  // I/O; nullptr when none is at hand. It may be older than the store's
+  // (another node may have written since): callers compare its version. The
+  // API answers a write with it, on the writer's thread, which must not wait
+  // for a read.
+  virtual std::shared_ptr<const StatusRow> recent_row(const JobId& id) const = 0;
   // Newest first (by created_seq); only jobs created before `before_seq`
   // when given. REQUIRES: limit >= 1.
   virtual Result<ListPage> list(const ListFilter& filter, std::optional<uint64_t> before_seq,
