@@ -465,7 +465,6 @@ class PgWriter final : public JobWriter {
                std::vector<bool>& rests_on_batch, CommitInfo& info) {
     if (auto s = connect(); !s) return s;
     pg::Connection& c = *conn_;
-    if (auto s = c.exec_script("BEGIN"); !s) return s;
     bool committed = false;
     struct Rollback {
       pg::Connection& c;
@@ -475,7 +474,8 @@ class PgWriter final : public JobWriter {
       }
     } rollback{c, committed};
 
-    auto head_rows = c.exec("SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE");
+    // One round trip: the transaction and the head's lock.
+    auto head_rows = c.exec("BEGIN; SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE");
     if (!head_rows) return head_rows.error();
     if (head_rows->size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
     LogHead head{static_cast<uint64_t>(head_rows->i64(0, 0)), std::string(head_rows->text(0, 1))};
@@ -589,17 +589,63 @@ class PgWriter final : public JobWriter {
     }
 
     if (!event_rows.empty()) {
-      if (auto s = insert_events_impl(c, event_rows); !s) return s;
-      if (auto s = upsert_rows(c, changed, row_json); !s) return s;
-      for (auto& k : new_keys) {
-        auto r = c.exec("INSERT INTO jobstate_idempotency VALUES ($1, $2, $3)", {k[0], k[1], k[2]});
-        if (!r) return r.error();
+      // One statement (one round trip) for everything the cycle writes: the
+      // events, the rows, the idempotency records, the head and the NOTIFY.
+      std::vector<pg::Param> params;
+      auto placeholders = [&](int n) {
+        std::string t = "(";
+        for (int k = 0; k < n; ++k)
+          t += (k ? ",$" : "$") + std::to_string(params.size() + static_cast<size_t>(k) + 1);
+        return t + ")";
+      };
+      std::string sql = "WITH ev AS (INSERT INTO jobstate_events "
+                        "(seq, job_id, version, type, at_ms, data, hash) VALUES ";
+      for (size_t i = 0; i < event_rows.size(); ++i) {
+        const Event& e = event_rows[i].event;
+        sql += (i ? "," : "") + placeholders(7);
+        params.push_back(pg::num(static_cast<int64_t>(e.seq)));
+        params.push_back(e.job_id.to_string());
+        params.push_back(pg::num(static_cast<int64_t>(e.version)));
+        params.push_back(pg::num(static_cast<int>(e.type)));
+        params.push_back(pg::num(e.at_ms));
+        params.push_back(std::move(event_rows[i].data));
+        params.push_back(e.hash);
       }
-      auto h = c.exec("UPDATE jobstate_head SET seq = $1, hash = $2 WHERE id = 1",
-                      {pg::num(static_cast<int64_t>(head.seq)), head.hash});
-      if (!h) return h.error();
-      auto n = c.exec("SELECT pg_notify($1, $2)", {std::string(kChannel), std::to_string(head.seq)});
-      if (!n) return n.error();
+      sql += "), jb AS (INSERT INTO jobstate_jobs (id, version, status, type, created_seq, "
+             "deadline_ms, heartbeat_timeout_s, job) VALUES ";
+      bool first = true;
+      for (auto& [id, st] : changed) {
+        sql += (first ? "" : ",") + placeholders(8);
+        first = false;
+        params.push_back(id.to_string());
+        params.push_back(pg::num(static_cast<int64_t>(st->version)));
+        params.push_back(pg::num(static_cast<int>(st->status)));
+        params.push_back(st->type);
+        params.push_back(pg::num(static_cast<int64_t>(st->created_seq)));
+        params.push_back(pg::num(st->deadline_ms.value_or(0)));
+        params.push_back(pg::num(st->heartbeat_timeout_s));
+        params.push_back(row_json.at(id));
+      }
+      sql += " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = "
+             "EXCLUDED.status, type = EXCLUDED.type, created_seq = EXCLUDED.created_seq, "
+             "deadline_ms = EXCLUDED.deadline_ms, heartbeat_timeout_s = "
+             "EXCLUDED.heartbeat_timeout_s, job = EXCLUDED.job)";
+      if (!new_keys.empty()) {
+        sql += ", ik AS (INSERT INTO jobstate_idempotency VALUES ";
+        for (size_t i = 0; i < new_keys.size(); ++i) {
+          sql += (i ? "," : "") + placeholders(3);
+          for (auto& v : new_keys[i]) params.push_back(v);
+        }
+        sql += ")";
+      }
+      const size_t n = params.size();
+      sql += ", hd AS (UPDATE jobstate_head SET seq = $" + std::to_string(n + 1) + ", hash = $" +
+             std::to_string(n + 2) + " WHERE id = 1) SELECT pg_notify('" + kChannel + "', $" +
+             std::to_string(n + 3) + ")";
+      params.push_back(pg::num(static_cast<int64_t>(head.seq)));
+      params.push_back(head.hash);
+      params.push_back(std::to_string(head.seq));
+      if (auto r = c.exec(sql, params); !r) return r.error();
       if (options_.fail_writes_for_test && options_.fail_writes_for_test())
         return make_error(ErrorCode::kUnavailable, "injected failure at /secret/disk/path");
       feed_.mark_local(first_seq, head.seq);
@@ -623,73 +669,6 @@ class PgWriter final : public JobWriter {
     info.head = head;
     for (auto& [id, st] : changed) info.changed_jobs.push_back(st);
     return ok_status();
-  }
-
-  template <typename Rows>
-  static Status insert_events_impl(pg::Connection& c, const Rows& rows) {
-    constexpr size_t kPerStatement = 1000;  // 7 parameters each, far below 65535
-    for (size_t from = 0; from < rows.size(); from += kPerStatement) {
-      std::string sql =
-          "INSERT INTO jobstate_events (seq, job_id, version, type, at_ms, data, hash) VALUES ";
-      std::vector<pg::Param> params;
-      for (size_t i = from; i < rows.size() && i < from + kPerStatement; ++i) {
-        const Event& e = rows[i].event;
-        const size_t p = params.size();
-        sql += (i > from ? ",(" : "(");
-        for (int k = 1; k <= 7; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(p + k);
-        sql += ")";
-        params.push_back(pg::num(static_cast<int64_t>(e.seq)));
-        params.push_back(e.job_id.to_string());
-        params.push_back(pg::num(static_cast<int64_t>(e.version)));
-        params.push_back(pg::num(static_cast<int>(e.type)));
-        params.push_back(pg::num(e.at_ms));
-        params.push_back(rows[i].data);
-        params.push_back(e.hash);
-      }
-      auto r = c.exec(sql, params);
-      if (!r) return r.error();
-    }
-    return ok_status();
-  }
-
-  static Status upsert_rows(pg::Connection& c, const std::unordered_map<JobId, StatePtr>& changed,
-                            const std::unordered_map<JobId, std::string>& row_json) {
-    std::string sql =
-        "INSERT INTO jobstate_jobs (id, version, status, type, created_seq, deadline_ms, "
-        "heartbeat_timeout_s, job) VALUES ";
-    std::vector<pg::Param> params;
-    size_t n = 0;
-    auto flush = [&]() -> Status {
-      if (n == 0) return ok_status();
-      sql +=
-          " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = EXCLUDED.status, "
-          "type = EXCLUDED.type, created_seq = EXCLUDED.created_seq, deadline_ms = "
-          "EXCLUDED.deadline_ms, heartbeat_timeout_s = EXCLUDED.heartbeat_timeout_s, job = "
-          "EXCLUDED.job";
-      auto r = c.exec(sql, params);
-      sql.resize(sql.find("VALUES ") + 7);
-      params.clear();
-      n = 0;
-      if (!r) return r.error();
-      return ok_status();
-    };
-    for (auto& [id, st] : changed) {
-      const size_t p = params.size();
-      sql += (n ? ",(" : "(");
-      for (int k = 1; k <= 8; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(p + k);
-      sql += ")";
-      params.push_back(id.to_string());
-      params.push_back(pg::num(static_cast<int64_t>(st->version)));
-      params.push_back(pg::num(static_cast<int>(st->status)));
-      params.push_back(st->type);
-      params.push_back(pg::num(static_cast<int64_t>(st->created_seq)));
-      params.push_back(pg::num(st->deadline_ms.value_or(0)));
-      params.push_back(pg::num(st->heartbeat_timeout_s));
-      params.push_back(row_json.at(id));
-      if (++n == 1000)
-        if (auto s = flush(); !s) return s;
-    }
-    return flush();
   }
 
   PgStoreOptions& options_;
