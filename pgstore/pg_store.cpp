@@ -244,6 +244,14 @@ class CommitFeed {
     std::lock_guard lock(mu_);
     local_.emplace_back(first, last);
   }
+  void unmark_local(uint64_t first, uint64_t last) {
+    std::lock_guard lock(mu_);
+    for (auto it = local_.begin(); it != local_.end(); ++it)
+      if (it->first == first && it->second == last) {
+        local_.erase(it);
+        return;
+      }
+  }
   bool is_local(uint64_t seq) {
     std::lock_guard lock(mu_);
     for (auto& [a, b] : local_)
@@ -650,7 +658,13 @@ class PgWriter final : public JobWriter {
         return make_error(ErrorCode::kUnavailable, "injected failure at /secret/disk/path");
       feed_.mark_local(first_seq, head.seq);
     }
-    if (auto s = c.exec_script("COMMIT"); !s) return s;
+    if (auto s = c.exec_script("COMMIT"); !s) {
+      // These seqs were not written (or, after a COMMIT that timed out,
+      // perhaps were): either way the listener must not skip them when
+      // another node's (or this) commit holds them.
+      if (!event_rows.empty()) feed_.unmark_local(first_seq, head.seq);
+      return s;
+    }
     committed = true;
     std::vector<std::pair<JobId, std::shared_ptr<const StatusRow>>> rows;
     rows.reserve(changed.size());
