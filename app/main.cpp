@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   add_verify_command(app);
   add_rebuild_command(app);
   add_backup_command(app);
+  add_copy_command(app);
   add_run_command(app);
   try {
     app.parse(argc, argv);

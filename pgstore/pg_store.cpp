@@ -863,6 +863,101 @@ class PgStore final : public Store {
   std::thread listener_;
 };
 
+class PgImport final : public LogImport {
+ public:
+  explicit PgImport(std::unique_ptr<pg::Connection> c) : c_(std::move(c)) {}
+  ~PgImport() override {
+    if (!done_) (void)c_->exec_script("ROLLBACK");
+  }
+
+  Status begin() {
+    c_->set_deadline_ms(600'000);  // a large copy's statements take a while
+    if (auto s = create_or_upgrade_schema(*c_); !s) return s;
+    auto h = c_->exec("BEGIN; SELECT seq FROM jobstate_head WHERE id = 1 FOR UPDATE");
+    if (!h) return h.error();
+    if (h->size() != 1 || h->i64(0, 0) != 0)
+      return make_error(ErrorCode::kInvalidRequest,
+                        "the database already holds a jobstate store with events: copy writes "
+                        "into an empty one only");
+    return ok_status();
+  }
+
+  Status append(const StoredEventView& v) override {
+    if (v.seq != head_.seq + 1)
+      return make_error(ErrorCode::kInvalidRequest,
+                        "the source log goes from seq " + std::to_string(head_.seq) + " to " +
+                            std::to_string(v.seq));
+    auto e = v.to_event();
+    if (!e) return e.error();
+    auto it = jobs_.find(v.job_id);
+    auto next = apply(it == jobs_.end() ? nullptr : &it->second, *e);
+    if (!next)
+      return make_error(ErrorCode::kCorruption,
+                        "seq " + std::to_string(v.seq) + ": " + next.error().message);
+    jobs_[v.job_id] = std::move(*next);
+    head_ = LogHead{v.seq, e->hash};
+    const size_t n = params_.size();
+    sql_ += (n ? ",(" : "INSERT INTO jobstate_events (seq, job_id, version, type, at_ms, data, "
+                        "hash) VALUES (");
+    for (size_t k = 1; k <= 7; ++k) sql_ += (k > 1 ? ",$" : "$") + std::to_string(n + k);
+    sql_ += ")";
+    params_.push_back(pg::num(static_cast<int64_t>(v.seq)));
+    params_.push_back(v.job_id.to_string());
+    params_.push_back(pg::num(static_cast<int64_t>(v.version)));
+    params_.push_back(pg::num(static_cast<int>(v.type)));
+    params_.push_back(pg::num(v.at_ms));
+    params_.push_back(std::string(v.data));
+    params_.push_back(e->hash);
+    if (params_.size() >= 7 * 5000) return flush();
+    return ok_status();
+  }
+
+  Status finish() override {
+    if (auto s = flush(); !s) return s;
+    for (auto& [id, st] : jobs_) {
+      const std::string row = encode_status_row(st);
+      const size_t n = params_.size();
+      sql_ += (n ? ",(" : "INSERT INTO jobstate_jobs (id, version, status, type, created_seq, "
+                          "deadline_ms, heartbeat_timeout_s, job) VALUES (");
+      for (size_t k = 1; k <= 8; ++k) sql_ += (k > 1 ? ",$" : "$") + std::to_string(n + k);
+      sql_ += ")";
+      params_.push_back(id.to_string());
+      params_.push_back(pg::num(static_cast<int64_t>(st.version)));
+      params_.push_back(pg::num(static_cast<int>(st.status)));
+      params_.push_back(st.type);
+      params_.push_back(pg::num(static_cast<int64_t>(st.created_seq)));
+      params_.push_back(pg::num(st.deadline_ms.value_or(0)));
+      params_.push_back(pg::num(st.heartbeat_timeout_s));
+      params_.push_back(row.substr(kStatusRowHeaderBytes));
+      if (params_.size() >= 8 * 4000)
+        if (auto s = flush(); !s) return s;
+    }
+    if (auto s = flush(); !s) return s;
+    auto h = c_->exec("UPDATE jobstate_head SET seq = $1, hash = $2 WHERE id = 1",
+                      {pg::num(static_cast<int64_t>(head_.seq)), head_.hash});
+    if (!h) return h.error();
+    if (auto s = c_->exec_script("COMMIT"); !s) return s;
+    done_ = true;
+    return ok_status();
+  }
+
+ private:
+  Status flush() {
+    if (params_.empty()) return ok_status();
+    auto r = c_->exec(sql_, params_);
+    sql_.clear();
+    params_.clear();
+    if (!r) return r.error();
+    return ok_status();
+  }
+  std::unique_ptr<pg::Connection> c_;
+  std::unordered_map<JobId, JobState> jobs_;
+  LogHead head_{0, std::string(kGenesisHash)};
+  std::string sql_;
+  std::vector<pg::Param> params_;
+  bool done_ = false;
+};
+
 }  // namespace
 
 bool is_postgres_uri(const std::string& location) {
@@ -874,6 +969,14 @@ Result<std::unique_ptr<Store>> open_pg_store(PgStoreOptions options) {
   auto store = std::make_unique<PgStore>(std::move(options));
   if (auto s = store->open(); !s) return s.error();
   return std::unique_ptr<Store>(std::move(store));
+}
+
+Result<std::unique_ptr<LogImport>> open_pg_import(const std::string& uri) {
+  auto c = pg::Connection::open(uri);
+  if (!c) return c.error();
+  auto import = std::make_unique<PgImport>(std::move(*c));
+  if (auto s = import->begin(); !s) return s.error();
+  return std::unique_ptr<LogImport>(std::move(import));
 }
 
 }  // namespace jobstate

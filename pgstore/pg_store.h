@@ -34,6 +34,7 @@
 
 #include "domain/clock.h"
 #include "domain/result.h"
+#include "store/log_import.h"
 #include "store/store.h"
 
 namespace jobstate {
@@ -68,5 +69,11 @@ bool is_postgres_uri(const std::string& location);
 // listener. kInvalidRequest when the database holds a newer schema than this
 // jobstate knows; kUnavailable when it cannot be reached.
 Result<std::unique_ptr<Store>> open_pg_store(PgStoreOptions options);
+
+// The postgres backend's LogImport (store/log_import.h), for `jobstate copy`:
+// into a database without a jobstate store, or with an empty one (schema
+// created on open). Everything goes in one transaction, committed by
+// finish(): a copy that fails leaves the database's store empty.
+Result<std::unique_ptr<LogImport>> open_pg_import(const std::string& uri);
 
 }  // namespace jobstate
