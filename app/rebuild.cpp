@@ -6,6 +6,8 @@
 
 #include "app/commands.h"
 #include "app/offline_store.h"
+#include "pgstore/pg_store.h"
+#include "store/verify_log.h"
 
 namespace jobstate::app {
 
@@ -13,6 +15,7 @@ namespace {
 
 struct RebuildFlags {
   std::string data_dir;
+  std::string store;  // a postgresql:// URI instead
   bool check_only = false;
 };
 
@@ -40,8 +43,46 @@ class ProgressLine {
   std::chrono::steady_clock::time_point start_;
 };
 
+// --store: the postgres backend's rows, recomputed (or, --check, compared by
+// verify_log's row check).
+int run_rebuild_postgres(const RebuildFlags& flags) {
+  const char* cmd = "rebuild";
+  if (flags.check_only) {
+    auto store = open_offline_postgres(flags.store);
+    if (!store) {
+      print_error(cmd, store.error().message);
+      return kExitFailure;
+    }
+    auto report = verify_log((*store)->log(), (*store)->read_model());
+    if (!report) {
+      print_error(cmd, report.error().message);
+      return kExitFailure;
+    }
+    std::printf("status rows match the log: %llu events replayed, %llu jobs\n",
+                static_cast<unsigned long long>(report->events),
+                static_cast<unsigned long long>(report->jobs));
+    return kExitOk;
+  }
+  if (!is_postgres_uri(flags.store)) {
+    print_error(cmd, "--store must be a postgresql:// URI, not '" + flags.store + "'");
+    return kExitUsage;
+  }
+  auto jobs = rebuild_pg_rows(flags.store);
+  if (!jobs) {
+    print_error(cmd, jobs.error().message + " (the rows were not changed)");
+    return kExitFailure;
+  }
+  std::printf("status rows rebuilt: %llu jobs\n", static_cast<unsigned long long>(*jobs));
+  return kExitOk;
+}
+
 int run_rebuild(const RebuildFlags& flags) {
   const char* cmd = "rebuild";
+  if (flags.data_dir.empty() == flags.store.empty()) {
+    print_error(cmd, "give one of --data-dir DIR or --store URI");
+    return kExitUsage;
+  }
+  if (!flags.store.empty()) return run_rebuild_postgres(flags);
   auto store = OfflineStore::open(
       flags.data_dir, flags.check_only ? OfflineAccess::kFollow : OfflineAccess::kExclusive);
   if (!store) {
@@ -86,7 +127,11 @@ void add_rebuild_command(CLI::App& app) {
       "rebuild",
       "Rebuild the status projection from the log (needs the server stopped); --check only "
       "compares, and works on a live store");
-  cmd->add_option("--data-dir", flags->data_dir, "The store's directory")->required();
+  auto* dir = cmd->add_option("--data-dir", flags->data_dir, "The store's directory");
+  cmd->add_option("--store", flags->store,
+                  "A postgresql:// URI: recompute (or --check) a PostgreSQL store's status rows; "
+                  "writes wait while it runs")
+      ->excludes(dir);
   cmd->add_flag("--check", flags->check_only,
                 "Compare the stored projection with a replay; exit 1 on a difference");
   cmd->callback(

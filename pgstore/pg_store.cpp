@@ -979,4 +979,75 @@ Result<std::unique_ptr<LogImport>> open_pg_import(const std::string& uri) {
   return std::unique_ptr<LogImport>(std::move(import));
 }
 
+Result<uint64_t> rebuild_pg_rows(const std::string& uri) {
+  auto opened = pg::Connection::open(uri);
+  if (!opened) return opened.error();
+  pg::Connection& c = **opened;
+  c.set_deadline_ms(600'000);
+  auto head = c.exec("BEGIN; SELECT seq FROM jobstate_head WHERE id = 1 FOR UPDATE");
+  if (!head) return head.error();
+  if (head->size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
+  std::unordered_map<JobId, JobState> jobs;
+  for (int64_t after = 0;;) {
+    auto r = c.exec(
+        "SELECT seq, job_id, version, type, at_ms, data, hash FROM jobstate_events WHERE seq > $1 "
+        "ORDER BY seq LIMIT 10000",
+        {pg::num(after)});
+    if (!r) return r.error();
+    for (int i = 0; i < r->size(); ++i) {
+      Event e;
+      e.seq = static_cast<uint64_t>(r->i64(i, 0));
+      auto id = JobId::parse(r->text(i, 1));
+      auto type = event_type_from_byte(static_cast<uint8_t>(r->i64(i, 3)));
+      e.data = nlohmann::json::parse(r->text(i, 5), nullptr, false);
+      if (!id || !type || !e.data.is_object())
+        return make_error(ErrorCode::kCorruption,
+                          "event seq " + std::to_string(e.seq) + " does not decode");
+      e.job_id = *id;
+      e.version = static_cast<uint64_t>(r->i64(i, 2));
+      e.type = *type;
+      e.at_ms = r->i64(i, 4);
+      auto it = jobs.find(e.job_id);
+      auto next = apply(it == jobs.end() ? nullptr : &it->second, e);
+      if (!next)
+        return make_error(ErrorCode::kCorruption,
+                          "seq " + std::to_string(e.seq) + ": " + next.error().message);
+      jobs[e.job_id] = std::move(*next);
+    }
+    if (r->size() < 10000) break;
+    after = r->i64(r->size() - 1, 0);
+  }
+  if (auto d = c.exec("DELETE FROM jobstate_jobs"); !d) return d.error();
+  std::string sql;
+  std::vector<pg::Param> params;
+  auto flush = [&]() -> Status {
+    if (params.empty()) return ok_status();
+    auto r = c.exec(sql, params);
+    sql.clear();
+    params.clear();
+    if (!r) return r.error();
+    return ok_status();
+  };
+  for (auto& [id, st] : jobs) {
+    const size_t n = params.size();
+    sql += (n ? ",(" : "INSERT INTO jobstate_jobs (id, version, status, type, created_seq, "
+                       "deadline_ms, heartbeat_timeout_s, job) VALUES (");
+    for (size_t k = 1; k <= 8; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(n + k);
+    sql += ")";
+    params.push_back(id.to_string());
+    params.push_back(pg::num(static_cast<int64_t>(st.version)));
+    params.push_back(pg::num(static_cast<int>(st.status)));
+    params.push_back(st.type);
+    params.push_back(pg::num(static_cast<int64_t>(st.created_seq)));
+    params.push_back(pg::num(st.deadline_ms.value_or(0)));
+    params.push_back(pg::num(st.heartbeat_timeout_s));
+    params.push_back(encode_status_row(st).substr(kStatusRowHeaderBytes));
+    if (params.size() >= 8 * 4000)
+      if (auto s = flush(); !s) return s.error();
+  }
+  if (auto s = flush(); !s) return s.error();
+  if (auto s = c.exec_script("COMMIT"); !s) return s.error();
+  return static_cast<uint64_t>(jobs.size());
+}
+
 }  // namespace jobstate

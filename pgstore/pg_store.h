@@ -70,6 +70,13 @@ bool is_postgres_uri(const std::string& location);
 // jobstate knows; kUnavailable when it cannot be reached.
 Result<std::unique_ptr<Store>> open_pg_store(PgStoreOptions options);
 
+// Recomputes every status row of a postgres store from its log, in one
+// transaction that holds the head's lock (writes on every node wait for it;
+// reads go on and see the old rows until it commits). Returns the number of
+// jobs. kCorruption naming the seq when the log breaks the state machine;
+// nothing changes then.
+Result<uint64_t> rebuild_pg_rows(const std::string& uri);
+
 // The postgres backend's LogImport (store/log_import.h), for `jobstate copy`:
 // into a database without a jobstate store, or with an empty one (schema
 // created on open). Everything goes in one transaction, committed by

@@ -1,10 +1,13 @@
 // `jobstate copy --from SRC --to DST` between the two backends: RocksDB to
 // PostgreSQL and back keeps every seq, hash and data text (replay prints the
 // same lines, verify reports the same head on each copy), and a destination
-// that already holds a store is refused with one line, untouched.
+// that already holds a store is refused with one line, untouched. And
+// `rebuild --store` on the copy: --check names a tampered row, a rebuild
+// repairs it.
 #include <gtest/gtest.h>
 
 #include "ops_test_util.h"
+#include "pgstore/pg.h"
 #include "postgres_fixture.h"
 
 namespace jobstate::testing {
@@ -46,6 +49,30 @@ TEST(OpsCopyTest, RocksDbToPostgresAndBackKeepsEverySeqAndHash) {
   EXPECT_TRUE(is_one_line_error(into_dir, "not empty")) << into_dir.err;
   EXPECT_EQ(run_jobstate({"verify", "--store", pg.uri()}).exit_code, 0);
   EXPECT_EQ(run_jobstate({"verify", "--data-dir", dir.sub("back")}).exit_code, 0);
+}
+
+TEST(OpsCopyTest, RebuildOnPostgresFindsAndRepairsATamperedRow) {
+  TempDir dir;
+  TestPostgres pg;
+  const auto filled = fill_varied_store(dir.sub("store"), 12);
+  ASSERT_EQ(run_jobstate({"copy", "--from", dir.sub("store"), "--to", pg.uri()}).exit_code, 0);
+  auto checked = run_jobstate({"rebuild", "--store", pg.uri(), "--check"});
+  ASSERT_EQ(checked.exit_code, 0) << checked.err;
+
+  const std::string job = filled.succeeded_job.to_string();
+  auto c = pg::Connection::open(pg.uri());
+  ASSERT_OK(c);
+  ASSERT_OK((*c)->exec("UPDATE jobstate_jobs SET job = replace(job, '\"succeeded\"', "
+                       "'\"cancelled\"') WHERE id = $1",
+                       {job}));
+  checked = run_jobstate({"rebuild", "--store", pg.uri(), "--check"});
+  EXPECT_EQ(checked.exit_code, 1);
+  EXPECT_TRUE(is_one_line_error(checked, "job " + job)) << checked.err;
+
+  auto rebuilt = run_jobstate({"rebuild", "--store", pg.uri()});
+  ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.err;
+  EXPECT_NE(rebuilt.out.find("status rows rebuilt: 12 jobs"), std::string::npos) << rebuilt.out;
+  EXPECT_EQ(run_jobstate({"verify", "--store", pg.uri()}).exit_code, 0);
 }
 
 }  // namespace
