@@ -382,16 +382,18 @@ class PgWriter final : public JobWriter {
   }
 
   void submit(CommandRequest request, CommandCallback done) override {
+    bool stopping = false;
     {
       std::lock_guard lock(mu_);
-      if (!stopping_ && queue_.size() < options_.max_queued_commands) {
+      stopping = stopping_;
+      if (!stopping && queue_.size() < options_.max_queued_commands) {
         queue_.push_back({std::move(request), std::move(done)});
         cv_.notify_one();
         return;
       }
     }
     done(make_error(ErrorCode::kUnavailable,
-                    stopping_ ? "the store is shutting down" : "too many writes queued"));
+                    stopping ? "the store is shutting down" : "too many writes queued"));
   }
 
   void stop() override {
