@@ -76,6 +76,27 @@ PGresult* Connection::run(const std::string& sql, const std::vector<Param>& para
                                                       values.data(), nullptr, nullptr, 0);
   if (!sent) return nullptr;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms_);
+  // The last result of the statement (a script's last statement); earlier
+  // ones are freed, an error among them wins.
+  PGresult* last = nullptr;
+  for (;;) {
+    if (!wait_result(deadline, timed_out)) {
+      if (last) PQclear(last);
+      return nullptr;
+    }
+    PGresult* r = PQgetResult(conn_);
+    if (!r) break;
+    if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+      PQclear(r);
+      continue;
+    }
+    if (last) PQclear(last);
+    last = r;
+  }
+  return last;
+}
+
+bool Connection::wait_result(std::chrono::steady_clock::time_point deadline, bool& timed_out) {
   while (PQisBusy(conn_)) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                           deadline - std::chrono::steady_clock::now())
@@ -87,35 +108,73 @@ PGresult* Connection::run(const std::string& sql, const std::vector<Param>& para
         PQcancel(cancel, err, sizeof err);
         PQfreeCancel(cancel);
       }
-      break;
+      // Whatever the cancelled statement did is unknown to the caller: the
+      // connection is not used again.
+      PQfinish(conn_);
+      conn_ = nullptr;
+      return false;
     }
     pollfd p{PQsocket(conn_), POLLIN, 0};
-    if (p.fd < 0) return nullptr;
+    if (p.fd < 0) return false;
     if (poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000))) < 0 && errno != EINTR)
-      return nullptr;
-    if (!PQconsumeInput(conn_)) return nullptr;
+      return false;
+    if (!PQconsumeInput(conn_)) return false;
   }
-  if (timed_out) {
-    // Whatever the cancelled statement did is unknown to the caller: the
-    // connection is not used again.
-    PQfinish(conn_);
+  return true;
+}
+
+Result<std::vector<Rows>> Connection::exec_pipeline(const std::vector<Statement>& statements) {
+  auto unknown = [&] {
+    return make_error(ErrorCode::kUnavailable,
+                      "postgres: no answer within " + std::to_string(deadline_ms_) +
+                          " ms (statements cancelled, outcome unknown)");
+  };
+  if (!conn_) return make_error(ErrorCode::kUnavailable, "postgres: no connection");
+  // A pipeline left half-read cannot be used again: close the connection.
+  auto broken = [&](Error e) {
+    if (conn_) PQfinish(conn_);
     conn_ = nullptr;
-    return nullptr;
+    return e;
+  };
+  if (PQenterPipelineMode(conn_) != 1) return broken(error_of(conn_, nullptr, "pipeline"));
+  for (const Statement& st : statements) {
+    std::vector<const char*> values(st.params.size());
+    for (size_t i = 0; i < st.params.size(); ++i)
+      values[i] = st.params[i] ? st.params[i]->c_str() : nullptr;
+    if (!PQsendQueryParams(conn_, st.sql.c_str(), static_cast<int>(st.params.size()), nullptr,
+                           values.data(), nullptr, nullptr, 0))
+      return broken(error_of(conn_, nullptr, "sending"));
   }
-  // The last result of the statement (a script's last statement); earlier
-  // ones are freed, an error among them wins.
-  PGresult* last = nullptr;
-  while (PGresult* r = PQgetResult(conn_)) {
-    const auto st = PQresultStatus(r);
-    if (last && (PQresultStatus(last) == PGRES_FATAL_ERROR)) {
+  if (!PQpipelineSync(conn_)) return broken(error_of(conn_, nullptr, "sending"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms_);
+  std::vector<Rows> out;
+  std::optional<Error> failure;
+  bool timed_out = false;
+  for (size_t i = 0; i <= statements.size(); ++i) {
+    if (!wait_result(deadline, timed_out))
+      return broken(timed_out ? unknown() : error_of(conn_, nullptr, "reading"));
+    PGresult* r = PQgetResult(conn_);
+    if (!r) return broken(error_of(conn_, nullptr, "reading"));
+    const auto status = PQresultStatus(r);
+    if (i == statements.size()) {  // the sync point
       PQclear(r);
-      continue;
+      break;
     }
-    if (last) PQclear(last);
-    last = r;
-    (void)st;
+    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+      out.emplace_back(r);
+    } else {
+      if (!failure && status != PGRES_PIPELINE_ABORTED)
+        failure = error_of(conn_, r, "statement failed");
+      PQclear(r);
+    }
+    // Each statement's results end with a null.
+    if (!wait_result(deadline, timed_out))
+      return broken(timed_out ? unknown() : error_of(conn_, nullptr, "reading"));
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
   }
-  return last;
+  PQexitPipelineMode(conn_);
+  if (failure) return *failure;
+  return out;
 }
 
 Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& params) {

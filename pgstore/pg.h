@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -65,6 +66,16 @@ class Connection {
   Result<Rows> exec(const std::string& sql, const std::vector<Param>& params = {});
   // Default 10,000 ms.
   void set_deadline_ms(int ms) { deadline_ms_ = ms; }
+
+  struct Statement {
+    std::string sql;  // one statement
+    std::vector<Param> params;
+  };
+  // Sends all statements at once and reads their results (libpq's pipeline
+  // mode): one round trip for the lot. The first statement that fails fails
+  // the call, and the server skips the ones after it. The deadline covers
+  // the whole call.
+  Result<std::vector<Rows>> exec_pipeline(const std::vector<Statement>& statements);
   // Runs statements without parameters (may hold several, separated by ';').
   Status exec_script(const std::string& sql);
   // Whether the connection is still good; a broken one should be replaced.
@@ -79,6 +90,10 @@ class Connection {
   explicit Connection(PGconn* c) : conn_(c) {}
   // Sends, then waits for the results up to the deadline.
   PGresult* run(const std::string& sql, const std::vector<Param>& params, bool& timed_out);
+  // Waits until a result can be read without blocking. False when the
+  // deadline passed (the statement is then cancelled and the connection
+  // closed) or the connection broke.
+  bool wait_result(std::chrono::steady_clock::time_point deadline, bool& timed_out);
   PGconn* conn_;
   int deadline_ms_ = 10'000;
 };

@@ -484,48 +484,46 @@ class PgWriter final : public JobWriter {
       }
     } rollback{c, committed};
 
-    // One round trip: the transaction and the head's lock.
-    auto head_rows = c.exec("BEGIN; SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE");
-    if (!head_rows) return head_rows.error();
-    if (head_rows->size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
-    LogHead head{static_cast<uint64_t>(head_rows->i64(0, 0)), std::string(head_rows->text(0, 1))};
-    const uint64_t first_seq = head.seq + 1;
-
-    // Idempotency records of the batch's creates, then every job it names.
-    std::unordered_map<std::string, std::pair<std::string, std::string>> known_keys;  // key → id, fp hex
+    // Round trip 1 (a pipeline): the transaction, the head's lock, the
+    // idempotency records of the batch's creates, and the rows of every job
+    // the batch names (or an idempotency record names).
     std::vector<std::string> keys;
     for (auto& p : batch)
       if (p.request.idempotency_key && std::holds_alternative<CreateJob>(p.request.command))
         keys.push_back(*p.request.idempotency_key);
     std::unordered_set<std::string> ids;
-    if (!keys.empty()) {
-      auto r = c.exec(
-          "SELECT key, job_id, fingerprint FROM jobstate_idempotency WHERE key = ANY($1::text[])",
-          {text_array(keys)});
-      if (!r) return r.error();
-      for (int i = 0; i < r->size(); ++i) {
-        known_keys[std::string(r->text(i, 0))] = {std::string(r->text(i, 1)),
-                                                   std::string(r->text(i, 2))};
-        ids.insert(std::string(r->text(i, 1)));
-      }
-    }
     for (auto& p : batch) ids.insert(p.request.job_id.to_string());
+    std::string id_array = "{";
+    for (auto& id : ids) id_array += (id_array.size() > 1 ? "," : "") + id;
+    id_array += "}";
+    const std::string key_array = text_array(keys);
+    auto read = c.exec_pipeline(
+        {{"BEGIN", {}},
+         {"SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE", {}},
+         {"SELECT key, job_id, fingerprint FROM jobstate_idempotency WHERE key = ANY($1::text[])",
+          {key_array}},
+         {std::string("SELECT ") + kRowColumns +
+              " FROM jobstate_jobs WHERE id = ANY($1::uuid[]) OR id IN (SELECT job_id FROM "
+              "jobstate_idempotency WHERE key = ANY($2::text[]))",
+          {id_array, key_array}}});
+    if (!read) return read.error();
+    const pg::Rows& head_rows = (*read)[1];
+    if (head_rows.size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
+    LogHead head{static_cast<uint64_t>(head_rows.i64(0, 0)), std::string(head_rows.text(0, 1))};
+    const uint64_t first_seq = head.seq + 1;
+    std::unordered_map<std::string, std::pair<std::string, std::string>> known_keys;  // key → id, fp hex
+    const pg::Rows& key_rows = (*read)[2];
+    for (int i = 0; i < key_rows.size(); ++i)
+      known_keys[std::string(key_rows.text(i, 0))] = {std::string(key_rows.text(i, 1)),
+                                                       std::string(key_rows.text(i, 2))};
     std::unordered_map<JobId, StatePtr> states;
-    {
-      std::string array = "{";
-      for (auto& id : ids) array += (array.size() > 1 ? "," : "") + id;
-      array += "}";
-      auto r = c.exec(std::string("SELECT ") + kRowColumns +
-                          " FROM jobstate_jobs WHERE id = ANY($1::uuid[])",
-                      {array});
-      if (!r) return r.error();
-      for (int i = 0; i < r->size(); ++i) {
-        auto row = row_at(*r, i);
-        if (!row) return row.error();
-        auto s = row->to_state();
-        if (!s) return s.error();
-        states[s->id] = std::make_shared<const JobState>(std::move(*s));
-      }
+    const pg::Rows& job_rows = (*read)[3];
+    for (int i = 0; i < job_rows.size(); ++i) {
+      auto row = row_at(job_rows, i);
+      if (!row) return row.error();
+      auto st = row->to_state();
+      if (!st) return st.error();
+      states[st->id] = std::make_shared<const JobState>(std::move(*st));
     }
 
     // Decide every command in order, each on the state the ones before left.
@@ -598,8 +596,9 @@ class PgWriter final : public JobWriter {
       results.push_back(std::move(outcome));
     }
 
+    std::optional<pg::Connection::Statement> write_all;
     if (!event_rows.empty()) {
-      // One statement (one round trip) for everything the cycle writes: the
+      // One statement for everything the cycle writes: the
       // events, the rows, the idempotency records, the head and the NOTIFY.
       std::vector<pg::Param> params;
       auto placeholders = [&](int n) {
@@ -655,17 +654,21 @@ class PgWriter final : public JobWriter {
       params.push_back(pg::num(static_cast<int64_t>(head.seq)));
       params.push_back(head.hash);
       params.push_back(std::to_string(head.seq));
-      if (auto r = c.exec(sql, params); !r) return r.error();
+      write_all = pg::Connection::Statement{std::move(sql), std::move(params)};
       if (options_.fail_writes_for_test && options_.fail_writes_for_test())
         return make_error(ErrorCode::kUnavailable, "injected failure at /secret/disk/path");
       feed_.mark_local(first_seq, head.seq);
     }
-    if (auto s = c.exec_script("COMMIT"); !s) {
+    // Round trip 2 (a pipeline): everything the cycle writes, and COMMIT.
+    std::vector<pg::Connection::Statement> finish;
+    if (write_all) finish.push_back(std::move(*write_all));
+    finish.push_back({"COMMIT", {}});
+    if (auto s = c.exec_pipeline(finish); !s) {
       // These seqs were not written (or, after a COMMIT that timed out,
       // perhaps were): either way the listener must not skip them when
       // another node's (or this) commit holds them.
       if (!event_rows.empty()) feed_.unmark_local(first_seq, head.seq);
-      return s;
+      return s.error();
     }
     committed = true;
     std::vector<std::pair<JobId, std::shared_ptr<const StatusRow>>> rows;

@@ -30,14 +30,14 @@ enum class Teardown {
 struct ServeOptions {
   // --data-dir. Required unless `store` is given.
   std::string data_dir;
-  // --store (a postgresql:// URI) instead of --data-dir. Default: none.
-  std::string store;
   // Gets the server's stdout and stderr; truncated at each start. Required.
   std::string output_path;
   // Passed after `--data-dir D --listen 127.0.0.1:PORT`. Default: none.
   std::vector<std::string> flags;
   // What the destructor does to a server still running. Default: kKill.
   Teardown teardown = Teardown::kKill;
+  // --store (a postgresql:// URI) instead of --data-dir. Default: none.
+  std::string store = {};
 };
 
 // `jobstate serve --data-dir D --listen 127.0.0.1:0 FLAGS...` in its own
