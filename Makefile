@@ -5,7 +5,7 @@ JOBS ?= 2
 DATA_DIR ?= ./jobstate-data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-sanitize bench format clean
+.PHONY: all deps build run test test-sanitize test-failover bench format clean
 
 all: build
 
@@ -32,6 +32,11 @@ test-sanitize: deps $(SAN_DIR)/CMakeCache.txt
 	cd $(SAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  JOBSTATE_SANITIZE=1 ctest --output-on-failure -j$(JOBS)
+
+# The Patroni failover test: a three-member cluster, two nodes, writers
+# through a SIGKILL of the primary's postgres and of its whole member.
+test-failover: build
+	JOBSTATE_BIN=$(BUILD_DIR)/app/jobstate tests/failover/run
 
 bench: build
 	bench/run-all.sh
