@@ -279,5 +279,30 @@ TEST_F(PgMultiNodeTest, VerifyAndReplayReadAPostgresStore) {
   EXPECT_TRUE(is_one_line_error(bad, "postgresql://")) << bad.err;
 }
 
+// The schema is created on first use and versioned; a node refuses, with one
+// line and before serving, a database whose schema is newer than it knows.
+TEST_F(PgMultiNodeTest, ANodeRefusesASchemaNewerThanItKnows) {
+  {
+    auto a = node("a");  // creates the schema (version 1)
+  }
+  auto c = pg::Connection::open(pg_.uri());
+  ASSERT_OK(c);
+  auto v = (*c)->exec("SELECT max(version) FROM jobstate_schema");
+  ASSERT_OK(v);
+  EXPECT_EQ(v->i64(0, 0), 1);
+  ASSERT_OK((*c)->exec("INSERT INTO jobstate_schema VALUES (2)"));
+  ServeOptions o;
+  o.store = pg_.uri();
+  o.output_path = dir_.sub("newer.log");
+  ServeProcess refused(o);
+  EXPECT_TRUE(refused.url().empty());
+  auto status = refused.wait_exit(std::chrono::seconds(30));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_NE(WEXITSTATUS(*status), 0);
+  EXPECT_NE(refused.output().find("schema version 2, newer than this jobstate knows (1)"),
+            std::string::npos)
+      << refused.output();
+}
+
 }  // namespace
 }  // namespace jobstate::testing
