@@ -52,12 +52,8 @@ TimeMs deadline_due_ms(TimeMs deadline_ms, int64_t heartbeat_timeout_s, Deadline
   if (rule == DeadlineRule::kExact) return deadline_ms;
   // A heartbeat every few seconds against a timeout of minutes moved the key
   // on every heartbeat: two of a heartbeat's five writes, and the costliest
-  // memtable inserts (a new millisecond each time). Rounded down to a quarter
-  // timeout, a job that heartbeats more often than that moves it about four
-  // times per timeout, and a key comes due at most a quarter timeout early
-  // (the watchdog then reads the row and waits).
-  const TimeMs step = std::max<TimeMs>(1, heartbeat_timeout_s * 250);
-  return deadline_ms - deadline_ms % step;
+  // memtable inserts (a new millisecond each time).
+  return quarter_timeout_due_ms(deadline_ms, heartbeat_timeout_s);
 }
 
 Result<DeadlineRule> read_deadline_rule(const Database& db) {

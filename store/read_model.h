@@ -41,6 +41,16 @@ struct ExpiredDeadline {
   JobId job_id;
 };
 
+// When a running job with this deadline is due for a look: its deadline
+// rounded down to a multiple of a quarter of its heartbeat timeout. A
+// backend that indexes jobs by it moves a job's index entry about four times
+// per timeout instead of on every heartbeat; a job comes due up to a quarter
+// timeout early, and the watchdog decides on the row's deadline.
+inline TimeMs quarter_timeout_due_ms(TimeMs deadline_ms, int64_t heartbeat_timeout_s) {
+  const TimeMs step = heartbeat_timeout_s * 250 > 1 ? heartbeat_timeout_s * 250 : 1;
+  return deadline_ms - deadline_ms % step;
+}
+
 class ReadModel {
  public:
   virtual ~ReadModel() = default;
