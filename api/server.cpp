@@ -472,9 +472,13 @@ void feed(const Context& ctx, const Http::Request& req, const CallPtr& call) {
   if (ctx.writer.committed_head().seq > after && ctx.registry.claim(*w)) answer();
 }
 
+// The store's head, read from the log: on a store several nodes share, this
+// node's writer may not have heard of the newest commit yet, and the head an
+// auditor publishes must cover every acknowledged write, wherever it was made.
 void audit_head(const Context& ctx, const CallPtr& call) {
-  LogHead head = ctx.writer.committed_head();
-  call->send(200, nlohmann::json{{"seq", head.seq}, {"hash", head.hash}}.dump());
+  auto head = ctx.log.head();
+  if (!head) return call->error(head.error());
+  call->send(200, nlohmann::json{{"seq", head->seq}, {"hash", head->hash}}.dump());
 }
 
 void readiness(const Context& ctx, const CallPtr& call) {
