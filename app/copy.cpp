@@ -9,7 +9,6 @@
 
 #include "app/commands.h"
 #include "app/offline_store.h"
-#include "eventstore/log_reader.h"
 #include "pgstore/pg_store.h"
 #include "projections/log_import.h"
 
@@ -24,27 +23,11 @@ struct CopyFlags {
 
 int run_copy(const CopyFlags& flags) {
   const char* cmd = "copy";
-  std::unique_ptr<OfflineStore> dir;
-  std::unique_ptr<LogReader> reader;
-  std::unique_ptr<Store> pg;
-  const EventLog* source = nullptr;
-  if (is_postgres_uri(flags.from)) {
-    auto opened = open_offline_postgres(flags.from);
-    if (!opened) {
-      print_error(cmd, "--from: " + opened.error().message);
-      return kExitFailure;
-    }
-    pg = std::move(*opened);
-    source = &pg->log();
-  } else {
-    auto opened = OfflineStore::open(flags.from, OfflineAccess::kFollow);
-    if (!opened) {
-      print_error(cmd, "--from: " + opened.error().message);
-      return kExitFailure;
-    }
-    dir = std::move(*opened);
-    reader = std::make_unique<LogReader>(dir->db());
-    source = reader.get();
+  auto source = is_postgres_uri(flags.from) ? OfflineSource::open("", flags.from)
+                                             : OfflineSource::open(flags.from, "");
+  if (!source) {
+    print_error(cmd, "--from: " + source.error().message);
+    return kExitFailure;
   }
   auto import = is_postgres_uri(flags.to) ? open_pg_import(flags.to) : open_rocksdb_import(flags.to);
   if (!import) {
@@ -54,7 +37,7 @@ int run_copy(const CopyFlags& flags) {
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<Error> failure;
   LogHead head;
-  Status scanned = source->scan(0, UINT64_MAX, [&](const StoredEventView& v) {
+  Status scanned = (*source)->log().scan(0, UINT64_MAX, [&](const StoredEventView& v) {
     if (auto s = (*import)->append(v); !s) {
       failure = s.error();
       return false;

@@ -250,4 +250,20 @@ Result<std::unique_ptr<Store>> open_offline_postgres(const std::string& uri) {
   return open_pg_store(std::move(o));
 }
 
+Result<std::unique_ptr<OfflineSource>> OfflineSource::open(const std::string& data_dir,
+                                                           const std::string& store_uri) {
+  auto source = std::make_unique<OfflineSource>();
+  if (!store_uri.empty()) {
+    auto pg = open_offline_postgres(store_uri);
+    if (!pg) return pg.error();
+    source->pg_ = std::move(*pg);
+  } else {
+    auto dir = OfflineStore::open(data_dir, OfflineAccess::kFollow);
+    if (!dir) return dir.error();
+    source->dir_ = std::move(*dir);
+    source->reader_ = std::make_unique<LogReader>(source->dir_->db());
+  }
+  return source;
+}
+
 }  // namespace jobstate::app

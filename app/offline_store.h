@@ -12,6 +12,7 @@
 
 #include "domain/result.h"
 #include "eventstore/database.h"
+#include "eventstore/log_reader.h"
 #include "store/store.h"
 
 namespace jobstate::app {
@@ -56,6 +57,24 @@ class OfflineStore {
 // reading only: no schema is created, nothing is written, and a database
 // without a jobstate store is an error.
 Result<std::unique_ptr<Store>> open_offline_postgres(const std::string& uri);
+
+// A store to read, named the way the offline commands name one: `--store
+// URI` (opened by open_offline_postgres, which refuses anything but a
+// postgresql:// URI) when given, else `--data-dir DIR` (an OfflineStore,
+// kFollow). Exactly one of directory() and postgres() is set.
+class OfflineSource {
+ public:
+  static Result<std::unique_ptr<OfflineSource>> open(const std::string& data_dir,
+                                                     const std::string& store_uri);
+  const EventLog& log() const { return pg_ ? pg_->log() : *reader_; }
+  OfflineStore* directory() { return dir_.get(); }
+  Store* postgres() { return pg_.get(); }
+
+ private:
+  std::unique_ptr<OfflineStore> dir_;
+  std::unique_ptr<LogReader> reader_;
+  std::unique_ptr<Store> pg_;
+};
 
 // Prints "jobstate <command>: <message>" on stderr as one line (newlines in
 // the message become spaces).

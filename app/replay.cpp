@@ -79,29 +79,12 @@ int run_replay(const ReplayFlags& flags) {
     print_error(cmd, "give one of --data-dir DIR or --store URI");
     return kExitUsage;
   }
-  std::unique_ptr<OfflineStore> store;
-  std::unique_ptr<LogReader> reader;
-  std::unique_ptr<Store> pg;
-  const EventLog* events = nullptr;
-  if (!flags.store.empty()) {
-    auto opened = open_offline_postgres(flags.store);
-    if (!opened) {
-      print_error(cmd, opened.error().message);
-      return kExitFailure;
-    }
-    pg = std::move(*opened);
-    events = &pg->log();
-  } else {
-    auto opened = OfflineStore::open(flags.data_dir, OfflineAccess::kFollow);
-    if (!opened) {
-      print_error(cmd, opened.error().message);
-      return kExitFailure;
-    }
-    store = std::move(*opened);
-    reader = std::make_unique<LogReader>(store->db());
-    events = reader.get();
+  auto source = OfflineSource::open(flags.data_dir, flags.store);
+  if (!source) {
+    print_error(cmd, source.error().message);
+    return kExitFailure;
   }
-  const EventLog& log = *events;
+  const EventLog& log = (*source)->log();
   LineWriter out;
   Status scanned = ok_status();
   bool job_seen = false;

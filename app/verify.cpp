@@ -22,23 +22,12 @@ int run_verify(const VerifyFlags& flags) {
     print_error(cmd, "give one of --data-dir DIR or --store URI");
     return kExitUsage;
   }
-  std::unique_ptr<OfflineStore> store;
-  std::unique_ptr<Store> pg;
-  if (!flags.store.empty()) {
-    auto opened = open_offline_postgres(flags.store);
-    if (!opened) {
-      print_error(cmd, opened.error().message);
-      return kExitFailure;
-    }
-    pg = std::move(*opened);
-  } else {
-    auto opened = OfflineStore::open(flags.data_dir, OfflineAccess::kFollow);
-    if (!opened) {
-      print_error(cmd, opened.error().message);
-      return kExitFailure;
-    }
-    store = std::move(*opened);
+  auto source = OfflineSource::open(flags.data_dir, flags.store);
+  if (!source) {
+    print_error(cmd, source.error().message);
+    return kExitFailure;
   }
+  Store* pg = (*source)->postgres();
   const bool terminal = stderr_is_terminal();
   const auto start = std::chrono::steady_clock::now();
   bool drawn = false;
@@ -52,7 +41,7 @@ int run_verify(const VerifyFlags& flags) {
     drawn = true;
   };
   auto report = pg ? verify_log(pg->log(), pg->read_model(), options.on_progress)
-                   : verify_store(store->db(), options);
+                   : verify_store((*source)->directory()->db(), options);
   if (drawn) std::fputs("\r\033[K", stderr);
   if (!report) {
     print_error(cmd, (report.error().code == ErrorCode::kCorruption ? "FAILED: " : "") +

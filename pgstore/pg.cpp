@@ -29,6 +29,11 @@ Error error_of(PGconn* c, const PGresult* r, std::string_view what) {
                         : ErrorCode::kInternal,
                     "postgres: " + std::string(what) + ": " + message);
 }
+Error no_answer(int deadline_ms) {
+  return make_error(ErrorCode::kUnavailable, "postgres: no answer within " +
+                                                 std::to_string(deadline_ms) +
+                                                 " ms (cancelled, outcome unknown)");
+}
 }  // namespace
 
 int64_t Rows::i64(int row, int col) const {
@@ -124,11 +129,6 @@ bool Connection::wait_result(std::chrono::steady_clock::time_point deadline, boo
 }
 
 Result<std::vector<Rows>> Connection::exec_pipeline(const std::vector<Statement>& statements) {
-  auto unknown = [&] {
-    return make_error(ErrorCode::kUnavailable,
-                      "postgres: no answer within " + std::to_string(deadline_ms_) +
-                          " ms (statements cancelled, outcome unknown)");
-  };
   if (!conn_) return make_error(ErrorCode::kUnavailable, "postgres: no connection");
   // A pipeline left half-read cannot be used again: close the connection.
   auto broken = [&](Error e) {
@@ -152,7 +152,7 @@ Result<std::vector<Rows>> Connection::exec_pipeline(const std::vector<Statement>
   bool timed_out = false;
   for (size_t i = 0; i <= statements.size(); ++i) {
     if (!wait_result(deadline, timed_out))
-      return broken(timed_out ? unknown() : error_of(conn_, nullptr, "reading"));
+      return broken(timed_out ? no_answer(deadline_ms_) : error_of(conn_, nullptr, "reading"));
     PGresult* r = PQgetResult(conn_);
     if (!r) return broken(error_of(conn_, nullptr, "reading"));
     const auto status = PQresultStatus(r);
@@ -169,7 +169,7 @@ Result<std::vector<Rows>> Connection::exec_pipeline(const std::vector<Statement>
     }
     // Each statement's results end with a null.
     if (!wait_result(deadline, timed_out))
-      return broken(timed_out ? unknown() : error_of(conn_, nullptr, "reading"));
+      return broken(timed_out ? no_answer(deadline_ms_) : error_of(conn_, nullptr, "reading"));
     while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
   }
   PQexitPipelineMode(conn_);
@@ -180,10 +180,7 @@ Result<std::vector<Rows>> Connection::exec_pipeline(const std::vector<Statement>
 Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& params) {
   bool timed_out = false;
   PGresult* r = run(sql, params, timed_out);
-  if (timed_out)
-    return make_error(ErrorCode::kUnavailable,
-                      "postgres: no answer within " + std::to_string(deadline_ms_) +
-                          " ms (statement cancelled, outcome unknown)");
+  if (timed_out) return no_answer(deadline_ms_);
   const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     Error e = error_of(conn_, r, "statement failed");
@@ -194,19 +191,8 @@ Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& 
 }
 
 Status Connection::exec_script(const std::string& sql) {
-  bool timed_out = false;
-  PGresult* r = run(sql, {}, timed_out);
-  if (timed_out)
-    return make_error(ErrorCode::kUnavailable,
-                      "postgres: no answer within " + std::to_string(deadline_ms_) +
-                          " ms (statement cancelled, outcome unknown)");
-  const auto status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    Error e = error_of(conn_, r, "statement failed");
-    if (r) PQclear(r);
-    return e;
-  }
-  PQclear(r);
+  auto r = exec(sql);  // without parameters: several statements may go at once
+  if (!r) return r.error();
   return ok_status();
 }
 
