@@ -314,8 +314,13 @@ void get_job(const Context& ctx, const Http::Request& req, const CallPtr& call, 
   if (auto as_of = query_int(req, "as_of_seq")) {
     if (*as_of < 0) bad_request("as_of_seq must not be negative");
     const uint64_t n = static_cast<uint64_t>(*as_of);
-    if (n > ctx.writer.committed_head().seq)
-      bad_request("as_of_seq is beyond the newest event");
+    // This node's writer may not have heard of another node's newest commit
+    // yet: only the log's own head can say a seq is beyond the newest event.
+    if (n > ctx.writer.committed_head().seq) {
+      auto head = ctx.log.head();
+      if (!head) return call->error(head.error());
+      if (n > head->seq) bad_request("as_of_seq is beyond the newest event");
+    }
     std::optional<JobState> state;
     std::optional<Error> err;
     Status s = ctx.log.scan_job(id, 0, SIZE_MAX, [&](const StoredEventView& v) {
