@@ -134,33 +134,66 @@ Result<std::vector<Rows>> Connection::exec_pipeline(const std::vector<Statement>
   auto broken = [&](Error e) {
     if (conn_) PQfinish(conn_);
     conn_ = nullptr;
+    prepared_.clear();
     return e;
   };
   if (PQenterPipelineMode(conn_) != 1) return broken(error_of(conn_, nullptr, "pipeline"));
+  // What the server answers, in order: a Parse's result for each statement
+  // prepared now, each statement's result, and the sync point.
+  enum class Answer { kParse, kStatement, kSync };
+  std::vector<Answer> answers;
+  std::vector<std::pair<std::string, std::string>> parsing;  // text, name
   for (const Statement& st : statements) {
     std::vector<const char*> values(st.params.size());
     for (size_t i = 0; i < st.params.size(); ++i)
       values[i] = st.params[i] ? st.params[i]->c_str() : nullptr;
-    if (!PQsendQueryParams(conn_, st.sql.c_str(), static_cast<int>(st.params.size()), nullptr,
-                           values.data(), nullptr, nullptr, 0))
-      return broken(error_of(conn_, nullptr, "sending"));
+    const int n = static_cast<int>(st.params.size());
+    int sent = 0;
+    if (!st.prepared) {
+      sent = PQsendQueryParams(conn_, st.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr,
+                               0);
+    } else {
+      std::string name;
+      if (auto it = prepared_.find(st.sql); it != prepared_.end()) name = it->second;
+      for (auto& [text, pending] : parsing)
+        if (text == st.sql) name = pending;
+      if (name.empty()) {
+        name = "s" + std::to_string(prepared_.size() + parsing.size());
+        if (!PQsendPrepare(conn_, name.c_str(), st.sql.c_str(), n, nullptr))
+          return broken(error_of(conn_, nullptr, "sending"));
+        answers.push_back(Answer::kParse);
+        parsing.emplace_back(st.sql, name);
+      }
+      sent = PQsendQueryPrepared(conn_, name.c_str(), n, values.data(), nullptr, nullptr, 0);
+    }
+    if (!sent) return broken(error_of(conn_, nullptr, "sending"));
+    answers.push_back(Answer::kStatement);
   }
   if (!PQpipelineSync(conn_)) return broken(error_of(conn_, nullptr, "sending"));
+  answers.push_back(Answer::kSync);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(deadline_ms_);
   std::vector<Rows> out;
   std::optional<Error> failure;
   bool timed_out = false;
-  for (size_t i = 0; i <= statements.size(); ++i) {
+  size_t parsed = 0;
+  for (Answer answer : answers) {
     if (!wait_result(deadline, timed_out))
       return broken(timed_out ? no_answer(deadline_ms_) : error_of(conn_, nullptr, "reading"));
     PGresult* r = PQgetResult(conn_);
     if (!r) return broken(error_of(conn_, nullptr, "reading"));
     const auto status = PQresultStatus(r);
-    if (i == statements.size()) {  // the sync point
+    if (answer == Answer::kSync) {
       PQclear(r);
       break;
     }
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+    if (answer == Answer::kParse) {
+      // A prepared statement outlives the transaction it was made in.
+      if (status == PGRES_COMMAND_OK) prepared_.insert(parsing[parsed]);
+      ++parsed;
+      if (status != PGRES_COMMAND_OK && !failure && status != PGRES_PIPELINE_ABORTED)
+        failure = error_of(conn_, r, "statement failed");
+      PQclear(r);
+    } else if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
       out.emplace_back(r);
     } else {
       if (!failure && status != PGRES_PIPELINE_ABORTED)
@@ -175,6 +208,12 @@ Result<std::vector<Rows>> Connection::exec_pipeline(const std::vector<Statement>
   PQexitPipelineMode(conn_);
   if (failure) return *failure;
   return out;
+}
+
+Result<Rows> Connection::exec_prepared(const std::string& sql, const std::vector<Param>& params) {
+  auto r = exec_pipeline({{sql, params, true}});
+  if (!r) return r.error();
+  return std::move(r->front());
 }
 
 Result<Rows> Connection::exec(const std::string& sql, const std::vector<Param>& params) {

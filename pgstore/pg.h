@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "domain/result.h"
@@ -70,12 +71,18 @@ class Connection {
   struct Statement {
     std::string sql;  // one statement
     std::vector<Param> params;
+    // Parse and plan the text once per connection and reuse the plan (a
+    // named prepared statement). For fixed texts that run often; the first
+    // use sends the Parse in the same round trip.
+    bool prepared = false;
   };
   // Sends all statements at once and reads their results (libpq's pipeline
   // mode): one round trip for the lot. The first statement that fails fails
   // the call, and the server skips the ones after it. The deadline covers
   // the whole call.
   Result<std::vector<Rows>> exec_pipeline(const std::vector<Statement>& statements);
+  // exec() of a prepared statement (see Statement::prepared).
+  Result<Rows> exec_prepared(const std::string& sql, const std::vector<Param>& params = {});
   // Runs statements without parameters (may hold several, separated by ';').
   Status exec_script(const std::string& sql);
   // Whether the connection is still good; a broken one should be replaced.
@@ -96,6 +103,8 @@ class Connection {
   bool wait_result(std::chrono::steady_clock::time_point deadline, bool& timed_out);
   PGconn* conn_;
   int deadline_ms_ = 10'000;
+  // The statements prepared on this connection: text → name.
+  std::unordered_map<std::string, std::string> prepared_;
 };
 
 // A few connections shared by reader threads. acquire() waits for a free one

@@ -67,20 +67,137 @@ CREATE TABLE jobstate_idempotency (
 constexpr const char* kRowColumns =
     "version, status, created_seq, deadline_ms, heartbeat_timeout_s, job, id";
 
-// A Postgres array literal of text values: {"a","b\"c"}.
-std::string text_array(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) out.push_back(',');
+// One array parameter in PostgreSQL's literal form ({1,2}, {"a","b\\"c"}):
+// a column of a multi-row statement. Statements unnest their columns, so a
+// statement's text is the same for one row or thousands, and is parsed and
+// planned once per connection (Statement::prepared).
+class Column {
+ public:
+  void number(int64_t v) { next() += std::to_string(v); }
+  // A value with no character that needs quoting (a uuid).
+  void bare(std::string_view v) { next() += v; }
+  void text(std::string_view v) {
+    std::string& out = next();
     out.push_back('"');
-    for (char c : values[i]) {
+    for (char c : v) {
       if (c == '"' || c == '\\') out.push_back('\\');
       out.push_back(c);
     }
     out.push_back('"');
   }
-  out.push_back('}');
-  return out;
+  // The literal; the column is empty again afterwards.
+  std::string take() {
+    std::string out = std::move(literal_) + "}";
+    literal_ = "{";
+    return out;
+  }
+
+ private:
+  std::string& next() {
+    if (literal_.size() > 1) literal_.push_back(',');
+    return literal_;
+  }
+  std::string literal_ = "{";
+};
+
+std::string text_array(const std::vector<std::string>& values) {
+  Column c;
+  for (auto& v : values) c.text(v);
+  return c.take();
+}
+
+// "$first::t0[], $first+1::t1[], ...": the placeholders of unnested columns.
+std::string unnest_columns(int first, std::initializer_list<const char*> types) {
+  std::string out = "unnest(";
+  for (const char* t : types) {
+    if (out.size() > 7) out += ", ";
+    out += "$" + std::to_string(first++) + "::" + t + "[]";
+  }
+  return out + ")";
+}
+
+// Events, column by column: their INSERT takes seven array parameters from
+// `first`. The writer and copy both append through it.
+struct EventColumns {
+  static constexpr int kParams = 7;
+  static std::string insert_sql(int first) {
+    return "INSERT INTO jobstate_events (seq, job_id, version, type, at_ms, data, hash) "
+           "SELECT * FROM " +
+           unnest_columns(first,
+                          {"bigint", "uuid", "bigint", "smallint", "bigint", "text", "text"});
+  }
+  void add(uint64_t s, const JobId& id, uint64_t v, EventType t, TimeMs at, std::string_view d,
+           std::string_view h) {
+    seq.number(static_cast<int64_t>(s));
+    job_id.bare(id.to_string());
+    version.number(static_cast<int64_t>(v));
+    type.number(static_cast<int>(t));
+    at_ms.number(at);
+    data.text(d);
+    hash.text(h);
+    ++rows;
+  }
+  void take_into(std::vector<pg::Param>& params) {
+    for (Column* c : {&seq, &job_id, &version, &type, &at_ms, &data, &hash})
+      params.push_back(c->take());
+    rows = 0;
+  }
+  Column seq, job_id, version, type, at_ms, data, hash;
+  size_t rows = 0;
+};
+
+// Status rows, column by column: their upsert takes nine array parameters
+// from `first`. The writer, copy and rebuild all write rows through it.
+// due_ms is the quarter-timeout step a running job is due at
+// (quarter_timeout_due_ms): a heartbeat that does not cross a step changes
+// no indexed column, so PostgreSQL updates the row in place (a HOT update,
+// with the table's fillfactor 70) instead of adding an entry to each of its
+// five indexes.
+struct JobColumns {
+  static constexpr int kParams = 9;
+  static std::string upsert_sql(int first) {
+    return "INSERT INTO jobstate_jobs (id, version, status, type, created_seq, deadline_ms, "
+           "due_ms, heartbeat_timeout_s, job) SELECT * FROM " +
+           unnest_columns(first, {"uuid", "bigint", "smallint", "text", "bigint", "bigint",
+                                  "bigint", "bigint", "text"}) +
+           " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = "
+           "EXCLUDED.status, type = EXCLUDED.type, created_seq = EXCLUDED.created_seq, "
+           "deadline_ms = EXCLUDED.deadline_ms, due_ms = EXCLUDED.due_ms, heartbeat_timeout_s = "
+           "EXCLUDED.heartbeat_timeout_s, job = EXCLUDED.job";
+  }
+  void add(const JobState& st, std::string_view json) {
+    const TimeMs deadline = st.deadline_ms.value_or(0);
+    const TimeMs due = st.status == JobStatus::kRunning && deadline > 0
+                           ? quarter_timeout_due_ms(deadline, st.heartbeat_timeout_s)
+                           : 0;
+    id.bare(st.id.to_string());
+    version.number(static_cast<int64_t>(st.version));
+    status.number(static_cast<int>(st.status));
+    type.text(st.type);
+    created_seq.number(static_cast<int64_t>(st.created_seq));
+    deadline_ms.number(deadline);
+    due_ms.number(due);
+    heartbeat_timeout_s.number(st.heartbeat_timeout_s);
+    job.text(json);
+    ++rows;
+  }
+  void take_into(std::vector<pg::Param>& params) {
+    for (Column* c : {&id, &version, &status, &type, &created_seq, &deadline_ms, &due_ms,
+                      &heartbeat_timeout_s, &job})
+      params.push_back(c->take());
+    rows = 0;
+  }
+  Column id, version, status, type, created_seq, deadline_ms, due_ms, heartbeat_timeout_s, job;
+  size_t rows = 0;
+};
+
+// Writes (and empties) `rows` with one statement; copy and rebuild use it.
+Status upsert_rows(pg::Connection& c, JobColumns& rows) {
+  if (!rows.rows) return ok_status();
+  std::vector<pg::Param> params;
+  rows.take_into(params);
+  if (auto r = c.exec_prepared(JobColumns::upsert_sql(1), params); !r) return r.error();
+  return ok_status();
 }
 
 std::string hex(std::string_view raw) { return raw_to_hex(raw); }
@@ -97,37 +214,6 @@ Result<StatusRow> row_at(const pg::Rows& rows, int r) {
   row.heartbeat_timeout_s = rows.i64(r, 4);
   row.json_text = std::string(rows.text(r, 5));
   return row;
-}
-
-// The status rows' INSERT, and one row of it: "(" + 9 placeholders + ")"
-// appended to `sql`, its parameters to `params`. The writer, copy and
-// rebuild all write rows through it. due_ms is the quarter-timeout step a
-// running job is due at (quarter_timeout_due_ms): a heartbeat that does not
-// cross a step changes no indexed column, so PostgreSQL updates the row in
-// place (a HOT update, with the table's fillfactor 70) instead of adding an
-// entry to each of its five indexes.
-constexpr const char* kJobInsert =
-    "INSERT INTO jobstate_jobs (id, version, status, type, created_seq, deadline_ms, due_ms, "
-    "heartbeat_timeout_s, job) VALUES ";
-void add_job_row(std::string& sql, std::vector<pg::Param>& params, const JobState& st,
-                 std::string json) {
-  const size_t n = params.size();
-  sql += "(";
-  for (size_t k = 1; k <= 9; ++k) sql += (k > 1 ? ",$" : "$") + std::to_string(n + k);
-  sql += ")";
-  const TimeMs deadline = st.deadline_ms.value_or(0);
-  const TimeMs due = st.status == JobStatus::kRunning && deadline > 0
-                         ? quarter_timeout_due_ms(deadline, st.heartbeat_timeout_s)
-                         : 0;
-  params.push_back(st.id.to_string());
-  params.push_back(pg::num(static_cast<int64_t>(st.version)));
-  params.push_back(pg::num(static_cast<int>(st.status)));
-  params.push_back(st.type);
-  params.push_back(pg::num(static_cast<int64_t>(st.created_seq)));
-  params.push_back(pg::num(deadline));
-  params.push_back(pg::num(due));
-  params.push_back(pg::num(st.heartbeat_timeout_s));
-  params.push_back(std::move(json));
 }
 
 Status create_or_upgrade_schema(pg::Connection& c) {
@@ -167,7 +253,7 @@ class PgEventLog final : public EventLog {
   Result<LogHead> head() const override {
     auto c = pool_.acquire();
     if (!c) return c.error();
-    auto r = (*c)->exec("SELECT seq, hash FROM jobstate_head WHERE id = 1");
+    auto r = (*c)->exec_prepared("SELECT seq, hash FROM jobstate_head WHERE id = 1");
     if (!r) return r.error();
     if (r->size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
     return LogHead{static_cast<uint64_t>(r->i64(0, 0)), std::string(r->text(0, 1))};
@@ -178,7 +264,7 @@ class PgEventLog final : public EventLog {
     for (uint64_t after = after_seq; after < until;) {
       auto c = pool_.acquire();
       if (!c) return c.error();
-      auto r = (*c)->exec(
+      auto r = (*c)->exec_prepared(
           "SELECT seq, job_id, version, type, at_ms, data, hash FROM jobstate_events "
           "WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 1000",
           {pg::num(static_cast<int64_t>(after)), pg::num(static_cast<int64_t>(until))});
@@ -195,7 +281,7 @@ class PgEventLog final : public EventLog {
                   const EventVisitor& fn) const override {
     auto c = pool_.acquire();
     if (!c) return c.error();
-    auto r = (*c)->exec(
+    auto r = (*c)->exec_prepared(
         "SELECT seq, job_id, version, type, at_ms, data, hash FROM jobstate_events "
         "WHERE job_id = $1 AND version > $2 ORDER BY version LIMIT $3",
         {id.to_string(), pg::num(static_cast<int64_t>(std::min<uint64_t>(after_version, INT64_MAX))),
@@ -318,8 +404,9 @@ class PgReadModel final : public ReadModel {
   Result<std::optional<StatusRow>> row(const JobId& id) const override {
     auto c = pool_.acquire();
     if (!c) return c.error();
-    auto r = (*c)->exec(std::string("SELECT ") + kRowColumns + " FROM jobstate_jobs WHERE id = $1",
-                        {id.to_string()});
+    auto r = (*c)->exec_prepared(
+        std::string("SELECT ") + kRowColumns + " FROM jobstate_jobs WHERE id = $1",
+        {id.to_string()});
     if (!r) return r.error();
     if (r->size() == 0) return std::optional<StatusRow>();
     auto row = row_at(*r, 0);
@@ -498,6 +585,9 @@ class PgWriter final : public JobWriter {
     conn_.reset();
     auto c = pg::Connection::open(options_.uri);
     if (!c) return c.error();
+    // The cycle's statements look up rows by arrays of keys, which one plan
+    // fits whatever the values: skip PostgreSQL's first five custom plans.
+    if (auto s = (*c)->exec_script("SET plan_cache_mode = force_generic_plan"); !s) return s;
     conn_ = std::move(*c);
     return ok_status();
   }
@@ -524,19 +614,21 @@ class PgWriter final : public JobWriter {
         keys.push_back(*p.request.idempotency_key);
     std::unordered_set<std::string> ids;
     for (auto& p : batch) ids.insert(p.request.job_id.to_string());
-    std::string id_array = "{";
-    for (auto& id : ids) id_array += (id_array.size() > 1 ? "," : "") + id;
-    id_array += "}";
+    Column id_column;
+    for (auto& id : ids) id_column.bare(id);
+    const std::string id_array = id_column.take();
     const std::string key_array = text_array(keys);
     auto read = c.exec_pipeline(
         {{"BEGIN", {}},
-         {"SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE", {}},
+         {"SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE", {}, true},
          {"SELECT key, job_id, fingerprint FROM jobstate_idempotency WHERE key = ANY($1::text[])",
-          {key_array}},
+          {key_array}, true},
          {std::string("SELECT ") + kRowColumns +
-              " FROM jobstate_jobs WHERE id = ANY($1::uuid[]) OR id IN (SELECT job_id FROM "
-              "jobstate_idempotency WHERE key = ANY($2::text[]))",
-          {id_array, key_array}}});
+              // One array, so the primary key's index answers (an OR with a
+              // subquery made this a scan of the whole table, once per cycle).
+              " FROM jobstate_jobs WHERE id = ANY($1::uuid[] || ARRAY(SELECT job_id FROM "
+              "jobstate_idempotency WHERE key = ANY($2::text[])))",
+          {id_array, key_array}, true}});
     if (!read) return read.error();
     const pg::Rows& head_rows = (*read)[1];
     if (head_rows.size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
@@ -629,55 +721,45 @@ class PgWriter final : public JobWriter {
 
     std::optional<pg::Connection::Statement> write_all;
     if (!event_rows.empty()) {
-      // One statement for everything the cycle writes: the
-      // events, the rows, the idempotency records, the head and the NOTIFY.
+      // One prepared statement for everything the cycle writes: the events,
+      // the rows, the idempotency records, the head and the NOTIFY.
+      static const std::string kWriteAll = [] {
+        int p = 1;
+        std::string sql = "WITH ev AS (" + EventColumns::insert_sql(p) + ")";
+        p += EventColumns::kParams;
+        sql += ", jb AS (" + JobColumns::upsert_sql(p) + ")";
+        p += JobColumns::kParams;
+        sql += ", ik AS (INSERT INTO jobstate_idempotency SELECT * FROM " +
+               unnest_columns(p, {"text", "uuid", "text"}) + ")";
+        p += 3;
+        sql += ", hd AS (UPDATE jobstate_head SET seq = $" + std::to_string(p) + ", hash = $" +
+               std::to_string(p + 1) + " WHERE id = 1) SELECT pg_notify('" + kChannel + "', $" +
+               std::to_string(p + 2) + ")";
+        return sql;
+      }();
+      EventColumns events;
+      for (auto& r : event_rows) {
+        const Event& e = r.event;
+        events.add(e.seq, e.job_id, e.version, e.type, e.at_ms, r.data, e.hash);
+      }
+      JobColumns jobs;
+      for (auto& [id, st] : changed) jobs.add(*st, row_json.at(id));
+      Column key, key_job, key_fingerprint;
+      for (auto& k : new_keys) {
+        key.text(k[0]);
+        key_job.bare(k[1]);
+        key_fingerprint.text(k[2]);
+      }
       std::vector<pg::Param> params;
-      auto placeholders = [&](int n) {
-        std::string t = "(";
-        for (int k = 0; k < n; ++k)
-          t += (k ? ",$" : "$") + std::to_string(params.size() + static_cast<size_t>(k) + 1);
-        return t + ")";
-      };
-      std::string sql = "WITH ev AS (INSERT INTO jobstate_events "
-                        "(seq, job_id, version, type, at_ms, data, hash) VALUES ";
-      for (size_t i = 0; i < event_rows.size(); ++i) {
-        const Event& e = event_rows[i].event;
-        sql += (i ? "," : "") + placeholders(7);
-        params.push_back(pg::num(static_cast<int64_t>(e.seq)));
-        params.push_back(e.job_id.to_string());
-        params.push_back(pg::num(static_cast<int64_t>(e.version)));
-        params.push_back(pg::num(static_cast<int>(e.type)));
-        params.push_back(pg::num(e.at_ms));
-        params.push_back(std::move(event_rows[i].data));
-        params.push_back(e.hash);
-      }
-      sql += std::string("), jb AS (") + kJobInsert;
-      bool first = true;
-      for (auto& [id, st] : changed) {
-        if (!first) sql += ",";
-        first = false;
-        add_job_row(sql, params, *st, row_json.at(id));
-      }
-      sql += " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = "
-             "EXCLUDED.status, type = EXCLUDED.type, created_seq = EXCLUDED.created_seq, "
-             "deadline_ms = EXCLUDED.deadline_ms, due_ms = EXCLUDED.due_ms, heartbeat_timeout_s = "
-             "EXCLUDED.heartbeat_timeout_s, job = EXCLUDED.job)";
-      if (!new_keys.empty()) {
-        sql += ", ik AS (INSERT INTO jobstate_idempotency VALUES ";
-        for (size_t i = 0; i < new_keys.size(); ++i) {
-          sql += (i ? "," : "") + placeholders(3);
-          for (auto& v : new_keys[i]) params.push_back(v);
-        }
-        sql += ")";
-      }
-      const size_t n = params.size();
-      sql += ", hd AS (UPDATE jobstate_head SET seq = $" + std::to_string(n + 1) + ", hash = $" +
-             std::to_string(n + 2) + " WHERE id = 1) SELECT pg_notify('" + kChannel + "', $" +
-             std::to_string(n + 3) + ")";
+      events.take_into(params);
+      jobs.take_into(params);
+      params.push_back(key.take());
+      params.push_back(key_job.take());
+      params.push_back(key_fingerprint.take());
       params.push_back(pg::num(static_cast<int64_t>(head.seq)));
       params.push_back(head.hash);
       params.push_back(std::to_string(head.seq));
-      write_all = pg::Connection::Statement{std::move(sql), std::move(params)};
+      write_all = pg::Connection::Statement{kWriteAll, std::move(params), true};
       if (options_.fail_writes_for_test && options_.fail_writes_for_test())
         return make_error(ErrorCode::kUnavailable, "injected failure at /secret/disk/path");
       feed_.mark_local(first_seq, head.seq);
@@ -924,32 +1006,20 @@ class PgImport final : public LogImport {
                         "seq " + std::to_string(v.seq) + ": " + next.error().message);
     jobs_[v.job_id] = std::move(*next);
     head_ = LogHead{v.seq, e->hash};
-    const size_t n = params_.size();
-    sql_ += (n ? ",(" : "INSERT INTO jobstate_events (seq, job_id, version, type, at_ms, data, "
-                        "hash) VALUES (");
-    for (size_t k = 1; k <= 7; ++k) sql_ += (k > 1 ? ",$" : "$") + std::to_string(n + k);
-    sql_ += ")";
-    params_.push_back(pg::num(static_cast<int64_t>(v.seq)));
-    params_.push_back(v.job_id.to_string());
-    params_.push_back(pg::num(static_cast<int64_t>(v.version)));
-    params_.push_back(pg::num(static_cast<int>(v.type)));
-    params_.push_back(pg::num(v.at_ms));
-    params_.push_back(std::string(v.data));
-    params_.push_back(e->hash);
-    if (params_.size() >= 7 * 5000) return flush();
+    events_.add(v.seq, v.job_id, v.version, v.type, v.at_ms, v.data, e->hash);
+    if (events_.rows >= 5000) return flush_events();
     return ok_status();
   }
 
   Status finish() override {
-    if (auto s = flush(); !s) return s;
+    if (auto s = flush_events(); !s) return s;
+    JobColumns rows;
     for (auto& [id, st] : jobs_) {
-      if (!params_.empty()) sql_ += ",";
-      else sql_ = kJobInsert;
-      add_job_row(sql_, params_, st, encode_status_row(st).substr(kStatusRowHeaderBytes));
-      if (params_.size() >= 9 * 4000)
-        if (auto s = flush(); !s) return s;
+      rows.add(st, encode_status_row(st).substr(kStatusRowHeaderBytes));
+      if (rows.rows >= 4000)
+        if (auto s = upsert_rows(*c_, rows); !s) return s;
     }
-    if (auto s = flush(); !s) return s;
+    if (auto s = upsert_rows(*c_, rows); !s) return s;
     auto h = c_->exec("UPDATE jobstate_head SET seq = $1, hash = $2 WHERE id = 1",
                       {pg::num(static_cast<int64_t>(head_.seq)), head_.hash});
     if (!h) return h.error();
@@ -959,19 +1029,17 @@ class PgImport final : public LogImport {
   }
 
  private:
-  Status flush() {
-    if (params_.empty()) return ok_status();
-    auto r = c_->exec(sql_, params_);
-    sql_.clear();
-    params_.clear();
-    if (!r) return r.error();
+  Status flush_events() {
+    if (!events_.rows) return ok_status();
+    std::vector<pg::Param> params;
+    events_.take_into(params);
+    if (auto r = c_->exec_prepared(EventColumns::insert_sql(1), params); !r) return r.error();
     return ok_status();
   }
   std::unique_ptr<pg::Connection> c_;
   std::unordered_map<JobId, JobState> jobs_;
   LogHead head_{0, std::string(kGenesisHash)};
-  std::string sql_;
-  std::vector<pg::Param> params_;
+  EventColumns events_;
   bool done_ = false;
 };
 
@@ -1035,24 +1103,13 @@ Result<uint64_t> rebuild_pg_rows(const std::string& uri) {
     after = r->i64(r->size() - 1, 0);
   }
   if (auto d = c.exec("DELETE FROM jobstate_jobs"); !d) return d.error();
-  std::string sql;
-  std::vector<pg::Param> params;
-  auto flush = [&]() -> Status {
-    if (params.empty()) return ok_status();
-    auto r = c.exec(sql, params);
-    sql.clear();
-    params.clear();
-    if (!r) return r.error();
-    return ok_status();
-  };
+  JobColumns rows;
   for (auto& [id, st] : jobs) {
-    if (!params.empty()) sql += ",";
-    else sql = kJobInsert;
-    add_job_row(sql, params, st, encode_status_row(st).substr(kStatusRowHeaderBytes));
-    if (params.size() >= 9 * 4000)
-      if (auto s = flush(); !s) return s.error();
+    rows.add(st, encode_status_row(st).substr(kStatusRowHeaderBytes));
+    if (rows.rows >= 4000)
+      if (auto s = upsert_rows(c, rows); !s) return s.error();
   }
-  if (auto s = flush(); !s) return s.error();
+  if (auto s = upsert_rows(c, rows); !s) return s.error();
   if (auto s = c.exec_script("COMMIT"); !s) return s.error();
   return static_cast<uint64_t>(jobs.size());
 }

@@ -79,6 +79,35 @@ TEST_F(Api, CreateAcceptsTheEdgesOfEveryLimit) {
   }
 }
 
+// Text that a storage layer must quote or escape (PostgreSQL's array
+// literals, SQL, JSON) comes back byte for byte, in the job, in its events
+// and through an idempotent replay.
+TEST_F(Api, TextThatNeedsEscapingIsKeptExactly) {
+  const std::string type = unique_type("escape");
+  const json tricky = {{"quote", "a\"b"},     {"backslash", "c\\d\\\\"}, {"braces", "{x,y}"},
+                       {"null", "NULL"},       {"empty", ""},              {"space", " { , } "},
+                       {"unicode", "\u00e9\u6f22\U0001F600"}, {"control", "tab\tline\n"},
+                       {"nested", {{"q", "\"\\\""}, {"list", {"\"", "\\", ","}}}}};
+  const std::string key = "Idempotency-Key: " + type + "-\\\"{},";
+  const json body = {{"type", type}, {"params", tricky}, {"labels", {{"k", "v\"\\}"}}}};
+  auto r = c.post_json("/v1/jobs", body, {key});
+  ASSERT_TRUE(is_json_response(r, 202));
+  const json job = r.json();
+  EXPECT_EQ(job["params"], tricky);
+  auto g = c.get("/v1/jobs/" + job["id"].get<std::string>());
+  ASSERT_TRUE(is_json_response(g, 200));
+  EXPECT_EQ(g.json()["params"], tricky);
+  EXPECT_EQ(g.json()["labels"], (json{{"k", "v\"\\}"}}));
+  auto events = c.get("/v1/jobs/" + job["id"].get<std::string>() + "/events");
+  ASSERT_TRUE(is_json_response(events, 200));
+  ASSERT_FALSE(events.json()["events"].empty());
+  EXPECT_EQ(events.json()["events"][0]["data"]["params"], tricky);
+  // The key with quotes and a backslash finds the same job again.
+  auto again = c.post_json("/v1/jobs", body, {key});
+  ASSERT_TRUE(is_json_response(again, 202));
+  EXPECT_EQ(again.json()["id"], job["id"]);
+}
+
 TEST_F(Api, CreateRejectsInvalidBodiesWith400) {
   json labels33 = json::object();
   for (int i = 0; i < 33; ++i) labels33["k" + std::to_string(i)] = "v";
