@@ -32,7 +32,7 @@ bool LongPollRegistry::park(const std::shared_ptr<Waiter>& w) {
     if (w->kind == Waiter::Kind::kJob)
       by_job_[w->job_id].push_back(w);
     else
-      feed_.push_back(w);
+      list_of(*w).push_back(w);
     timeouts_.emplace(w->deadline, w);
   }
   cv_.notify_all();  // the earliest timeout may have changed
@@ -48,7 +48,8 @@ bool LongPollRegistry::claim(Waiter& w) {
 void LongPollRegistry::on_commit(const CommitInfo& info) {
   {
     std::lock_guard lock(mu_);
-    if (by_job_.empty() && feed_.empty()) return;  // nobody waits: keep the writer's cost at zero
+    // Nobody waits: keep the writer's cost at zero.
+    if (by_job_.empty() && feed_.empty() && claims_.empty()) return;
     commits_.push_back(info);
   }
   cv_.notify_all();
@@ -68,8 +69,10 @@ void LongPollRegistry::answer_all() {
     std::lock_guard lock(mu_);
     for (auto& [id, ws] : by_job_) all.insert(all.end(), ws.begin(), ws.end());
     all.insert(all.end(), feed_.begin(), feed_.end());
+    all.insert(all.end(), claims_.begin(), claims_.end());
     by_job_.clear();
     feed_.clear();
+    claims_.clear();
   }
   for (auto& w : all)
     if (claim(*w)) answer(w, nullptr);
@@ -98,6 +101,21 @@ void LongPollRegistry::wake(const CommitInfo& info) {
       due.emplace_back(w, nullptr);
       return true;
     });
+    if (!claims_.empty()) {
+      std::vector<const std::string*> queued;  // types of the jobs the batch queued
+      for (auto& changed : info.changed_jobs)
+        if (changed->status == JobStatus::kQueued) queued.push_back(&changed->type);
+      if (!queued.empty())
+        std::erase_if(claims_, [&](const std::shared_ptr<Waiter>& w) {
+          if (w->claimed) return true;
+          for (const std::string* t : queued)
+            if (std::find(w->types.begin(), w->types.end(), *t) != w->types.end()) {
+              due.emplace_back(w, nullptr);
+              return true;
+            }
+          return false;
+        });
+    }
   }
   for (auto& [w, st] : due)
     if (claim(*w)) answer(w, st);
@@ -128,7 +146,7 @@ void LongPollRegistry::run() {
             if (it->second.empty()) by_job_.erase(it);
           }
         } else {
-          std::erase(feed_, w);
+          std::erase(list_of(*w), w);
         }
       }
       lock.unlock();

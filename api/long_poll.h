@@ -1,5 +1,7 @@
 // LongPollRegistry: requests parked until a commit satisfies them or their
-// timeout passes (GET /v1/jobs/{id}/wait, GET /v1/events?wait_s=). No thread
+// timeout passes (GET /v1/jobs/{id}/wait, GET /v1/events?wait_s=, POST
+// /v1/claims with wait_s: a claim wakes when a job of its types is queued,
+// and tries again). No thread
 // per waiting client: one service thread handles both the commit
 // notifications (handed over by the writer, so the writer never renders or
 // sends) and the timeouts.
@@ -18,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -28,10 +31,11 @@
 namespace jobstate::api {
 
 struct Waiter {
-  enum class Kind { kJob, kFeed } kind = Kind::kJob;
+  enum class Kind { kJob, kFeed, kClaim } kind = Kind::kJob;
   JobId job_id;                          // kJob
   std::optional<uint64_t> after_version;  // kJob: also wake when version exceeds it
   uint64_t after_seq = 0;                // kFeed: wake when the head passes it
+  std::vector<std::string> types;        // kClaim: wake when a job of these types is queued
   std::chrono::steady_clock::time_point deadline;
   // Sends the response. `committed` is the job's state from the commit that
   // woke it (kJob), or nullptr (timeout, feed, shutdown: read the store).
@@ -71,6 +75,11 @@ class LongPollRegistry {
   std::deque<CommitInfo> commits_;
   std::unordered_map<JobId, std::vector<std::shared_ptr<Waiter>>> by_job_;
   std::vector<std::shared_ptr<Waiter>> feed_;
+  std::vector<std::shared_ptr<Waiter>> claims_;
+  // The waiters of `w`'s kind (kFeed or kClaim).
+  std::vector<std::shared_ptr<Waiter>>& list_of(const Waiter& w) {
+    return w.kind == Waiter::Kind::kFeed ? feed_ : claims_;
+  }
   using Timed = std::pair<std::chrono::steady_clock::time_point, std::weak_ptr<Waiter>>;
   struct Later {
     bool operator()(const Timed& a, const Timed& b) const { return a.first > b.first; }

@@ -21,6 +21,7 @@ const std::map<std::string, SlugInfo>& slugs() {
       {"invalid-transition", {409, "The job cannot make this transition in its current state"}},
       {"job-terminal", {409, "The job has already finished"}},
       {"version-mismatch", {412, "The job has changed since the given version"}},
+      {"lease-mismatch", {409, "The report does not carry the running attempt's lease"}},
       {"payload-too-large", {413, "The request body is too large"}},
       {"unsupported-media-type", {415, "Request bodies must be application/json"}},
       {"idempotency-key-reused", {422, "The Idempotency-Key was used with a different request"}},
@@ -53,6 +54,7 @@ Problem problem_from_error(const Error& error) {
     case ErrorCode::kInvalidTransition: return problem("invalid-transition", error.message);
     case ErrorCode::kJobTerminal: return problem("job-terminal", error.message);
     case ErrorCode::kVersionMismatch: return problem("version-mismatch", error.message);
+    case ErrorCode::kLeaseMismatch: return problem("lease-mismatch", error.message);
     case ErrorCode::kIdempotencyKeyReused: return problem("idempotency-key-reused", error.message);
     case ErrorCode::kUnavailable:
       return problem("unavailable", "the store cannot take writes right now; retry later");

@@ -1,8 +1,13 @@
 #include "api/request_json.h"
 
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <stdexcept>
+
 #include <charconv>
+
+#include "store/hash_chain.h"
 
 namespace jobstate::api {
 
@@ -73,7 +78,10 @@ Result<CreateJob> create_job_from_body(const std::optional<json>& body) {
   auto obj = object_body(body, true);
   if (!obj) return obj.error();
   const json& b = **obj;
-  if (auto s = only_members(b, {"type", "params", "heartbeat_timeout_s", "labels"}); !s)
+  if (auto s = only_members(b, {"type", "params", "heartbeat_timeout_s", "labels",
+                                "execution_timeout_s", "queue_timeout_s", "not_before",
+                                "priority", "retry"});
+      !s)
     return s.error();
   CreateJob c;
   auto type = b.find("type");
@@ -87,6 +95,46 @@ Result<CreateJob> create_job_from_body(const std::optional<json>& body) {
                                 : t->get<int64_t>();
   }
   if (auto l = b.find("labels"); l != b.end() && !l->is_null()) c.labels = *l;
+  // Integers; the decider checks their ranges (its message names them).
+  auto integer = [](const json& obj, const char* key, const char* range,
+                    std::optional<int64_t>& out) -> Status {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return ok_status();
+    if (!it->is_number_integer())
+      return invalid(std::string(key) + " must be an integer from " + range);
+    out = it->is_number_unsigned() && it->get<uint64_t>() > INT64_MAX ? INT64_MAX
+                                                                        : it->get<int64_t>();
+    return ok_status();
+  };
+  if (auto s = integer(b, "execution_timeout_s", "1 to 604800", c.execution_timeout_s); !s)
+    return s.error();
+  if (auto s = integer(b, "queue_timeout_s", "1 to 604800", c.queue_timeout_s); !s)
+    return s.error();
+  std::optional<int64_t> priority;
+  if (auto s = integer(b, "priority", "-1000 to 1000", priority); !s) return s.error();
+  c.priority = priority.value_or(0);
+  if (auto nb = b.find("not_before"); nb != b.end() && !nb->is_null()) {
+    std::optional<TimeMs> at;
+    if (nb->is_string()) at = parse_rfc3339(nb->get_ref<const std::string&>());
+    if (!at) return invalid("not_before must be an RFC 3339 time, such as 2026-12-06T18:00:00Z");
+    c.not_before_ms = at;
+  }
+  if (auto r = b.find("retry"); r != b.end() && !r->is_null()) {
+    if (!r->is_object()) return invalid("retry must be an object");
+    if (auto s = only_members(*r, {"max_attempts", "initial_backoff_s", "max_backoff_s"}); !s)
+      return invalid("retry: " + s.error().message);
+    RetryPolicy p;
+    std::optional<int64_t> v;
+    if (auto s = integer(*r, "max_attempts", "1 to 100", v); !s) return s.error();
+    p.max_attempts = v.value_or(p.max_attempts);
+    v.reset();
+    if (auto s = integer(*r, "initial_backoff_s", "0 to 86400", v); !s) return s.error();
+    p.initial_backoff_s = v.value_or(p.initial_backoff_s);
+    v.reset();
+    if (auto s = integer(*r, "max_backoff_s", "1 to 86400", v); !s) return s.error();
+    p.max_backoff_s = v.value_or(p.max_backoff_s);
+    c.retry = p;
+  }
   return c;
 }
 
@@ -135,10 +183,29 @@ std::string create_fingerprint(const CreateJob& c) {
             {"params", c.params},
             {"heartbeat_timeout_s", c.heartbeat_timeout_s},
             {"labels", c.labels}};
+  // Only what was asked for: keys stored before issue 13 keep matching.
+  if (c.execution_timeout_s) j["execution_timeout_s"] = *c.execution_timeout_s;
+  if (c.queue_timeout_s) j["queue_timeout_s"] = *c.queue_timeout_s;
+  if (c.not_before_ms) j["not_before_ms"] = *c.not_before_ms;
+  if (c.priority != 0) j["priority"] = c.priority;
+  if (c.retry)
+    j["retry"] = {c.retry->max_attempts, c.retry->initial_backoff_s, c.retry->max_backoff_s};
   std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
   return std::string(reinterpret_cast<const char*>(md), sizeof md);
+}
+
+std::string new_lease() {
+  unsigned char raw[16];
+  if (RAND_bytes(raw, sizeof raw) != 1) throw std::runtime_error("RAND_bytes failed");
+  return raw_to_hex(std::string_view(reinterpret_cast<const char*>(raw), sizeof raw));
+}
+
+std::string lease_hash(std::string_view lease) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(lease.data()), lease.size(), md);
+  return raw_to_hex(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
 }
 
 std::optional<int64_t> parse_int64(std::string_view text) {

@@ -88,7 +88,7 @@ class Call {
     wire += ' ';
     wire += Http::codeString(static_cast<Http::Code>(status));
     wire += "\r\n";
-    if (status != 304) {
+    if (status != 304 && status != 204) {
       wire += "Content-Type: ";
       wire += content_type;
       wire += "\r\n";
@@ -97,9 +97,12 @@ class Call {
     // Pistache answers "Connection: Close" to requests without a Connection
     // header, which makes every HTTP/1.1 client reconnect: keep-alive is the default.
     wire += keep_alive_ ? "Connection: Keep-Alive\r\n" : "Connection: Close\r\n";
-    wire += "Content-Length: ";
-    wire += std::to_string(payload.size());
-    wire += "\r\n\r\n";
+    if (status != 204) {  // a 204 has no body and no Content-Length (RFC 9110)
+      wire += "Content-Length: ";
+      wire += std::to_string(payload.size());
+      wire += "\r\n";
+    }
+    wire += "\r\n";
     wire += payload;
     if (t_in_handler)
       outbox_->write_now(std::move(a));
@@ -260,7 +263,7 @@ void send_refusal(const Context& ctx, Call& call, const JobId& id, const Error& 
   Problem p = problem_from_error(e);
   p.extra["job_id"] = id.to_string();
   if (e.code == ErrorCode::kJobTerminal || e.code == ErrorCode::kVersionMismatch ||
-      e.code == ErrorCode::kInvalidTransition) {
+      e.code == ErrorCode::kInvalidTransition || e.code == ErrorCode::kLeaseMismatch) {
     if (auto row = ctx.jobs.row(id); row && *row) {
       p.extra["state"] = job_status_name((*row)->status);
       p.extra["version"] = (*row)->version;
@@ -303,8 +306,20 @@ void transition(const Context& ctx, const Http::Request& req, const CallPtr& cal
   auto expected = if_match(req, "If-Match");
   if (refuse_write_if_stopping(ctx, *call)) return;
   CommandRequest r{id, std::move(*cmd), expected, std::nullopt, {}};
-  ctx.writer.submit(std::move(r), [&ctx, call, id](Result<CommandOutcome> out) {
+  // A worker's reports carry its attempt's lease; a start makes a new one.
+  if (action != "cancel")
+    if (auto lease = header_text(req, "Job-Lease")) {
+      if (lease->empty() || lease->size() > 128) bad_request("Job-Lease must be 1 to 128 characters");
+      r.lease_hash = lease_hash(*lease);
+    }
+  std::optional<std::string> lease;
+  if (auto* start = std::get_if<StartJob>(&r.command)) {
+    lease = new_lease();
+    start->lease_hash = lease_hash(*lease);
+  }
+  ctx.writer.submit(std::move(r), [&ctx, call, id, lease](Result<CommandOutcome> out) {
     if (!out) return send_refusal(ctx, *call, id, out.error());
+    if (lease) call->header("Job-Lease", *lease);
     send_written(ctx, *call, 200, out->state());
   });
 }
@@ -477,6 +492,86 @@ void feed(const Context& ctx, const Http::Request& req, const CallPtr& call) {
   if (ctx.writer.committed_head().seq > after && ctx.registry.claim(*w)) answer();
 }
 
+// POST /v1/claims: one attempt to claim; parks the claim (no thread) while
+// nothing is claimable and its wait lasts, and tries again when a job of its
+// types is queued or the earliest not_before among them comes.
+struct ClaimSpec {
+  std::vector<std::string> types;
+  std::string worker;
+  std::chrono::steady_clock::time_point until;
+};
+
+void try_claim(const Context& ctx, const CallPtr& call, std::shared_ptr<const ClaimSpec> spec) {
+  if (!ctx.accepting_writes.load())
+    return call->problem(problem("unavailable", "the server is shutting down"));
+  CommandRequest r;
+  r.claim_types = spec->types;
+  const std::string lease = new_lease();
+  r.command = StartJob{spec->worker, lease_hash(lease)};
+  ctx.writer.submit(std::move(r), [&ctx, call, spec, lease](Result<CommandOutcome> out) {
+    if (!out) return call->error(out.error());
+    if (out->job) {
+      call->header("Job-Lease", lease);
+      return send_written(ctx, *call, 200, *out->job);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= spec->until) return call->send(204, "");
+    const uint64_t seen = ctx.writer.committed_head().seq;
+    auto w = std::make_shared<Waiter>();
+    w->kind = Waiter::Kind::kClaim;
+    w->types = spec->types;
+    w->deadline = spec->until;
+    if (out->next_claimable_ms) {
+      const auto wait = std::chrono::milliseconds(
+          std::max<TimeMs>(0, *out->next_claimable_ms - SystemClock().now_ms()));
+      w->deadline = std::min(w->deadline, now + wait);
+    }
+    // A job queued after this attempt but before the park: try again at once.
+    if (ctx.writer.committed_head().seq > seen) w->deadline = now;
+    w->answer = [&ctx, call, spec](const JobState*) { try_claim(ctx, call, spec); };
+    if (!ctx.registry.park(w))
+      return call->problem(problem("unavailable", "too many requests are waiting; retry later"));
+    if (ctx.writer.committed_head().seq > seen && ctx.registry.claim(*w))
+      try_claim(ctx, call, spec);
+  });
+}
+
+void claim_job(const Context& ctx, const Http::Request& req, const CallPtr& call) {
+  auto body = json_body(req);
+  if (!body || !body->is_object()) bad_request("a JSON object body is required");
+  for (auto& [k, v] : body->items())
+    if (k != "types" && k != "worker" && k != "wait_s") bad_request("unknown member '" + k + "'");
+  auto spec = std::make_shared<ClaimSpec>();
+  auto types = body->find("types");
+  if (types == body->end() || !types->is_array() || types->empty() || types->size() > 100)
+    bad_request("types must be an array of 1 to 100 job types");
+  for (auto& t : *types) {
+    if (!t.is_string() || !is_valid_job_type(t.get_ref<const std::string&>()))
+      bad_request("types must be job types: 1 to 128 of A-Za-z0-9._:-");
+    const std::string& type = t.get_ref<const std::string&>();
+    for (auto& e : ctx.options.executor_types)
+      if (e == type)
+        bad_request("jobs of type '" + type + "' are run by a built-in executor: claims never take them");
+    if (std::find(spec->types.begin(), spec->types.end(), type) == spec->types.end())
+      spec->types.push_back(type);
+  }
+  auto worker = body->find("worker");
+  if (worker != body->end() && !worker->is_null()) {
+    if (!worker->is_string() || worker->get_ref<const std::string&>().size() > 256)
+      bad_request("worker must be a string of at most 256 characters");
+    spec->worker = worker->get<std::string>();
+  }
+  int64_t wait_s = 0;
+  if (auto w = body->find("wait_s"); w != body->end() && !w->is_null()) {
+    if (!w->is_number_integer() || w->get<int64_t>() < 0 || w->get<int64_t>() > 60)
+      bad_request("wait_s must be an integer from 0 to 60");
+    wait_s = std::min(w->get<int64_t>(), ctx.options.max_wait_s);
+  }
+  spec->until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+  if (refuse_write_if_stopping(ctx, *call)) return;
+  try_claim(ctx, call, std::move(spec));
+}
+
 // The store's head, read from the log: on a store several nodes share, this
 // node's writer may not have heard of the newest commit yet, and the head an
 // auditor publishes must cover every acknowledged write, wherever it was made.
@@ -541,6 +636,10 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (n == 2 && p[1] == "events") {
       if (!get) return not_allowed("GET, HEAD");
       return feed(ctx, req, call);
+    }
+    if (n == 2 && p[1] == "claims") {
+      if (!post) return not_allowed("POST");
+      return claim_job(ctx, req, call);
     }
     if (n == 3 && p[1] == "audit" && p[2] == "head") {
       if (!get) return not_allowed("GET, HEAD");

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/long_poll.h"
 #include "store/store.h"
@@ -38,6 +39,8 @@ struct ServerOptions {
   // A request that has not fully arrived after this is answered 408; also
   // bounds how long a response may stay pending. Must exceed max_wait_s.
   int64_t request_timeout_s = 75;
+  // Types run by built-in executors: claims never take them.
+  std::vector<std::string> executor_types;
 };
 
 class ApiServer {

@@ -20,6 +20,7 @@ void add_verify_command(CLI::App& app);
 void add_rebuild_command(CLI::App& app);
 void add_backup_command(CLI::App& app);
 void add_run_command(CLI::App& app);
+void add_work_command(CLI::App& app);
 void add_copy_command(CLI::App& app);
 
 }  // namespace jobstate::app

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add_backup_command(app);
   add_copy_command(app);
   add_run_command(app);
+  add_work_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

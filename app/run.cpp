@@ -18,6 +18,7 @@ struct RunFlags {
   std::string server;
   std::string type = "command";
   int64_t heartbeat_timeout_s = 120;
+  int64_t execution_timeout_s = 0;
   std::vector<std::string> command;
 };
 }  // namespace
@@ -37,6 +38,11 @@ void add_run_command(CLI::App& app) {
                   "Seconds without a heartbeat after which the server fails the job")
       ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
+  cmd->add_option("--execution-timeout", flags->execution_timeout_s,
+                  "Seconds after its start at which the server fails the job (code "
+                  "execution_timeout), heartbeats or not; 0: none")
+      ->check(CLI::Range(int64_t{0}, int64_t{604800}))
+      ->capture_default_str();
   cmd->add_option("command", flags->command, "-- CMD ARGS...: the command and its arguments")
       ->required();
   cmd->footer(
@@ -49,6 +55,7 @@ void add_run_command(CLI::App& app) {
     options.client.base_url = flags->server;
     options.type = flags->type;
     options.heartbeat_timeout_s = flags->heartbeat_timeout_s;
+    if (flags->execution_timeout_s > 0) options.execution_timeout_s = flags->execution_timeout_s;
     options.argv = flags->command;
     exit_code() = client::run_command_as_job(options);
   });

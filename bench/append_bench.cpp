@@ -336,7 +336,9 @@ BENCHMARK(BM_Cpu_EncodeStatusRow);
 void BM_Cpu_DecideApplyHeartbeat(benchmark::State& state) {
   const JobState s = running_job();
   const Command hb = heartbeat(s.id).command;
-  const DecideContext ctx{*s.last_heartbeat_at_ms + 1000, *s.started_at_ms, std::nullopt};
+  DecideContext ctx;
+  ctx.now_ms = *s.last_heartbeat_at_ms + 1000;
+  ctx.server_start_ms = *s.started_at_ms;
   for (auto _ : state) {
     auto decided = decide(&s, hb, ctx);
     Event e;

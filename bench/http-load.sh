@@ -38,7 +38,7 @@ for i in range(1000):
     c.request("POST", f"/v1/jobs/{job['id']}/start", json.dumps({"worker": "bench"}),
               {"Content-Type": "application/json"})
     r = c.getresponse(); r.read(); assert r.status == 200
-    ids.append(job["id"])
+    ids.append(job["id"] + " " + r.getheader("Job-Lease"))
 open(sys.argv[2], "w").write("\n".join(ids) + "\n")
 PY
 

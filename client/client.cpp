@@ -3,8 +3,10 @@
 #include <curl/curl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <mutex>
 #include <random>
+#include <unordered_map>
 
 namespace jobstate::client {
 
@@ -124,7 +126,28 @@ std::vector<Event> decode_events(const json& j) {
 struct HttpAnswer {
   int status = 0;
   std::string body;
+  std::string lease;  // the Job-Lease header, when the answer has one
 };
+
+// Keeps the Job-Lease header of an answer.
+size_t read_header(char* data, size_t size, size_t count, void* user) {
+  const size_t n = size * count;
+  std::string_view line(data, n);
+  constexpr std::string_view kName = "job-lease:";
+  if (line.size() > kName.size()) {
+    bool match = true;
+    for (size_t i = 0; i < kName.size() && match; ++i)
+      match = std::tolower(static_cast<unsigned char>(line[i])) == kName[i];
+    if (match) {
+      line.remove_prefix(kName.size());
+      while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+      while (!line.empty() && (line.back() == '\r' || line.back() == '\n' || line.back() == ' '))
+        line.remove_suffix(1);
+      static_cast<HttpAnswer*>(user)->lease = std::string(line);
+    }
+  }
+  return n;
+}
 
 size_t append_body(char* data, size_t size, size_t count, void* user) {
   auto* body = static_cast<std::string*>(user);
@@ -218,6 +241,8 @@ struct Client::Impl {
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_text);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, append_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, read_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &answer);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, check_abort);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &aborted);
@@ -268,9 +293,11 @@ struct Client::Impl {
   // Sends, then decodes a 2xx JSON body with `decode`.
   template <typename T, typename Decode>
   Result<T> call(const std::string& path, const std::optional<std::string>& body,
-                 const std::vector<std::string>& headers, int64_t extra_wait_ms, Decode decode) {
+                 const std::vector<std::string>& headers, int64_t extra_wait_ms, Decode decode,
+                 std::string* lease = nullptr) {
     auto a = perform(path, body, headers, extra_wait_ms);
     if (!a) return a.problem();
+    if (lease) *lease = a->lease;
     if (a->status < 200 || a->status > 299) return problem_from(*a);
     try {
       json j = json::parse(a->body);
@@ -283,9 +310,27 @@ struct Client::Impl {
 
   Result<Job> job_call(const std::string& path, const std::optional<std::string>& body,
                        const std::vector<std::string>& headers = {}, int64_t extra_wait_ms = 0) {
-    return call<Job>(path, body, headers, extra_wait_ms,
-                     [](const json& j) { return decode_job(j); });
+    std::string lease;
+    auto job = call<Job>(path, body, headers, extra_wait_ms, [](const json& j) {
+      return decode_job(j);
+    }, &lease);
+    if (job && !lease.empty()) job->lease = lease;
+    return job;
   }
+
+  // The leases of the attempts this client started, by job id: its reports
+  // carry them (Job-Lease) until the job ends.
+  std::mutex leases_mu;
+  std::unordered_map<std::string, std::string> leases;
+
+  void remember_lease(const std::string& job_id, const Result<Job>& job) {
+    if (!job || !job->lease) return;
+    std::lock_guard<std::mutex> lock(leases_mu);
+    leases[job_id] = *job->lease;
+  }
+  // A worker's report on job_id: with its lease when this client holds one.
+  Result<Job> report(const std::string& job_id, const std::string& action, const json& body,
+                     std::optional<uint64_t> if_match);
 
   Status status_call(const std::string& path) {
     auto a = perform(path, std::nullopt, {});
@@ -321,6 +366,11 @@ void Client::abort_calls() {
 Result<Job> Client::create(const CreateJobRequest& request, const std::string& idempotency_key) {
   json body = {{"type", request.type}, {"params", request.params}, {"labels", request.labels}};
   if (request.heartbeat_timeout_s) body["heartbeat_timeout_s"] = *request.heartbeat_timeout_s;
+  if (request.execution_timeout_s) body["execution_timeout_s"] = *request.execution_timeout_s;
+  if (request.queue_timeout_s) body["queue_timeout_s"] = *request.queue_timeout_s;
+  if (request.not_before) body["not_before"] = *request.not_before;
+  if (request.priority) body["priority"] = *request.priority;
+  if (!request.retry.is_null()) body["retry"] = request.retry;
   std::vector<std::string> headers;
   if (!idempotency_key.empty()) headers.push_back("Idempotency-Key: " + idempotency_key);
   return impl_->job_call("/v1/jobs", dump(body), headers);
@@ -384,8 +434,29 @@ Result<FeedPage> Client::feed(uint64_t after_seq, std::optional<int> limit, int6
 
 Result<Job> Client::start(const std::string& job_id, const std::string& worker,
                           std::optional<uint64_t> if_match) {
-  return impl_->job_call(job_path(job_id) + "/start", dump({{"worker", worker}}),
-                         {if_match_header(if_match)});
+  auto job = impl_->job_call(job_path(job_id) + "/start", dump({{"worker", worker}}),
+                             {if_match_header(if_match)});
+  impl_->remember_lease(job_id, job);
+  return job;
+}
+
+Result<Job> Client::Impl::report(const std::string& job_id, const std::string& action,
+                                 const json& body, std::optional<uint64_t> if_match) {
+  std::string lease_header;
+  {
+    std::lock_guard<std::mutex> lock(leases_mu);
+    if (auto it = leases.find(job_id); it != leases.end()) lease_header = "Job-Lease: " + it->second;
+  }
+  auto job = job_call(job_path(job_id) + "/" + action, dump(body),
+                      {if_match_header(if_match), lease_header});
+  const bool ended = job ? job->terminal() || job->state == "queued"
+                         : job.problem().slug == "job-terminal" ||
+                               job.problem().slug == "lease-mismatch";
+  if (ended) {
+    std::lock_guard<std::mutex> lock(leases_mu);
+    leases.erase(job_id);
+  }
+  return job;
 }
 
 Result<Job> Client::heartbeat(const std::string& job_id, const std::optional<Progress>& progress,
@@ -397,21 +468,19 @@ Result<Job> Client::heartbeat(const std::string& job_id, const std::optional<Pro
     if (progress->message) p["message"] = *progress->message;
     body["progress"] = std::move(p);
   }
-  return impl_->job_call(job_path(job_id) + "/heartbeat", dump(body), {if_match_header(if_match)});
+  return impl_->report(job_id, "heartbeat", body, if_match);
 }
 
 Result<Job> Client::succeed(const std::string& job_id, const nlohmann::json& result,
                             std::optional<uint64_t> if_match) {
-  return impl_->job_call(job_path(job_id) + "/succeed", dump({{"result", result}}),
-                         {if_match_header(if_match)});
+  return impl_->report(job_id, "succeed", {{"result", result}}, if_match);
 }
 
 Result<Job> Client::fail(const std::string& job_id, const std::string& code,
                          const std::string& message, const nlohmann::json& details,
                          std::optional<uint64_t> if_match) {
   json error = {{"code", code}, {"message", message}, {"details", details}};
-  return impl_->job_call(job_path(job_id) + "/fail", dump({{"error", error}}),
-                         {if_match_header(if_match)});
+  return impl_->report(job_id, "fail", {{"error", error}}, if_match);
 }
 
 Result<Job> Client::cancel(const std::string& job_id, const std::string& reason,
@@ -422,8 +491,32 @@ Result<Job> Client::cancel(const std::string& job_id, const std::string& reason,
 
 Result<Job> Client::cancelled(const std::string& job_id, const std::string& reason,
                               std::optional<uint64_t> if_match) {
-  return impl_->job_call(job_path(job_id) + "/cancelled", dump({{"reason", reason}}),
-                         {if_match_header(if_match)});
+  return impl_->report(job_id, "cancelled", {{"reason", reason}}, if_match);
+}
+
+Result<std::optional<Job>> Client::claim(const std::vector<std::string>& types,
+                                         const std::string& worker, int64_t wait_s) {
+  const json body = {{"types", types}, {"worker", worker}, {"wait_s", wait_s}};
+  auto a = impl_->perform("/v1/claims", dump(body), {}, wait_s * 1000);
+  if (!a) return a.problem();
+  if (a->status == 204) return std::optional<Job>();
+  if (a->status != 200) return Impl::problem_from(*a);
+  try {
+    Job job = decode_job(json::parse(a->body));
+    if (!a->lease.empty()) {
+      job.lease = a->lease;
+      use_lease(job.id, a->lease);
+    }
+    return std::optional<Job>(std::move(job));
+  } catch (const json::exception& e) {
+    return client_problem(a->status, kBadResponse,
+                          std::string("cannot decode the answer to a claim: ") + e.what());
+  }
+}
+
+void Client::use_lease(const std::string& job_id, const std::string& lease) {
+  std::lock_guard<std::mutex> lock(impl_->leases_mu);
+  impl_->leases[job_id] = lease;
 }
 
 Result<AuditHead> Client::audit_head() {

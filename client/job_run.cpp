@@ -54,8 +54,10 @@ std::string type_name(const std::type_info& type) {
   return type.name();
 }
 
+// The attempt is over for this worker: the job finished, or it moved on to
+// another attempt (a retry, a claim by another worker) and this lease is stale.
 bool is_terminal_problem(const Problem& p) {
-  return p.status == 409 && p.slug == "job-terminal";
+  return p.status == 409 && (p.slug == "job-terminal" || p.slug == "lease-mismatch");
 }
 
 // Retries fn() while its problem is retryable and time remains.
@@ -113,6 +115,11 @@ Result<std::unique_ptr<JobRun>> JobRun::start(const ClientOptions& client_option
       new JobRun(client_options, std::move(options), std::move(*started)));
 }
 
+std::unique_ptr<JobRun> JobRun::adopt(const ClientOptions& client, JobRunOptions options, Job job) {
+  if (options.worker.empty()) options.worker = job.worker.value_or(default_worker_name());
+  return std::unique_ptr<JobRun>(new JobRun(client, std::move(options), std::move(job)));
+}
+
 JobRun::JobRun(const ClientOptions& client, JobRunOptions options, Job job)
     : client_options_(client),
       options_(std::move(options)),
@@ -122,7 +129,10 @@ JobRun::JobRun(const ClientOptions& client, JobRunOptions options, Job job)
           derive_interval_ms(options_.heartbeat_interval_ms, job.heartbeat_timeout_s)),
       uncaught_at_start_(std::uncaught_exceptions()),
       heartbeat_client_(heartbeat_client_options(client, job.heartbeat_timeout_s)),
+      lease_(job.lease),
       last_job_(std::move(job)) {
+  // Every report of this attempt carries its lease, from whichever client.
+  if (lease_) heartbeat_client_.use_lease(job_id_, *lease_);
   cancel_requested_ = last_job_.cancel_requested;
   heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
 }
@@ -295,6 +305,7 @@ void JobRun::flush_progress(int64_t timeout_ms) {
   o.request_timeout_ms = std::clamp<int64_t>(ms_until(deadline), 1, o.request_timeout_ms);
   o.connect_timeout_ms = std::min(o.connect_timeout_ms, o.request_timeout_ms);
   Client c(o);
+  if (lease_) c.use_lease(job_id_, *lease_);
   if (auto r = c.heartbeat(job_id_, progress)) remember(*r);
 }
 
@@ -311,6 +322,7 @@ Result<Job> JobRun::report(int64_t timeout_ms, const std::string& expected_state
     o.request_timeout_ms = std::max<int64_t>(ms_until(deadline), 1);
     o.connect_timeout_ms = std::min(o.connect_timeout_ms, o.request_timeout_ms);
     Client c(o);
+    if (lease_) c.use_lease(job_id_, *lease_);
     auto r = call(c);
     ++attempts;
     if (r) {

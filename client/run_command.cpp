@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 
 #include "jobstate/job_run.h"
 #include "workers/exit_outcome.h"
@@ -196,6 +198,7 @@ int run_command_as_job(const RunCommandOptions& options) {
   job_options.create.type = options.type;
   job_options.create.params = {{"argv", options.argv}};
   job_options.create.heartbeat_timeout_s = options.heartbeat_timeout_s;
+  job_options.create.execution_timeout_s = options.execution_timeout_s;
   job_options.create.labels = options.labels;
   auto started = JobRun::start(options.client, job_options);
   if (!started) {
@@ -205,28 +208,53 @@ int run_command_as_job(const RunCommandOptions& options) {
   JobRun& run = **started;
   log("job " + run.job_id() + " started (" + options.client.base_url + "/v1/jobs/" + run.job_id() +
       ")");
+  ProcessSpec spec;
+  spec.argv = options.argv;
+  spec.env = {"JOBSTATE_JOB_ID=" + run.job_id(), "JOBSTATE_SERVER=" + options.client.base_url};
+  spec.cancel_grace_ms = options.cancel_grace_ms;
+  spec.stderr_tail_bytes = options.stderr_tail_bytes;
+  spec.stdout_fd = options.stdout_fd;
+  spec.stderr_fd = options.stderr_fd;
+  spec.log = log;
+  spec.forward_signals = true;
+  return run_command_for_job(run, spec);
+}
 
+int run_command_for_job(JobRun& run, const ProcessSpec& spec) {
+  const auto& log = spec.log;
   // Everything the child needs is prepared before fork(): after it, only
   // async-signal-safe calls (the parent has threads).
   std::vector<char*> argv;
-  for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  std::vector<std::string> env_storage = {"JOBSTATE_JOB_ID=" + run.job_id(),
-                                          "JOBSTATE_SERVER=" + options.client.base_url};
+  std::vector<std::string> env_storage = spec.env;
   std::vector<char*> envp;
   for (char** e = environ; e && *e; ++e) {
     std::string_view entry(*e);
-    if (entry.starts_with("JOBSTATE_JOB_ID=") || entry.starts_with("JOBSTATE_SERVER=")) continue;
-    envp.push_back(*e);
+    bool replaced = false;
+    for (const auto& mine : env_storage)
+      replaced = replaced || entry.substr(0, entry.find('=') + 1) == mine.substr(0, mine.find('=') + 1);
+    if (!replaced) envp.push_back(*e);
   }
   for (auto& e : env_storage) envp.push_back(e.data());
   envp.push_back(nullptr);
+  // The command's stdin: the given text (a sealed in-memory file), or ours.
+  Fd input;
+  if (spec.stdin_text) {
+    input.reset(memfd_create("jobstate-stdin", MFD_CLOEXEC));
+    if (input.get() < 0 || (write_all(input.get(), *spec.stdin_text), lseek(input.get(), 0, SEEK_SET)) != 0) {
+      const std::string why = strerror(errno);
+      run.fail("spawn_failed", "cannot prepare stdin: " + why, {{"argv", spec.argv}});
+      log("cannot prepare stdin: " + why);
+      return kRunExitSpawnFailed;
+    }
+  }
 
   Fd out_read, out_write, err_read, err_write, exec_read, exec_write, sig_read, sig_write;
   if (!make_pipe(out_read, out_write) || !make_pipe(err_read, err_write) ||
       !make_pipe(exec_read, exec_write) || !make_pipe(sig_read, sig_write)) {
     const std::string why = strerror(errno);
-    run.fail("spawn_failed", "cannot create pipes: " + why, {{"argv", options.argv}});
+    run.fail("spawn_failed", "cannot create pipes: " + why, {{"argv", spec.argv}});
     log("cannot create pipes: " + why);
     return kRunExitSpawnFailed;
   }
@@ -234,13 +262,14 @@ int run_command_as_job(const RunCommandOptions& options) {
   // drains the pipe until it is empty.
   fcntl(sig_write.get(), F_SETFL, O_NONBLOCK);
   fcntl(sig_read.get(), F_SETFL, O_NONBLOCK);
-  SignalForwarding forwarding(sig_write.get());
+  std::optional<SignalForwarding> forwarding;
+  if (spec.forward_signals) forwarding.emplace(sig_write.get());
 
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     const std::string why = strerror(errno);
-    run.fail("spawn_failed", "fork failed: " + why, {{"argv", options.argv}});
+    run.fail("spawn_failed", "fork failed: " + why, {{"argv", spec.argv}});
     log("fork failed: " + why);
     return kRunExitSpawnFailed;
   }
@@ -254,6 +283,7 @@ int run_command_as_job(const RunCommandOptions& options) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     signal(SIGPIPE, SIG_DFL);  // an ignored signal would stay ignored across exec
+    if (input.get() >= 0) dup2(input.get(), STDIN_FILENO);
     dup2(out_write.get(), STDOUT_FILENO);
     dup2(err_write.get(), STDERR_FILENO);
     execvpe(argv[0], argv.data(), envp.data());
@@ -275,15 +305,15 @@ int run_command_as_job(const RunCommandOptions& options) {
     int ignored;
     while (waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
     }
-    const std::string message = "cannot run '" + options.argv[0] + "': " + strerror(exec_errno);
+    const std::string message = "cannot run '" + spec.argv[0] + "': " + strerror(exec_errno);
     log(message);
-    auto r = run.fail("spawn_failed", message, {{"errno", exec_errno}, {"argv", options.argv}});
+    auto r = run.fail("spawn_failed", message, {{"errno", exec_errno}, {"argv", spec.argv}});
     if (!r) log("reporting the failure failed: " + r.problem().describe());
     return kRunExitSpawnFailed;
   }
 
-  StdoutLines stdout_lines(run, options.stdout_fd);
-  workers::StderrTail stderr_tail(options.stderr_tail_bytes);
+  StdoutLines stdout_lines(run, spec.stdout_fd);
+  workers::StderrTail stderr_tail(spec.stderr_tail_bytes);
   bool out_open = true, err_open = true;
   std::optional<workers::ProcessExit> end;
   Clock::time_point reaped_at{};
@@ -304,14 +334,16 @@ int run_command_as_job(const RunCommandOptions& options) {
         ((!out_open && !err_open) || Clock::now() - reaped_at > milliseconds(kDrainAfterExitMs)))
       break;
 
-    if (!end && run.cancel_requested()) {
+    const bool told_to_end = spec.terminate && spec.terminate->load();
+    if (!end && (run.cancel_requested() || told_to_end)) {
       if (!term_sent) {
-        log("cancel requested: sending SIGTERM to the command");
+        log(told_to_end ? "stopping: sending SIGTERM to the command"
+                        : "cancel requested: sending SIGTERM to the command");
         kill(pid, SIGTERM);
         term_sent = true;
         term_sent_at = Clock::now();
       } else if (!kill_sent &&
-                 Clock::now() - term_sent_at > milliseconds(options.cancel_grace_ms)) {
+                 Clock::now() - term_sent_at > milliseconds(spec.cancel_grace_ms)) {
         log("the command ignored SIGTERM: sending SIGKILL");
         kill(pid, SIGKILL);
         kill_sent = true;
@@ -357,7 +389,7 @@ int run_command_as_job(const RunCommandOptions& options) {
     };
     pump(out_index, out_read.get(), out_open, [&](std::string_view d) { stdout_lines.add(d); });
     pump(err_index, err_read.get(), err_open, [&](std::string_view d) {
-      write_all(options.stderr_fd, d);
+      write_all(spec.stderr_fd, d);
       stderr_tail.add(d);
     });
   }
@@ -378,8 +410,12 @@ int run_command_as_job(const RunCommandOptions& options) {
     log("not reporting: the job is already " + run.lost_state());
     return exit_status;
   }
-  if (term_sent) {
+  if (term_sent && run.cancel_requested()) {
     reported = run.cancelled("cancel requested; the command " + workers::describe_exit(*end));
+  } else if (term_sent) {
+    // The worker stopped, not the task: "abandoned" lets a retry policy run it again.
+    reported = run.fail("abandoned", "the worker stopped; the command " + workers::describe_exit(*end),
+                        {{"argv", spec.argv}});
   } else {
     // `jobstate run` passes stderr through, so the message does not repeat it;
     // run_command.h promises signal_name in the details.

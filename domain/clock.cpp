@@ -114,4 +114,39 @@ std::optional<TimeMs> parse_rfc3339_ms(std::string_view s) {
   return days * 86'400'000 + h * 3'600'000LL + mi * 60'000LL + sec * 1000LL + ms;
 }
 
+std::optional<TimeMs> parse_rfc3339(std::string_view s) {
+  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
+      s[13] != ':' || s[16] != ':')
+    return std::nullopt;
+  unsigned y, mo, d, h, mi, sec;
+  if (!digits(s, 0, 4, y) || !digits(s, 5, 2, mo) || !digits(s, 8, 2, d) || !digits(s, 11, 2, h) ||
+      !digits(s, 14, 2, mi) || !digits(s, 17, 2, sec))
+    return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)
+    return std::nullopt;
+  size_t i = 19;
+  int64_t ms = 0;
+  if (s[i] == '.') {
+    size_t n = 0;
+    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, ++n)
+      if (n < 3) ms = ms * 10 + (s[i] - '0');
+    if (n == 0) return std::nullopt;
+    for (; n < 3; ++n) ms *= 10;
+  }
+  int64_t offset_min = 0;
+  const std::string_view zone = s.substr(i);
+  if (zone == "Z" || zone == "z") {
+  } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
+    unsigned oh, om;
+    if (!digits(zone, 1, 2, oh) || !digits(zone, 4, 2, om) || oh > 23 || om > 59)
+      return std::nullopt;
+    offset_min = (zone[0] == '+' ? 1 : -1) * static_cast<int64_t>(oh * 60 + om);
+  } else {
+    return std::nullopt;
+  }
+  const int64_t days = days_from_civil(y, mo, d);
+  return days * 86'400'000 + h * 3'600'000LL + mi * 60'000LL + sec * 1000LL + ms -
+         offset_min * 60'000;
+}
+
 }  // namespace jobstate

@@ -44,5 +44,9 @@ std::string format_rfc3339_ms(TimeMs t);
 void append_rfc3339_ms(std::string& out, TimeMs t);
 // Parses exactly the form format_rfc3339_ms produces. nullopt otherwise.
 std::optional<TimeMs> parse_rfc3339_ms(std::string_view text);
+// Parses any RFC 3339 date-time a client may send: "2026-12-06T18:00:00Z",
+// with a fraction of a second (kept to the millisecond, the rest cut), 't'
+// or 'T', and 'Z', 'z' or an offset such as "+01:00". nullopt otherwise.
+std::optional<TimeMs> parse_rfc3339(std::string_view text);
 
 }  // namespace jobstate

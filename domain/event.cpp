@@ -7,8 +7,9 @@
 namespace jobstate {
 
 namespace {
-constexpr std::array<const char*, 8> kEventTypeNames = {
-    "", "created", "started", "heartbeat", "succeeded", "failed", "cancel_requested", "cancelled"};
+constexpr std::array<const char*, 9> kEventTypeNames = {
+    "",       "created",          "started",   "heartbeat",      "succeeded",
+    "failed", "cancel_requested", "cancelled", "retry_scheduled"};
 }
 
 const char* event_type_name(EventType type) {

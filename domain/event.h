@@ -21,9 +21,11 @@ enum class EventType : uint8_t {
   kFailed = 5,           // data: {error: {code, message, details}}
   kCancelRequested = 6,  // data: {reason}
   kCancelled = 7,        // data: {reason}
+  kRetryScheduled = 8,   // data: {attempt, error, not_before}: queued again for attempt N
 };
 
-// "created", "started", "heartbeat", "succeeded", "failed", "cancel_requested", "cancelled".
+// "created", "started", "heartbeat", "succeeded", "failed", "cancel_requested", "cancelled",
+// "retry_scheduled".
 const char* event_type_name(EventType type);
 std::optional<EventType> parse_event_type(std::string_view name);
 std::optional<EventType> event_type_from_byte(uint8_t b);

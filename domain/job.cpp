@@ -1,5 +1,6 @@
 #include "domain/job.h"
 
+#include <algorithm>
 #include <array>
 
 namespace jobstate {
@@ -21,6 +22,7 @@ Error transition(const JobState& s, const char* what) {
 json opt_time(const std::optional<TimeMs>& t) {
   return t ? json(format_rfc3339_ms(*t)) : json(nullptr);
 }
+json opt_int(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
 
 // Progress as stored: always {fraction, message, details}, each possibly null.
 Result<json> normalize_progress(const json& p) {
@@ -67,6 +69,9 @@ Result<json> normalize_error(const json& e) {
       out["message"] = v;
     } else if (k == "details") {
       out["details"] = v;
+    } else if (k == "retryable") {
+      if (!v.is_boolean()) return invalid("error.retryable must be true or false");
+      out["retryable"] = v;
     } else {
       return invalid("error has unknown member '" + k + "'");
     }
@@ -83,11 +88,43 @@ Result<std::vector<NewEvent>> decide_create(const JobState* s, const CreateJob& 
   if (c.labels.size() > kMaxLabels) return invalid("labels may have at most 32 entries");
   for (auto& [k, v] : c.labels.items())
     if (!v.is_string()) return invalid("label '" + k + "' must be a string");
+  auto in = [](std::optional<int64_t> v, int64_t lo, int64_t hi) {
+    return !v || (*v >= lo && *v <= hi);
+  };
+  if (!in(c.execution_timeout_s, 1, kMaxJobTimeoutS))
+    return invalid("execution_timeout_s must be an integer from 1 to 604800");
+  if (!in(c.queue_timeout_s, 1, kMaxJobTimeoutS))
+    return invalid("queue_timeout_s must be an integer from 1 to 604800");
+  if (!in(c.priority, -kMaxPriority, kMaxPriority))
+    return invalid("priority must be an integer from -1000 to 1000");
+  if (c.not_before_ms && *c.not_before_ms < 0) return invalid("not_before must be after 1970");
+  if (c.retry) {
+    if (!in(c.retry->max_attempts, 1, kMaxAttempts))
+      return invalid("retry.max_attempts must be an integer from 1 to 100");
+    if (!in(c.retry->initial_backoff_s, 0, kMaxBackoffS))
+      return invalid("retry.initial_backoff_s must be an integer from 0 to 86400");
+    if (!in(c.retry->max_backoff_s, 1, kMaxBackoffS))
+      return invalid("retry.max_backoff_s must be an integer from 1 to 86400");
+  }
   json data = {{"type", c.type},
                {"params", c.params},
                {"heartbeat_timeout_s", c.heartbeat_timeout_s},
                {"labels", c.labels}};
+  // Members only when asked for: a plain job's event is what it always was.
+  if (c.execution_timeout_s) data["execution_timeout_s"] = *c.execution_timeout_s;
+  if (c.queue_timeout_s) data["queue_timeout_s"] = *c.queue_timeout_s;
+  if (c.not_before_ms) data["not_before"] = format_rfc3339_ms(*c.not_before_ms);
+  if (c.priority != 0) data["priority"] = c.priority;
+  if (c.retry)
+    data["retry"] = {{"max_attempts", c.retry->max_attempts},
+                     {"initial_backoff_s", c.retry->initial_backoff_s},
+                     {"max_backoff_s", c.retry->max_backoff_s}};
   return std::vector<NewEvent>{{EventType::kCreated, std::move(data)}};
+}
+
+// Codes that say the attempt died of its surroundings, not of its input.
+bool is_retryable_code(const std::string& code) {
+  return code == "heartbeat_timeout" || code == "abandoned" || code == "execution_timeout";
 }
 
 struct Decider {
@@ -109,10 +146,28 @@ struct Decider {
   }
 
   Out operator()(const CreateJob&) const { return make_error(ErrorCode::kInternal, "unreachable"); }
+  // The attempt ends with `error`: failed, or retry_scheduled while it may
+  // run again.
+  Out end_attempt(json error, bool retryable) const {
+    if (retryable && s.status == JobStatus::kRunning && !s.cancel_requested &&
+        s.attempt < s.max_attempts()) {
+      const TimeMs not_before =
+          ctx.now_ms + retry_backoff_ms(*s.retry, s.attempt, ctx.jitter);
+      json data = json::object();
+      data.emplace("attempt", s.attempt + 1);
+      data.emplace("error", std::move(error));
+      data.emplace("not_before", format_rfc3339_ms(not_before));
+      return one(EventType::kRetryScheduled, std::move(data));
+    }
+    return one(EventType::kFailed, member("error", std::move(error)));
+  }
+
   Out operator()(const StartJob& c) const {
     if (c.worker.size() > 256) return invalid("worker must be at most 256 characters");
     if (s.status != JobStatus::kQueued) return transition(s, "start");
-    return one(EventType::kStarted, {{"worker", c.worker}});
+    json data = {{"worker", c.worker}};
+    if (c.lease_hash) data["lease_hash"] = *c.lease_hash;
+    return one(EventType::kStarted, std::move(data));
   }
   Out operator()(const Heartbeat& c) const {
     auto p = normalize_progress(c.progress);
@@ -127,7 +182,9 @@ struct Decider {
   Out operator()(const FailJob& c) const {
     auto e = normalize_error(c.error);
     if (!e) return e.error();
-    return one(EventType::kFailed, member("error", std::move(*e)));
+    const bool retryable = e->value("retryable", false) ||
+                           is_retryable_code((*e)["code"].get_ref<const std::string&>());
+    return end_attempt(std::move(*e), retryable);
   }
   Out operator()(const RequestCancel& c) const {
     if (s.status == JobStatus::kQueued) return one(EventType::kCancelled, {{"reason", c.reason}});
@@ -140,8 +197,41 @@ struct Decider {
                         "cancelled confirms a cancel request; this job has none pending");
     return one(EventType::kCancelled, {{"reason", c.reason}});
   }
-  Out operator()(const ExpireHeartbeat&) const {
+  Out operator()(const ExpireDeadlines&) const {
+    // A deadline that passed while the server was down gets the restart
+    // grace, as the heartbeat deadline always has.
+    auto passed = [&](TimeMs deadline) {
+      return ctx.now_ms >= effective_deadline_ms(deadline, s.heartbeat_timeout_s,
+                                                 ctx.server_start_ms);
+    };
+    if (s.status == JobStatus::kQueued) {
+      if (!s.queue_timeout_s) return std::vector<NewEvent>{};
+      const TimeMs deadline = claimable_at_ms(s) + *s.queue_timeout_s * 1000;
+      if (!passed(deadline)) return std::vector<NewEvent>{};
+      json error = {{"code", "queue_timeout"},
+                    {"message", "not started within " + std::to_string(*s.queue_timeout_s) +
+                                    " s of becoming claimable"},
+                    {"details",
+                     {{"claimable_at", format_rfc3339_ms(claimable_at_ms(s))},
+                      {"attempt", s.attempt}}}};
+      return one(EventType::kFailed, member("error", std::move(error)));
+    }
     if (s.status != JobStatus::kRunning) return std::vector<NewEvent>{};
+    if (s.execution_timeout_s && s.started_at_ms) {
+      const TimeMs deadline = *s.started_at_ms + *s.execution_timeout_s * 1000;
+      if (passed(deadline)) {
+        json error = {
+            {"code", "execution_timeout"},
+            {"message", "the attempt ran longer than " + std::to_string(*s.execution_timeout_s) +
+                            " s"},
+            {"details",
+             {{"started_at", format_rfc3339_ms(*s.started_at_ms)},
+              {"timeout_at", format_rfc3339_ms(deadline)},
+              {"attempt", s.attempt},
+              {"progress", s.progress}}}};
+        return end_attempt(std::move(error), true);
+      }
+    }
     TimeMs deadline = effective_deadline_ms(s, ctx.server_start_ms);
     if (ctx.now_ms < deadline) return std::vector<NewEvent>{};
     json error = {
@@ -151,7 +241,7 @@ struct Decider {
          {{"last_heartbeat_at", opt_time(s.last_heartbeat_at_ms)},
           {"deadline_at", format_rfc3339_ms(deadline)},
           {"progress", s.progress}}}};
-    return one(EventType::kFailed, {{"error", std::move(error)}});
+    return end_attempt(std::move(error), true);
   }
 };
 }  // namespace
@@ -190,6 +280,23 @@ Result<std::vector<NewEvent>> decide(const JobState* state, const Command& comma
   if (is_terminal(state->status))
     return make_error(ErrorCode::kJobTerminal,
                       std::string("job is already ") + job_status_name(state->status));
+  const bool worker_report = std::holds_alternative<StartJob>(command) ||
+                             std::holds_alternative<Heartbeat>(command) ||
+                             std::holds_alternative<SucceedJob>(command) ||
+                             std::holds_alternative<FailJob>(command) ||
+                             std::holds_alternative<ConfirmCancelled>(command);
+  if (worker_report) {
+    if (ctx.lease_hash && (state->status != JobStatus::kRunning ||
+                           state->lease_hash != ctx.lease_hash))
+      return make_error(ErrorCode::kLeaseMismatch,
+                        state->status == JobStatus::kRunning
+                            ? "this lease is not the running attempt's"
+                            : "the job is not running: no lease is valid for it");
+    if (!ctx.lease_hash && state->status == JobStatus::kRunning && state->lease_hash &&
+        !std::holds_alternative<StartJob>(command))
+      return make_error(ErrorCode::kLeaseMismatch,
+                        "this attempt was started with a lease: send it in Job-Lease");
+  }
   if (ctx.expected_version && *ctx.expected_version != state->version)
     return make_error(ErrorCode::kVersionMismatch, "job is at version " +
                                                        std::to_string(state->version) + ", not " +
@@ -231,6 +338,31 @@ Result<JobState> apply(const JobState* state, const Event& e) {
       return bad_event(e, "created lacks type or heartbeat_timeout_s");
     s.params = e.data.value("params", json::object());
     s.labels = e.data.value("labels", json::object());
+    auto optional_int = [&](const char* key, std::optional<int64_t>& out) {
+      if (!e.data.contains(key)) return true;
+      int64_t v = 0;
+      if (!get_field(e.data, key, v)) return false;
+      out = v;
+      return true;
+    };
+    if (!optional_int("execution_timeout_s", s.execution_timeout_s) ||
+        !optional_int("queue_timeout_s", s.queue_timeout_s))
+      return bad_event(e, "created has a bad timeout");
+    if (e.data.contains("priority") && !get_field(e.data, "priority", s.priority))
+      return bad_event(e, "created has a bad priority");
+    if (e.data.contains("not_before")) {
+      std::string text;
+      if (!get_field(e.data, "not_before", text) || !(s.not_before_ms = parse_rfc3339_ms(text)))
+        return bad_event(e, "created has a bad not_before");
+    }
+    if (auto r = e.data.find("retry"); r != e.data.end()) {
+      RetryPolicy p;
+      if (!r->is_object() || !get_field(*r, "max_attempts", p.max_attempts) ||
+          !get_field(*r, "initial_backoff_s", p.initial_backoff_s) ||
+          !get_field(*r, "max_backoff_s", p.max_backoff_s))
+        return bad_event(e, "created has a bad retry");
+      s.retry = p;
+    }
     return s;
   }
   if (!state) return bad_event(e, "event for a job that was never created");
@@ -252,6 +384,37 @@ Result<JobState> apply(const JobState* state, const Event& e) {
       s.worker = std::move(worker);
       s.started_at_ms = e.at_ms;
       s.deadline_ms = e.at_ms + timeout_ms;
+      if (e.data.contains("lease_hash")) {
+        std::string lease;
+        if (!get_field(e.data, "lease_hash", lease)) return bad_event(e, "started has a bad lease_hash");
+        s.lease_hash = std::move(lease);
+      }
+      break;
+    }
+    case EventType::kRetryScheduled: {
+      if (s.status != JobStatus::kRunning) return bad_event(e, "retry of a job not running");
+      int64_t attempt = 0;
+      std::string not_before;
+      std::optional<TimeMs> at;
+      if (!get_field(e.data, "attempt", attempt) || attempt != s.attempt + 1 ||
+          attempt > s.max_attempts())
+        return bad_event(e, "retry_scheduled has a bad attempt");
+      if (!get_field(e.data, "not_before", not_before) || !(at = parse_rfc3339_ms(not_before)))
+        return bad_event(e, "retry_scheduled lacks not_before");
+      auto error = e.data.find("error");
+      if (error == e.data.end() || !error->is_object())
+        return bad_event(e, "retry_scheduled lacks error");
+      // Queued again, as the next attempt; what belonged to the last one goes.
+      s.status = JobStatus::kQueued;
+      s.attempt = attempt;
+      s.last_error = *error;
+      s.not_before_ms = at;
+      s.started_at_ms.reset();
+      s.last_heartbeat_at_ms.reset();
+      s.deadline_ms.reset();
+      s.progress = nullptr;
+      s.worker.reset();
+      s.lease_hash.reset();
       break;
     }
     case EventType::kHeartbeat: {
@@ -291,6 +454,31 @@ Result<JobState> apply(const JobState* state, const Event& e) {
   return s;
 }
 
+TimeMs claimable_at_ms(const JobState& s) {
+  return s.not_before_ms && *s.not_before_ms > s.created_at_ms ? *s.not_before_ms
+                                                               : s.created_at_ms;
+}
+
+TimeMs next_deadline_ms(const JobState& s) {
+  if (s.status == JobStatus::kQueued)
+    return s.queue_timeout_s ? claimable_at_ms(s) + *s.queue_timeout_s * 1000 : 0;
+  if (s.status != JobStatus::kRunning) return 0;
+  TimeMs deadline = s.deadline_ms.value_or(0);
+  if (s.execution_timeout_s && s.started_at_ms) {
+    const TimeMs ends = *s.started_at_ms + *s.execution_timeout_s * 1000;
+    if (deadline == 0 || ends < deadline) deadline = ends;
+  }
+  return deadline;
+}
+
+TimeMs retry_backoff_ms(const RetryPolicy& r, int64_t failed_attempt, double jitter) {
+  int64_t step_ms = r.initial_backoff_s * 1000;
+  for (int64_t i = 1; i < failed_attempt && step_ms < r.max_backoff_s * 1000; ++i) step_ms *= 2;
+  step_ms = std::min(step_ms, r.max_backoff_s * 1000);
+  jitter = std::clamp(jitter, 0.0, 1.0);
+  return step_ms / 2 + static_cast<TimeMs>(static_cast<double>(step_ms - step_ms / 2) * jitter);
+}
+
 TimeMs effective_deadline_ms(const JobState& s, TimeMs server_start_ms) {
   return effective_deadline_ms(s.deadline_ms.value_or(0), s.heartbeat_timeout_s, server_start_ms);
 }
@@ -323,7 +511,19 @@ json job_to_json(const JobState& s, TimeMs server_start_ms) {
               {"worker", s.worker ? json(*s.worker) : json(nullptr)},
               {"cancel_requested", s.cancel_requested},
               {"result", s.result},
-              {"error", s.error}};
+              {"error", s.error},
+              {"execution_timeout_s", opt_int(s.execution_timeout_s)},
+              {"queue_timeout_s", opt_int(s.queue_timeout_s)},
+              {"not_before", opt_time(s.not_before_ms)},
+              {"priority", s.priority},
+              {"retry", s.retry ? json{{"max_attempts", s.retry->max_attempts},
+                                       {"initial_backoff_s", s.retry->initial_backoff_s},
+                                       {"max_backoff_s", s.retry->max_backoff_s}}
+                                : json(nullptr)},
+              {"attempt", s.attempt},
+              {"max_attempts", s.max_attempts()},
+              {"last_error", s.last_error},
+              {"lease_hash", s.lease_hash ? json(*s.lease_hash) : json(nullptr)}};
 }
 
 Result<JobState> job_from_json(const json& j, uint64_t created_seq) {
@@ -364,6 +564,23 @@ Result<JobState> job_from_json(const json& j, uint64_t created_seq) {
     s.cancel_requested = j.at("cancel_requested").get<bool>();
     s.result = j.at("result");
     s.error = j.at("error");
+    // Rows written before issue 13 lack these members: their defaults.
+    auto opt_int_field = [&](const char* key, std::optional<int64_t>& out) {
+      if (auto it = j.find(key); it != j.end() && !it->is_null()) out = it->get<int64_t>();
+    };
+    opt_int_field("execution_timeout_s", s.execution_timeout_s);
+    opt_int_field("queue_timeout_s", s.queue_timeout_s);
+    if (j.contains("not_before") && !time_field("not_before", s.not_before_ms))
+      return corrupt("bad not_before");
+    s.priority = j.value("priority", int64_t{0});
+    if (auto r = j.find("retry"); r != j.end() && !r->is_null())
+      s.retry = RetryPolicy{r->at("max_attempts").get<int64_t>(),
+                            r->at("initial_backoff_s").get<int64_t>(),
+                            r->at("max_backoff_s").get<int64_t>()};
+    s.attempt = j.value("attempt", int64_t{1});
+    s.last_error = j.value("last_error", json());
+    if (auto l = j.find("lease_hash"); l != j.end() && !l->is_null())
+      s.lease_hash = l->get<std::string>();
     return s;
   } catch (const json::exception& e) {
     return corrupt(e.what());

@@ -34,6 +34,15 @@ inline bool is_terminal(JobStatus s) {
   return s >= JobStatus::kSucceeded;
 }
 
+// Retries on create: a failure caused by infrastructure (or marked
+// retryable by the worker) queues the job again while attempts remain.
+struct RetryPolicy {
+  int64_t max_attempts = 1;  // 1–100; 1 = no retry
+  int64_t initial_backoff_s = 1;  // 0–86400
+  int64_t max_backoff_s = 300;    // 1–86400
+  bool operator==(const RetryPolicy&) const = default;
+};
+
 struct JobState {
   JobId id;
   std::string type;
@@ -53,13 +62,30 @@ struct JobState {
   bool cancel_requested = false;
   nlohmann::json result;  // null unless succeeded
   nlohmann::json error;   // null unless failed: {code, message, details}
+  // Set on create (null/0 when not asked for).
+  std::optional<int64_t> execution_timeout_s;  // an attempt may run this long
+  std::optional<int64_t> queue_timeout_s;      // a job may wait this long once claimable
+  std::optional<TimeMs> not_before_ms;         // not claimable before; a retry sets it
+  int64_t priority = 0;                        // claims take the highest first
+  std::optional<RetryPolicy> retry;
+  // The attempt, from 1; a retry queues the job again as the next one.
+  int64_t attempt = 1;
+  nlohmann::json last_error;  // the previous attempt's error, null before any retry
+  // Hex SHA-256 of the running attempt's lease; its reports must carry the
+  // lease. Null when the attempt was started without one (in-process).
+  std::optional<std::string> lease_hash;
 
+  int64_t max_attempts() const { return retry ? retry->max_attempts : 1; }
   bool operator==(const JobState&) const = default;
 };
 
 constexpr int64_t kDefaultHeartbeatTimeoutS = 120;
 constexpr int64_t kMaxHeartbeatTimeoutS = 86400;
 constexpr size_t kMaxLabels = 32;
+constexpr int64_t kMaxJobTimeoutS = 604800;  // execution_timeout_s, queue_timeout_s
+constexpr int64_t kMaxPriority = 1000;
+constexpr int64_t kMaxAttempts = 100;
+constexpr int64_t kMaxBackoffS = 86400;
 
 // Commands: what a client, a worker or the watchdog asks of a job.
 struct CreateJob {
@@ -67,9 +93,17 @@ struct CreateJob {
   nlohmann::json params = nlohmann::json::object();
   int64_t heartbeat_timeout_s = kDefaultHeartbeatTimeoutS;  // 1–86400
   nlohmann::json labels = nlohmann::json::object();         // ≤ 32 string → string
+  std::optional<int64_t> execution_timeout_s = {};          // 1–604800
+  std::optional<int64_t> queue_timeout_s = {};              // 1–604800
+  std::optional<TimeMs> not_before_ms = {};
+  int64_t priority = 0;  // −1000…1000
+  std::optional<RetryPolicy> retry = {};
 };
 struct StartJob {
   std::string worker;
+  // Hex SHA-256 of the lease the API hands the worker (Job-Lease); none for
+  // an attempt started in-process.
+  std::optional<std::string> lease_hash = {};
 };
 struct Heartbeat {
   nlohmann::json progress;  // null: progress unchanged; else {fraction 0..1, message, details}
@@ -86,11 +120,13 @@ struct RequestCancel {
 struct ConfirmCancelled {
   std::string reason;
 };
-// The watchdog: fail the job if it is running and its deadline has passed.
-struct ExpireHeartbeat {};
+// The watchdog: fail the job (or queue it for its next attempt) if one of
+// its deadlines has passed: a running job's heartbeat deadline or execution
+// timeout, a queued job's queue timeout. Nothing when none has.
+struct ExpireDeadlines {};
 
 using Command = std::variant<CreateJob, StartJob, Heartbeat, SucceedJob, FailJob, RequestCancel,
-                             ConfirmCancelled, ExpireHeartbeat>;
+                             ConfirmCancelled, ExpireDeadlines>;
 
 // Short name of a command, for logs: "create", "start", "heartbeat", ...
 const char* command_name(const Command& c);
@@ -102,6 +138,12 @@ struct DecideContext {
   TimeMs server_start_ms = 0;
   // If-Match: refuse with kVersionMismatch unless the job is at this version.
   std::optional<uint64_t> expected_version;
+  // Job-Lease on a start or a worker's report (heartbeat, succeed, fail,
+  // cancelled), as hex SHA-256; see decide().
+  std::optional<std::string> lease_hash = {};
+  // In [0, 1): where a retry's backoff falls between half and all of its
+  // exponential step. The caller draws it; decide() stays pure.
+  double jitter = 0.5;
 };
 
 // An event decide() wants appended; the store assigns seq, version and hash.
@@ -113,8 +155,15 @@ struct NewEvent {
 // The events `command` produces against `state` (nullptr: the job does not
 // exist). Empty vector: accepted, nothing to append (e.g. a repeated cancel).
 // Order of refusals: kJobNotFound; kJobTerminal (whatever expected_version
-// says); kVersionMismatch; kInvalidRequest (bad command content);
-// kInvalidTransition.
+// says); kLeaseMismatch (a start or report carrying a lease that is not the
+// running attempt's, any lease on a queued job, or none on a report to an
+// attempt started with one); kVersionMismatch; kInvalidRequest (bad command
+// content); kInvalidTransition.
+//
+// Retries: a failure with code heartbeat_timeout, abandoned or
+// execution_timeout, or a fail whose error says "retryable": true, of a
+// running job whose cancel was not requested and that has attempts left,
+// appends retry_scheduled instead of failed.
 Result<std::vector<NewEvent>> decide(const JobState* state, const Command& command,
                                      const DecideContext& ctx);
 
@@ -131,6 +180,18 @@ TimeMs effective_deadline_ms(const JobState& s, TimeMs server_start_ms);
 // The same from a stored deadline and timeout (a status row's header).
 TimeMs effective_deadline_ms(TimeMs stored_deadline_ms, int64_t heartbeat_timeout_s,
                              TimeMs server_start_ms);
+
+// The next time the watchdog must look at the job (0: none): a running
+// job's heartbeat deadline or the end of its execution timeout, whichever
+// is first; a queued job's queue timeout. Status rows index jobs by it.
+TimeMs next_deadline_ms(const JobState& s);
+// When a queued job became (or becomes) claimable: its not_before, or its
+// creation when that is later.
+TimeMs claimable_at_ms(const JobState& s);
+// The backoff before attempt `failed_attempt` + 1: initial_backoff_s ×
+// 2^(failed_attempt − 1), capped at max_backoff_s, of which the first half
+// is fixed and the second scaled by jitter in [0, 1).
+TimeMs retry_backoff_ms(const RetryPolicy& r, int64_t failed_attempt, double jitter);
 
 // The job resource of API.md. `deadline_at` shows effective_deadline_ms.
 nlohmann::json job_to_json(const JobState& s, TimeMs server_start_ms);

@@ -9,6 +9,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kInvalidTransition: return "invalid_transition";
     case ErrorCode::kJobTerminal: return "job_terminal";
     case ErrorCode::kVersionMismatch: return "version_mismatch";
+    case ErrorCode::kLeaseMismatch: return "lease_mismatch";
     case ErrorCode::kIdempotencyKeyReused: return "idempotency_key_reused";
     case ErrorCode::kUnavailable: return "unavailable";
     case ErrorCode::kCorruption: return "corruption";

@@ -16,6 +16,7 @@ enum class ErrorCode {
   kInvalidTransition,     // command not allowed in the job's current state
   kJobTerminal,           // job already succeeded / failed / cancelled
   kVersionMismatch,       // If-Match / expected version differs from the job's version
+  kLeaseMismatch,         // a worker's report does not carry the running attempt's lease
   kIdempotencyKeyReused,  // same Idempotency-Key, different request
   kUnavailable,           // storage cannot take writes (or shutting down); nothing was acknowledged
   kCorruption,            // a stored record cannot be decoded or fails a check

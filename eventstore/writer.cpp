@@ -220,6 +220,7 @@ void Writer::restart_from(const LogHead& durable, std::unique_ptr<Batch>& open) 
   head_seq_ = durable.seq;
   head_hash_ = durable.hash;
   cache_.clear();
+  claims_loaded_ = false;
   committing_idempotency_.clear();
   committing_states_.clear();
   parked_ = nullptr;
@@ -340,8 +341,28 @@ void Writer::add(Batch& b, Pending p) {
 
 Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
                                            bool& rests_on_batch) {
-  const JobId& job_id = req.job_id;
+  JobId job_id = req.job_id;
   const bool create = std::holds_alternative<CreateJob>(req.command);
+  const TimeMs now = clock_.now_ms();
+
+  if (req.claim_types) {
+    if (!claims_loaded_) {
+      claims_.clear();
+      if (auto s = projector_.for_each_queued([&](const JobState& s) { claims_.update(s); }); !s)
+        return s.error();
+      // The open batch's changes are not in the store yet.
+      for (auto& [id, st] : b.changed) claims_.update(*st);
+      for (auto& st : committing_states_) claims_.update(*st);
+      claims_loaded_ = true;
+    }
+    auto best = claims_.best(*req.claim_types, now);
+    if (!best) {
+      CommandOutcome none;
+      none.next_claimable_ms = claims_.next_claimable_ms(*req.claim_types, now);
+      return none;
+    }
+    job_id = *best;
+  }
 
   // Idempotency: a known key answers with the job it created.
   if (req.idempotency_key && create) {
@@ -373,7 +394,7 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
   auto state = current(job_id);
   if (!state) return state.error();
   const StatePtr before = std::move(*state);
-  DecideContext ctx{clock_.now_ms(), server_start_ms_, req.expected_version};
+  const DecideContext ctx = decide_context(req, now, server_start_ms_);
   auto decided =
       decide_command(before.get(), job_id, req.command, ctx, LogHead{head_seq_, head_hash_});
   if (!decided) return decided.error();
@@ -400,6 +421,7 @@ Result<CommandOutcome> Writer::run_command(Batch& b, const CommandRequest& req,
   b.has_events = true;
   b.head = std::move(decided->head);
   b.changed[job_id] = after;
+  if (claims_loaded_) claims_.update(*after);
   if (cache_.size() >= options_.state_cache_entries) {
     // Jobs changed by batches not yet durable must stay: the store does not have them yet.
     cache_.clear();

@@ -48,6 +48,7 @@
 #include "domain/result.h"
 #include "eventstore/database.h"
 #include "eventstore/log_reader.h"
+#include "store/claim_queue.h"
 #include "store/job_writer.h"
 
 namespace jobstate {
@@ -60,6 +61,9 @@ class BatchProjector {
   // The job's committed state; nullopt when there is no such job. Called
   // on the sequencer thread.
   virtual Result<std::optional<JobState>> load(const JobId& id) = 0;
+  // Calls fn with every committed queued job (claims keep them in memory).
+  // Called on the sequencer thread.
+  virtual Status for_each_queued(const std::function<void(const JobState&)>& fn) = 0;
   // Adds to `batch` (the writer's batch number `batch_no`, increasing) what
   // changes in the projections when a job moves from `before` (nullptr: it
   // did not exist) to `after`. `progress_text`, when not empty, is the
@@ -182,6 +186,11 @@ class Writer final : public JobWriter {
   std::string head_hash_;
   uint64_t next_batch_no_ = 1;
   std::unordered_map<JobId, StatePtr> cache_;
+  // The queued jobs claims pick from, as this sequencer decided them (the
+  // durable ones plus the open batch's); loaded from the store on first use
+  // and again after a failed write.
+  ClaimQueue claims_;
+  bool claims_loaded_ = false;
   // Idempotency records of the batch being committed (not yet readable).
   std::unordered_map<std::string, std::string> committing_idempotency_;
   // Job states of the batch being committed: kept when the cache is cleared.

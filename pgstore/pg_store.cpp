@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -20,7 +21,7 @@ namespace jobstate {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 // Any fixed number: the advisory lock that serialises schema changes.
 constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(7239001)";
 constexpr const char* kChannel = "jobstate_commits";
@@ -62,6 +63,20 @@ CREATE TABLE jobstate_idempotency (
   job_id uuid NOT NULL,
   fingerprint text NOT NULL
 );
+)SQL";
+
+// Version 2 (issue 13): the watchdog's index covers every job with a
+// deadline (queued jobs have queue timeouts), and claims find the best
+// queued job of a type by priority, then age, among those claimable now.
+constexpr const char* kSchemaV2 = R"SQL(
+ALTER TABLE jobstate_jobs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+ALTER TABLE jobstate_jobs ADD COLUMN not_before_ms bigint NOT NULL DEFAULT 0;
+DROP INDEX jobstate_jobs_due;
+CREATE INDEX jobstate_jobs_due ON jobstate_jobs (due_ms, id) WHERE due_ms > 0;
+CREATE INDEX jobstate_jobs_claimable ON jobstate_jobs (type, priority DESC, created_seq)
+  WHERE status = 1;
+CREATE INDEX jobstate_jobs_delayed ON jobstate_jobs (type, not_before_ms)
+  WHERE status = 1 AND not_before_ms > 0;
 )SQL";
 
 constexpr const char* kRowColumns =
@@ -146,30 +161,29 @@ struct EventColumns {
   size_t rows = 0;
 };
 
-// Status rows, column by column: their upsert takes nine array parameters
+// Status rows, column by column: their upsert takes eleven array parameters
 // from `first`. The writer, copy and rebuild all write rows through it.
-// due_ms is the quarter-timeout step a running job is due at
-// (quarter_timeout_due_ms): a heartbeat that does not cross a step changes
+// due_ms is the quarter-timeout step the job's next deadline falls in
+// (next_deadline_ms, quarter_timeout_due_ms): a heartbeat that does not cross a step changes
 // no indexed column, so PostgreSQL updates the row in place (a HOT update,
 // with the table's fillfactor 70) instead of adding an entry to each of its
 // five indexes.
 struct JobColumns {
-  static constexpr int kParams = 9;
+  static constexpr int kParams = 11;
   static std::string upsert_sql(int first) {
     return "INSERT INTO jobstate_jobs (id, version, status, type, created_seq, deadline_ms, "
-           "due_ms, heartbeat_timeout_s, job) SELECT * FROM " +
+           "due_ms, heartbeat_timeout_s, job, priority, not_before_ms) SELECT * FROM " +
            unnest_columns(first, {"uuid", "bigint", "smallint", "text", "bigint", "bigint",
-                                  "bigint", "bigint", "text"}) +
+                                  "bigint", "bigint", "text", "integer", "bigint"}) +
            " ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, status = "
            "EXCLUDED.status, type = EXCLUDED.type, created_seq = EXCLUDED.created_seq, "
            "deadline_ms = EXCLUDED.deadline_ms, due_ms = EXCLUDED.due_ms, heartbeat_timeout_s = "
-           "EXCLUDED.heartbeat_timeout_s, job = EXCLUDED.job";
+           "EXCLUDED.heartbeat_timeout_s, job = EXCLUDED.job, priority = EXCLUDED.priority, "
+           "not_before_ms = EXCLUDED.not_before_ms";
   }
   void add(const JobState& st, std::string_view json) {
-    const TimeMs deadline = st.deadline_ms.value_or(0);
-    const TimeMs due = st.status == JobStatus::kRunning && deadline > 0
-                           ? quarter_timeout_due_ms(deadline, st.heartbeat_timeout_s)
-                           : 0;
+    const TimeMs deadline = next_deadline_ms(st);
+    const TimeMs due = deadline > 0 ? quarter_timeout_due_ms(deadline, st.heartbeat_timeout_s) : 0;
     id.bare(st.id.to_string());
     version.number(static_cast<int64_t>(st.version));
     status.number(static_cast<int>(st.status));
@@ -179,15 +193,18 @@ struct JobColumns {
     due_ms.number(due);
     heartbeat_timeout_s.number(st.heartbeat_timeout_s);
     job.text(json);
+    priority.number(st.priority);
+    not_before_ms.number(st.not_before_ms.value_or(0));
     ++rows;
   }
   void take_into(std::vector<pg::Param>& params) {
     for (Column* c : {&id, &version, &status, &type, &created_seq, &deadline_ms, &due_ms,
-                      &heartbeat_timeout_s, &job})
+                      &heartbeat_timeout_s, &job, &priority, &not_before_ms})
       params.push_back(c->take());
     rows = 0;
   }
-  Column id, version, status, type, created_seq, deadline_ms, due_ms, heartbeat_timeout_s, job;
+  Column id, version, status, type, created_seq, deadline_ms, due_ms, heartbeat_timeout_s, job,
+      priority, not_before_ms;
   size_t rows = 0;
 };
 
@@ -242,7 +259,11 @@ Status create_or_upgrade_schema(pg::Connection& c) {
       return rollback(s.error());
     if (auto s = c.exec("INSERT INTO jobstate_schema VALUES (1)"); !s) return rollback(s.error());
   }
-  // Later versions: `if (version < 2) { ... }`, each step in this transaction.
+  if (version < 2) {
+    if (auto s = c.exec_script(kSchemaV2); !s) return rollback(s.error());
+    if (auto s = c.exec("INSERT INTO jobstate_schema VALUES (2)"); !s) return rollback(s.error());
+  }
+  // Later versions: `if (version < 3) { ... }`, each step in this transaction.
   return c.exec_script("COMMIT");
 }
 
@@ -458,7 +479,7 @@ class PgReadModel final : public ReadModel {
                                                const ExpiredDeadline* after) const override {
     std::vector<pg::Param> params = {pg::num(now_ms)};
     std::string sql =
-        "SELECT due_ms, id FROM jobstate_jobs WHERE status = 2 AND due_ms > 0 AND due_ms <= $1";
+        "SELECT due_ms, id FROM jobstate_jobs WHERE due_ms > 0 AND due_ms <= $1";
     if (after) {
       params.push_back(pg::num(after->due_ms));
       params.push_back(after->job_id.to_string());
@@ -613,13 +634,23 @@ class PgWriter final : public JobWriter {
       if (p.request.idempotency_key && std::holds_alternative<CreateJob>(p.request.command))
         keys.push_back(*p.request.idempotency_key);
     std::unordered_set<std::string> ids;
-    for (auto& p : batch) ids.insert(p.request.job_id.to_string());
+    for (auto& p : batch)
+      if (!p.request.claim_types) ids.insert(p.request.job_id.to_string());
     Column id_column;
     for (auto& id : ids) id_column.bare(id);
     const std::string id_array = id_column.take();
     const std::string key_array = text_array(keys);
-    auto read = c.exec_pipeline(
-        {{"BEGIN", {}},
+    const TimeMs now = options_.clock->now_ms();
+    // Claims: for each set of types the batch's claims name, the best
+    // claimable jobs in claim order (enough for every claim, even if the
+    // batch's other commands take some), and the next not_before ahead. The
+    // head's lock serialises every node's cycles, so no two claims (on any
+    // node) see the same job queued.
+    std::map<std::vector<std::string>, size_t> claim_sets;  // types → claims
+    for (auto& p : batch)
+      if (p.request.claim_types) ++claim_sets[*p.request.claim_types];
+    std::vector<pg::Connection::Statement> reads = {
+        {"BEGIN", {}},
          {"SELECT seq, hash FROM jobstate_head WHERE id = 1 FOR UPDATE", {}, true},
          {"SELECT key, job_id, fingerprint FROM jobstate_idempotency WHERE key = ANY($1::text[])",
           {key_array}, true},
@@ -628,7 +659,19 @@ class PgWriter final : public JobWriter {
               // subquery made this a scan of the whole table, once per cycle).
               " FROM jobstate_jobs WHERE id = ANY($1::uuid[] || ARRAY(SELECT job_id FROM "
               "jobstate_idempotency WHERE key = ANY($2::text[])))",
-          {id_array, key_array}, true}});
+          {id_array, key_array}, true}};
+    for (auto& [types, n] : claim_sets) {
+      const std::string type_array = text_array(types);
+      reads.push_back({std::string("SELECT ") + kRowColumns +
+                           " FROM jobstate_jobs WHERE status = 1 AND type = ANY($1::text[]) AND "
+                           "not_before_ms <= $2 ORDER BY priority DESC, created_seq LIMIT $3",
+                       {type_array, pg::num(now), pg::num(static_cast<int64_t>(n + batch.size()))},
+                       true});
+      reads.push_back({"SELECT min(not_before_ms) FROM jobstate_jobs WHERE status = 1 AND type = "
+                       "ANY($1::text[]) AND not_before_ms > $2",
+                       {type_array, pg::num(now)}, true});
+    }
+    auto read = c.exec_pipeline(reads);
     if (!read) return read.error();
     const pg::Rows& head_rows = (*read)[1];
     if (head_rows.size() != 1) return make_error(ErrorCode::kCorruption, "postgres: no head row");
@@ -640,13 +683,31 @@ class PgWriter final : public JobWriter {
       known_keys[std::string(key_rows.text(i, 0))] = {std::string(key_rows.text(i, 1)),
                                                        std::string(key_rows.text(i, 2))};
     std::unordered_map<JobId, StatePtr> states;
-    const pg::Rows& job_rows = (*read)[3];
-    for (int i = 0; i < job_rows.size(); ++i) {
-      auto row = row_at(job_rows, i);
-      if (!row) return row.error();
-      auto st = row->to_state();
-      if (!st) return st.error();
-      states[st->id] = std::make_shared<const JobState>(std::move(*st));
+    auto load_rows = [&](const pg::Rows& rows, std::vector<JobId>* order) -> Status {
+      for (int i = 0; i < rows.size(); ++i) {
+        auto row = row_at(rows, i);
+        if (!row) return row.error();
+        auto st = row->to_state();
+        if (!st) return st.error();
+        if (order) order->push_back(st->id);
+        if (!states.count(st->id)) states[st->id] = std::make_shared<const JobState>(std::move(*st));
+      }
+      return ok_status();
+    };
+    if (auto s = load_rows((*read)[3], nullptr); !s) return s;
+    struct ClaimCandidates {
+      std::vector<JobId> order;
+      size_t next = 0;
+      std::optional<TimeMs> next_claimable_ms;
+    };
+    std::map<std::vector<std::string>, ClaimCandidates> candidates;
+    size_t at = 4;
+    for (auto& [types, n] : claim_sets) {
+      ClaimCandidates& cc = candidates[types];
+      if (auto s = load_rows((*read)[at], &cc.order); !s) return s;
+      const pg::Rows& next = (*read)[at + 1];
+      if (next.size() == 1 && !next.null(0, 0)) cc.next_claimable_ms = next.i64(0, 0);
+      at += 2;
     }
 
     // Decide every command in order, each on the state the ones before left.
@@ -658,7 +719,6 @@ class PgWriter final : public JobWriter {
     std::unordered_map<JobId, std::string> row_json;  // final row JSON of each changed job
     std::unordered_map<JobId, StatePtr> changed;
     std::vector<std::array<std::string, 3>> new_keys;
-    const TimeMs now = options_.clock->now_ms();
     results.clear();
     for (size_t i = 0; i < batch.size(); ++i) {
       const CommandRequest& req = batch[i].request;
@@ -667,6 +727,24 @@ class PgWriter final : public JobWriter {
         auto it = states.find(id);
         return it == states.end() ? nullptr : it->second;
       };
+      JobId job_id = req.job_id;
+      if (req.claim_types) {
+        // The first candidate still queued and claimable after the commands before.
+        ClaimCandidates& cc = candidates[*req.claim_types];
+        std::optional<JobId> pick;
+        for (; cc.next < cc.order.size() && !pick; ++cc.next) {
+          StatePtr st = state_of(cc.order[cc.next]);
+          if (st && st->status == JobStatus::kQueued && st->not_before_ms.value_or(0) <= now)
+            pick = st->id;
+        }
+        if (!pick) {
+          CommandOutcome none;
+          none.next_claimable_ms = cc.next_claimable_ms;
+          results.push_back(std::move(none));
+          continue;
+        }
+        job_id = *pick;
+      }
       if (req.idempotency_key && create) {
         if (auto it = known_keys.find(*req.idempotency_key); it != known_keys.end()) {
           for (auto& k : new_keys)
@@ -687,10 +765,10 @@ class PgWriter final : public JobWriter {
           continue;
         }
       }
-      if (changed.count(req.job_id)) rests_on_batch[i] = true;
-      StatePtr before = state_of(req.job_id);
-      DecideContext ctx{now, server_start_ms_, req.expected_version};
-      auto decided = decide_command(before.get(), req.job_id, req.command, ctx, head);
+      if (changed.count(job_id)) rests_on_batch[i] = true;
+      StatePtr before = state_of(job_id);
+      const DecideContext ctx = decide_context(req, now, server_start_ms_);
+      auto decided = decide_command(before.get(), job_id, req.command, ctx, head);
       if (!decided) {
         results.push_back(decided.error());
         continue;
@@ -702,12 +780,12 @@ class PgWriter final : public JobWriter {
       RowTexts texts;
       texts.progress = decided->progress_text;
       std::string row = encode_status_row(*decided->after, texts);
-      row_json[req.job_id] = row.substr(kStatusRowHeaderBytes);
+      row_json[job_id] = row.substr(kStatusRowHeaderBytes);
       for (size_t k = 0; k < decided->events.size(); ++k)
         event_rows.push_back({decided->events[k], std::move(decided->data_texts[k])});
       head = decided->head;
-      states[req.job_id] = decided->after;
-      changed[req.job_id] = decided->after;
+      states[job_id] = decided->after;
+      changed[job_id] = decided->after;
       if (req.idempotency_key && create) {
         new_keys.push_back({*req.idempotency_key, req.job_id.to_string(),
                             hex(req.request_fingerprint)});
@@ -783,7 +861,7 @@ class PgWriter final : public JobWriter {
       row->version = st->version;
       row->status = st->status;
       row->created_seq = st->created_seq;
-      row->deadline_ms = st->deadline_ms.value_or(0);
+      row->deadline_ms = next_deadline_ms(*st);
       row->heartbeat_timeout_s = st->heartbeat_timeout_s;
       row->json_text = std::move(row_json[id]);
       rows.emplace_back(id, std::move(row));

@@ -40,10 +40,12 @@ std::string deadline_key(TimeMs due_ms, const JobId& id) {
   return k;
 }
 
-// The job's key in the deadline index: running jobs with a deadline only.
+// The job's key in the deadline index: jobs the watchdog must look at
+// (next_deadline_ms) only.
 std::optional<std::string> deadline_entry(const JobState& s, DeadlineRule rule) {
-  if (s.status != JobStatus::kRunning || !s.deadline_ms) return std::nullopt;
-  return deadline_key(deadline_due_ms(*s.deadline_ms, s.heartbeat_timeout_s, rule), s.id);
+  const TimeMs deadline = next_deadline_ms(s);
+  if (deadline == 0) return std::nullopt;
+  return deadline_key(deadline_due_ms(deadline, s.heartbeat_timeout_s, rule), s.id);
 }
 
 }  // namespace
@@ -145,7 +147,7 @@ Status StatusProjection::convert_deadline_index() {
     const JobId id = *JobId::from_bytes(k.substr(8));
     auto r = row(id);
     if (!r) return r.error();
-    if (!*r || (*r)->status != JobStatus::kRunning || (*r)->deadline_ms == 0) continue;
+    if (!*r || (*r)->deadline_ms == 0) continue;
     const TimeMs due = deadline_due_ms((*r)->deadline_ms, (*r)->heartbeat_timeout_s,
                                        DeadlineRule::kQuarterTimeout);
     batch.Put(deadlines_, deadline_key(due, id), "");
@@ -196,6 +198,21 @@ Result<std::shared_ptr<const StatusRow>> StatusProjection::shared_row(const JobI
   return std::shared_ptr<const StatusRow>(std::make_shared<StatusRow>(std::move(*r)));
 }
 
+Status StatusProjection::for_each_queued(const std::function<void(const JobState&)>& fn) {
+  std::optional<uint64_t> before;
+  for (;;) {
+    auto page = list(ListFilter{JobStatus::kQueued, std::nullopt}, before, 1000);
+    if (!page) return page.error();
+    for (const StatusRow& row : page->jobs) {
+      auto st = row.to_state();
+      if (!st) return st.error();
+      fn(*st);
+    }
+    if (!page->next_before_seq) return ok_status();
+    before = page->next_before_seq;
+  }
+}
+
 Result<std::optional<JobState>> StatusProjection::load(const JobId& id) {
   auto r = row(id);
   if (!r) return r.error();
@@ -239,7 +256,7 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
   row->version = after.version;
   row->status = after.status;
   row->created_seq = after.created_seq;
-  row->deadline_ms = after.deadline_ms.value_or(0);
+  row->deadline_ms = next_deadline_ms(after);
   row->heartbeat_timeout_s = after.heartbeat_timeout_s;
   RowTexts texts;
   texts.progress = progress_text;

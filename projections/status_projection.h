@@ -80,6 +80,7 @@ class StatusProjection final : public BatchProjector, public ReadModel {
 
   // BatchProjector
   Result<std::optional<JobState>> load(const JobId& id) override;
+  Status for_each_queued(const std::function<void(const JobState&)>& fn) override;
   void project(rocksdb::WriteBatch& batch, uint64_t batch_no, const JobState* before,
                const JobState& after, std::string_view progress_text) override;
   void batch_finished(uint64_t batch_no, bool durable, uint64_t head_seq) override;

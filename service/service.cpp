@@ -7,6 +7,8 @@ namespace jobstate {
 Result<std::unique_ptr<Service>> Service::start(ServiceOptions options) {
   std::unique_ptr<Service> s(new Service());
   const Clock& clock = options.clock ? *options.clock : s->system_clock_;
+  for (auto& [type, spec] : options.executors.executors)
+    options.server.executor_types.push_back(type);
   s->executor_pool_ = std::make_unique<executors::ExecutorPool>(std::move(options.executors));
   s->registry_ = std::make_unique<api::LongPollRegistry>(options.max_parked);
 

@@ -1,11 +1,23 @@
 #include "store/decided_command.h"
 
 #include <optional>
+#include <random>
 
 #include "domain/json_text.h"
 #include "store/hash_chain.h"
 
 namespace jobstate {
+
+DecideContext decide_context(const CommandRequest& req, TimeMs now_ms, TimeMs server_start_ms) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  DecideContext ctx;
+  ctx.now_ms = now_ms;
+  ctx.server_start_ms = server_start_ms;
+  ctx.expected_version = req.expected_version;
+  ctx.lease_hash = req.lease_hash;
+  ctx.jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  return ctx;
+}
 
 Result<DecidedCommand> decide_command(const JobState* before, const JobId& job_id,
                                       const Command& command, const DecideContext& ctx,

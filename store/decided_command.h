@@ -12,6 +12,7 @@
 #include "domain/job.h"
 #include "domain/result.h"
 #include "store/event_log.h"
+#include "store/job_writer.h"
 
 namespace jobstate {
 
@@ -29,6 +30,10 @@ struct DecidedCommand {
 // `before` is the job's newest state (nullptr: no such job); `head` the log's
 // head the events follow. Refusals come from decide(); kInvalidRequest when a
 // string is not valid UTF-8; nothing of a refused command is returned.
+// The context a writer decides `req` in: now, the server's start, If-Match,
+// Job-Lease, and a fresh jitter for a retry's backoff.
+DecideContext decide_context(const CommandRequest& req, TimeMs now_ms, TimeMs server_start_ms);
+
 Result<DecidedCommand> decide_command(const JobState* before, const JobId& job_id,
                                       const Command& command, const DecideContext& ctx,
                                       const LogHead& head);

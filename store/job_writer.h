@@ -40,6 +40,14 @@ struct CommandRequest {
   // created before; with another fingerprint, kIdempotencyKeyReused.
   std::optional<std::string> idempotency_key;
   std::string request_fingerprint;
+  // Job-Lease on a start or a worker's report, as hex SHA-256
+  // (DecideContext::lease_hash).
+  std::optional<std::string> lease_hash = {};
+  // A claim (POST /v1/claims): job_id is not set; the writer picks the best
+  // claimable job of these types (highest priority, then oldest, not_before
+  // passed) and runs `command`, a StartJob, on it, atomically with the
+  // choice. The outcome has no job when none was claimable.
+  std::optional<std::vector<std::string>> claim_types = {};
 };
 
 struct CommandOutcome {
@@ -50,6 +58,9 @@ struct CommandOutcome {
   const JobState& state() const;
   std::vector<Event> events;       // appended by this command (empty: nothing changed)
   bool idempotent_replay = false;  // an earlier request with the same Idempotency-Key
+  // A claim that found nothing: the earliest not_before still ahead among
+  // the types' queued jobs, when there is one.
+  std::optional<TimeMs> next_claimable_ms;
 };
 
 using CommandCallback = std::function<void(Result<CommandOutcome>)>;

@@ -15,7 +15,7 @@ std::string encode_row_header(const JobState& s, size_t reserve) {
   put_u64_be(v, s.version);
   v.push_back(static_cast<char>(s.status));
   put_u64_be(v, s.created_seq);
-  put_u64_be(v, static_cast<uint64_t>(s.deadline_ms.value_or(0)));
+  put_u64_be(v, static_cast<uint64_t>(next_deadline_ms(s)));
   put_u64_be(v, static_cast<uint64_t>(s.heartbeat_timeout_s));
   return v;
 }
@@ -29,6 +29,10 @@ void append_json(std::string& out, std::string_view text, const nlohmann::json& 
     out += "{}";
   else
     out += canonical_dump(j);
+}
+
+void append_int(std::string& out, std::optional<int64_t> v) {
+  out += v ? std::to_string(*v) : "null";
 }
 
 // The JSON of t: "\"<format_rfc3339_ms(*t)>\"", or null.
@@ -55,7 +59,9 @@ std::string encode_status_row_reference(const JobState& s) {
 std::string encode_status_row(const JobState& s, const RowTexts& texts) {
   std::string v = encode_row_header(s, 480 + texts.params.size() + texts.labels.size() +
                                            texts.progress.size() + texts.result.size());
-  v += R"({"cancel_requested":)";
+  v += R"({"attempt":)";
+  v += std::to_string(s.attempt);
+  v += R"(,"cancel_requested":)";
   v += s.cancel_requested ? "true" : "false";
   v += R"(,"created_at":)";
   append_time(v, s.created_at_ms);
@@ -65,6 +71,8 @@ std::string encode_status_row(const JobState& s, const RowTexts& texts) {
                      : std::nullopt);
   v += R"(,"error":)";
   append_json(v, {}, s.error);
+  v += R"(,"execution_timeout_s":)";
+  append_int(v, s.execution_timeout_s);
   v += R"(,"finished_at":)";
   append_time(v, s.finished_at_ms);
   v += R"(,"heartbeat_timeout_s":)";
@@ -73,14 +81,41 @@ std::string encode_status_row(const JobState& s, const RowTexts& texts) {
   v += s.id.to_string();
   v += R"(","labels":)";
   append_json(v, texts.labels, s.labels);
+  v += R"(,"last_error":)";
+  append_json(v, {}, s.last_error);
   v += R"(,"last_heartbeat_at":)";
   append_time(v, s.last_heartbeat_at_ms);
+  v += R"(,"lease_hash":)";
+  if (s.lease_hash)
+    append_canonical_string(v, *s.lease_hash);
+  else
+    v += "null";
+  v += R"(,"max_attempts":)";
+  v += std::to_string(s.max_attempts());
+  v += R"(,"not_before":)";
+  append_time(v, s.not_before_ms);
   v += R"(,"params":)";
   append_json(v, texts.params, s.params);
+  v += R"(,"priority":)";
+  v += std::to_string(s.priority);
   v += R"(,"progress":)";
   append_json(v, texts.progress, s.progress);
+  v += R"(,"queue_timeout_s":)";
+  append_int(v, s.queue_timeout_s);
   v += R"(,"result":)";
   append_json(v, texts.result, s.result);
+  v += R"(,"retry":)";
+  if (s.retry) {
+    v += R"({"initial_backoff_s":)";
+    v += std::to_string(s.retry->initial_backoff_s);
+    v += R"(,"max_attempts":)";
+    v += std::to_string(s.retry->max_attempts);
+    v += R"(,"max_backoff_s":)";
+    v += std::to_string(s.retry->max_backoff_s);
+    v += '}';
+  } else {
+    v += "null";
+  }
   v += R"(,"started_at":)";
   append_time(v, s.started_at_ms);
   v += R"(,"state":")";
@@ -96,6 +131,28 @@ std::string encode_status_row(const JobState& s, const RowTexts& texts) {
     v += "null";
   v += '}';
   return v;
+}
+
+bool same_status_row(const StatusRow& a, const StatusRow& b) {
+  if (a.version != b.version || a.status != b.status || a.created_seq != b.created_seq ||
+      a.deadline_ms != b.deadline_ms || a.heartbeat_timeout_s != b.heartbeat_timeout_s)
+    return false;
+  if (a.json_text == b.json_text) return true;
+  auto parse = [](const std::string& text) {
+    auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) return j;
+    // The members added by issue 13, with the value a job without them has.
+    static const nlohmann::json kLater = {
+        {"attempt", 1},         {"execution_timeout_s", nullptr}, {"last_error", nullptr},
+        {"lease_hash", nullptr}, {"max_attempts", 1},            {"not_before", nullptr},
+        {"priority", 0},        {"queue_timeout_s", nullptr},     {"retry", nullptr}};
+    for (auto& [k, v] : kLater.items())
+      if (!j.contains(k)) j[k] = v;
+    return j;
+  };
+  const auto ja = parse(a.json_text);
+  const auto jb = parse(b.json_text);
+  return !ja.is_discarded() && ja == jb;
 }
 
 Result<StatusRow> decode_status_row(std::string_view v) {

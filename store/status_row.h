@@ -4,7 +4,8 @@
 // JSON, job_to_json(state, 0) as canonical text:
 //
 //   u8 format (=1) · u64 version · u8 status · u64 created_seq ·
-//   u64 deadline_ms (0 = none) · u64 heartbeat_timeout_s · JSON text
+//   u64 deadline_ms (next_deadline_ms: when the watchdog must look; 0 =
+//   none) · u64 heartbeat_timeout_s · JSON text
 //
 // (integers big-endian). The JSON is written member by member, about 10x
 // faster than building a json value; encode_status_row_reference is the
@@ -27,7 +28,7 @@ struct StatusRow {
   uint64_t version = 0;
   JobStatus status = JobStatus::kQueued;
   uint64_t created_seq = 0;
-  TimeMs deadline_ms = 0;  // 0: none
+  TimeMs deadline_ms = 0;  // next_deadline_ms of the job; 0: none
   int64_t heartbeat_timeout_s = 0;
   std::string json_text;
 
@@ -53,6 +54,13 @@ struct RowTexts {
 std::string encode_status_row(const JobState& s, const RowTexts& texts = {});
 // The same bytes through job_to_json and canonical_dump.
 std::string encode_status_row_reference(const JobState& s);
+// Whether two rows say the same: the same header and the same JSON values.
+// Texts may differ where stores written by older versions differ: a float
+// written longer than Python prints it (before issue 12), members the job
+// resource gained later missing with their default value (before issue 13).
+// verify and rebuild --check compare a stored row with a replay's with it.
+bool same_status_row(const StatusRow& a, const StatusRow& b);
+
 // kCorruption when the header is short or names an unknown format or state.
 Result<StatusRow> decode_status_row(std::string_view value);
 

@@ -64,13 +64,7 @@ Result<VerifyReport> verify_log(const EventLog& log, const ReadModel& rows,
     if (!*row) return corrupt("job " + id.to_string() + " has no status row");
     auto want = decode_status_row(encode_status_row(state));
     if (!want) return want.error();
-    const StatusRow& got = **row;
-    const auto got_json = nlohmann::json::parse(got.json_text, nullptr, false);
-    const auto want_json = nlohmann::json::parse(want->json_text, nullptr, false);
-    if (got.version != want->version || got.status != want->status ||
-        got.created_seq != want->created_seq || got.deadline_ms != want->deadline_ms ||
-        got.heartbeat_timeout_s != want->heartbeat_timeout_s || got_json.is_discarded() ||
-        got_json != want_json)
+    if (!same_status_row(**row, *want))
       return corrupt("the status row of job " + id.to_string() + " differs from a replay of the log");
   }
   uint64_t listed = 0;

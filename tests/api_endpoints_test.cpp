@@ -353,7 +353,10 @@ TEST_F(Api, AJobsWholeLifeThroughTheApi) {
   EXPECT_EQ(hist[0]["data"]["heartbeat_timeout_s"], 60);
   EXPECT_EQ(hist[0]["data"]["params"], json::object());
   EXPECT_EQ(hist[0]["data"]["labels"], json::object());
-  EXPECT_EQ(hist[1]["data"], (json{{"worker", "host-1/4242"}}));
+  // The started event keeps the worker and only a hash of the attempt's lease.
+  EXPECT_EQ(hist[1]["data"]["worker"], "host-1/4242");
+  EXPECT_EQ(hist[1]["data"]["lease_hash"].get<std::string>().size(), 64u);
+  EXPECT_EQ(hist[1]["data"].size(), 2u);
   EXPECT_EQ(hist[2]["data"]["progress"]["message"], "page 42/100");
   EXPECT_EQ(hist[4]["data"], (json{{"result", {{"thumbnail", "t.png"}}}}));
   EXPECT_EQ(fin["created_at"], hist[0]["at"]);

@@ -124,7 +124,9 @@ inline ::testing::AssertionResult is_job_resource(const nlohmann::json& j) {
       "id",          "type",     "state",           "version",           "created_at",
       "started_at",  "last_heartbeat_at", "finished_at", "heartbeat_timeout_s", "deadline_at",
       "progress",    "params",   "labels",          "worker",            "cancel_requested",
-      "result",      "error"};
+      "result",      "error",    "execution_timeout_s", "queue_timeout_s", "not_before",
+      "priority",    "retry",    "attempt",         "max_attempts",      "last_error",
+      "lease_hash"};
   if (!j.is_object()) return ::testing::AssertionFailure() << "not an object: " << j.dump();
   for (const char* f : kFields)
     if (!j.contains(f)) return ::testing::AssertionFailure() << "missing '" << f << "' in " << j.dump();

@@ -216,6 +216,28 @@ TEST_F(ClientApiTest, CancelQueuedAndRunningJobs) {
   EXPECT_EQ(confirmed->state, "cancelled");
 }
 
+TEST_F(ClientApiTest, ClaimStartsAJobWhoseReportsCarryItsLease) {
+  const std::string type = "client-claim-" + std::to_string(getpid());
+  auto none = client_->claim({type}, "w", 0);
+  ASSERT_TRUE(none.ok()) << none.problem().describe();
+  EXPECT_FALSE(none->has_value());
+  Job job = created(type);
+  auto claimed = client_->claim({type}, "host-2/9", 5);
+  ASSERT_TRUE(claimed.ok()) << claimed.problem().describe();
+  ASSERT_TRUE(claimed->has_value());
+  const Job& got = **claimed;
+  EXPECT_EQ(got.id, job.id);
+  EXPECT_EQ(got.state, "running");
+  ASSERT_TRUE(got.lease.has_value());
+  // This client sends the lease by itself; another one without it is refused.
+  EXPECT_TRUE(client_->heartbeat(job.id).ok());
+  Client other(client_->options());
+  auto refused = other.succeed(job.id, 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.problem().slug, "lease-mismatch");
+  EXPECT_TRUE(client_->succeed(job.id, 2).ok());
+}
+
 TEST_F(ClientApiTest, WaitAnswersOnChangeOrAfterTimeout) {
   Job job = running();
   // Nothing changes: answered after the timeout with the current job.
@@ -223,8 +245,10 @@ TEST_F(ClientApiTest, WaitAnswersOnChangeOrAfterTimeout) {
   ASSERT_TRUE(idle.ok());
   EXPECT_EQ(idle->version, job.version);
 
+  ASSERT_TRUE(job.lease.has_value());
   std::thread finisher([&] {
     Client other(client_->options());
+    other.use_lease(job.id, *job.lease);  // the attempt's lease, handed to another client
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_TRUE(other.succeed(job.id, 7).ok());
   });

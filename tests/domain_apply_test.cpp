@@ -297,7 +297,16 @@ TEST(DomainJobJson, EveryMemberPresentUnsetIsNull) {
                                             "worker",
                                             "cancel_requested",
                                             "result",
-                                            "error"};
+                                            "error",
+                                            "execution_timeout_s",
+                                            "queue_timeout_s",
+                                            "not_before",
+                                            "priority",
+                                            "retry",
+                                            "attempt",
+                                            "max_attempts",
+                                            "last_error",
+                                            "lease_hash"};
   EXPECT_EQ(j.size(), members.size());
   for (const auto& m : members) EXPECT_TRUE(j.contains(m)) << m;
   EXPECT_EQ(j.at("id"), kId.to_string());
@@ -305,8 +314,12 @@ TEST(DomainJobJson, EveryMemberPresentUnsetIsNull) {
   EXPECT_EQ(j.at("version"), 1);
   EXPECT_EQ(j.at("created_at"), "2026-11-27T18:00:00.000Z");
   for (const char* m : {"started_at", "last_heartbeat_at", "finished_at", "deadline_at", "progress",
-                        "worker", "result", "error"})
+                        "worker", "result", "error", "execution_timeout_s", "queue_timeout_s",
+                        "not_before", "retry", "last_error", "lease_hash"})
     EXPECT_TRUE(j.at(m).is_null()) << m;
+  EXPECT_EQ(j.at("priority"), 0);
+  EXPECT_EQ(j.at("attempt"), 1);
+  EXPECT_EQ(j.at("max_attempts"), 1);
   EXPECT_EQ(j.at("params"), json::object());
   EXPECT_EQ(j.at("labels"), json::object());
   EXPECT_EQ(j.at("cancel_requested"), false);

@@ -101,10 +101,10 @@ std::vector<Command> all_commands() {
           FailJob{{{"code", "boom"}}},
           RequestCancel{"user asked"},
           ConfirmCancelled{"stopped"},
-          ExpireHeartbeat{}};
+          ExpireDeadlines{}};
 }
 
-// Long past every deadline, so ExpireHeartbeat fires on running jobs.
+// Long past every deadline, so ExpireDeadlines fires on running jobs.
 DecideContext late_context() {
   DecideContext ctx;
   ctx.now_ms = kT0 + 3'600'000;
@@ -417,14 +417,14 @@ TEST(DomainDecideExpire, OnlyAtOrAfterTheDeadline) {
   ctx.server_start_ms = kT0 - 5000;
 
   ctx.now_ms = deadline - 1;
-  auto early = decide(&*running, ExpireHeartbeat{}, ctx);
+  auto early = decide(&*running, ExpireDeadlines{}, ctx);
   ASSERT_OK(early);
   EXPECT_TRUE(early->empty());
 
   // At the deadline exactly: the deadline index reports deadline <= now, so
   // decide must fail the job then too, or the watchdog would spin.
   ctx.now_ms = deadline;
-  auto due = decide(&*running, ExpireHeartbeat{}, ctx);
+  auto due = decide(&*running, ExpireDeadlines{}, ctx);
   ASSERT_OK(due);
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].type, EventType::kFailed);
@@ -447,11 +447,11 @@ TEST(DomainDecideExpire, HeartbeatMovesTheDeadline) {
   DecideContext ctx;
   ctx.server_start_ms = kT0;
   ctx.now_ms = kT0 + 1000 + kTimeoutS * 1000;  // the old deadline: no longer due
-  auto early = decide(&*next, ExpireHeartbeat{}, ctx);
+  auto early = decide(&*next, ExpireDeadlines{}, ctx);
   ASSERT_OK(early);
   EXPECT_TRUE(early->empty());
   ctx.now_ms = deadline;
-  auto due = decide(&*next, ExpireHeartbeat{}, ctx);
+  auto due = decide(&*next, ExpireDeadlines{}, ctx);
   ASSERT_OK(due);
   ASSERT_EQ(due->size(), 1u);
   const json& details = (*due)[0].data.at("error").at("details");
@@ -475,15 +475,15 @@ TEST(DomainDecideExpire, RestartGrace) {
   DecideContext ctx;
   ctx.server_start_ms = restart;
   ctx.now_ms = restart;
-  auto at_start = decide(&*running, ExpireHeartbeat{}, ctx);
+  auto at_start = decide(&*running, ExpireDeadlines{}, ctx);
   ASSERT_OK(at_start);
   EXPECT_TRUE(at_start->empty()) << "a deadline that passed while down gets grace";
   ctx.now_ms = grace_deadline - 1;
-  auto before = decide(&*running, ExpireHeartbeat{}, ctx);
+  auto before = decide(&*running, ExpireDeadlines{}, ctx);
   ASSERT_OK(before);
   EXPECT_TRUE(before->empty());
   ctx.now_ms = grace_deadline;
-  auto due = decide(&*running, ExpireHeartbeat{}, ctx);
+  auto due = decide(&*running, ExpireDeadlines{}, ctx);
   ASSERT_OK(due);
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].data.at("error").at("details").at("deadline_at"),
@@ -494,7 +494,7 @@ TEST(DomainDecideExpire, NothingForJobsThatAreNotRunning) {
   DecideContext ctx = late_context();
   ctx.now_ms = kT0 + 365LL * 86'400'000;
   auto queued = state_named(kQueued);
-  auto r = decide(&*queued, ExpireHeartbeat{}, ctx);
+  auto r = decide(&*queued, ExpireDeadlines{}, ctx);
   ASSERT_OK(r);
   EXPECT_TRUE(r->empty());
 }
@@ -504,6 +504,299 @@ TEST(DomainDecideNames, CommandNames) {
   for (const auto& c : all_commands()) names.push_back(command_name(c));
   EXPECT_EQ(names, (std::vector<std::string>{"create", "start", "heartbeat", "succeed", "fail",
                                              "cancel", "cancelled", "expire"}));
+}
+
+// ---- Issue 13: leases, timeouts, retries, delays, priority -----------------
+
+DecideContext context_at(TimeMs now, TimeMs server_start) {
+  DecideContext ctx;
+  ctx.now_ms = now;
+  ctx.server_start_ms = server_start;
+  return ctx;
+}
+
+// Applies decide's events to `s` as the store would (seq and version next).
+JobState applied(const JobState& s, const std::vector<NewEvent>& events, TimeMs at) {
+  JobState cur = s;
+  for (const auto& ne : events) {
+    auto next = apply(&cur, make_event(cur.version + 1, cur.version + 1, ne.type, at, ne.data));
+    EXPECT_TRUE(next.ok()) << testing::describe_error(next);
+    cur = std::move(*next);
+  }
+  return cur;
+}
+
+// A job created with `create`, applied as its created event.
+JobState created_with(CreateJob create) {
+  auto events = decide(nullptr, Command(std::move(create)), context_at(kT0, kT0));
+  EXPECT_OK(events);
+  auto s = apply(nullptr, make_event(1, 1, EventType::kCreated, kT0, (*events)[0].data));
+  EXPECT_OK(s);
+  return *s;
+}
+
+CreateJob plain_create() { return CreateJob{"thumbnail", json::object(), kTimeoutS, json::object()}; }
+
+JobState started_with_lease(JobState s, const std::string& lease_hash, TimeMs at) {
+  auto events = decide(&s, StartJob{"w", lease_hash}, context_at(at, kT0));
+  EXPECT_OK(events);
+  return applied(s, *events, at);
+}
+
+TEST(DomainLease, ReportsMustCarryTheRunningAttemptsLease) {
+  const JobState running = started_with_lease(created_with(plain_create()), "aa", kT0 + 1000);
+  EXPECT_EQ(running.lease_hash, "aa");
+  DecideContext ctx = context_at(kT0 + 2000, kT0);
+  const std::vector<Command> reports = {Heartbeat{}, SucceedJob{}, FailJob{{{"code", "x"}}}};
+  for (const auto& cmd : reports) {
+    ctx.lease_hash = "aa";
+    EXPECT_TRUE(decide(&running, cmd, ctx).ok()) << command_name(cmd);
+    ctx.lease_hash = "bb";
+    EXPECT_EQ(decide(&running, cmd, ctx).error().code, ErrorCode::kLeaseMismatch)
+        << command_name(cmd);
+    ctx.lease_hash.reset();
+    EXPECT_EQ(decide(&running, cmd, ctx).error().code, ErrorCode::kLeaseMismatch)
+        << command_name(cmd);
+  }
+  // A client's cancel and the watchdog need no lease.
+  EXPECT_OK(decide(&running, RequestCancel{"r"}, ctx));
+  ctx.now_ms = kT0 + 3'600'000;
+  EXPECT_OK(decide(&running, ExpireDeadlines{}, ctx));
+}
+
+TEST(DomainLease, OrderTerminalThenLeaseThenVersionThenTransition) {
+  JobState queued = created_with(plain_create());
+  DecideContext ctx = context_at(kT0, kT0);
+  // Any lease on a queued job, even with a stale If-Match: lease-mismatch.
+  ctx.lease_hash = "aa";
+  ctx.expected_version = 7;
+  EXPECT_EQ(decide(&queued, Heartbeat{}, ctx).error().code, ErrorCode::kLeaseMismatch);
+  EXPECT_EQ(decide(&queued, StartJob{"w", "cc"}, ctx).error().code, ErrorCode::kLeaseMismatch);
+  // A terminal job answers job-terminal whatever the lease.
+  JobState done = applied(queued, {{EventType::kCancelled, {{"reason", "r"}}}}, kT0);
+  EXPECT_EQ(decide(&done, Heartbeat{}, ctx).error().code, ErrorCode::kJobTerminal);
+  // With the right lease, a stale version is 412, then transitions are checked.
+  JobState running = started_with_lease(queued, "aa", kT0 + 1);
+  EXPECT_EQ(decide(&running, Heartbeat{}, ctx).error().code, ErrorCode::kVersionMismatch);
+  ctx.expected_version.reset();
+  EXPECT_EQ(decide(&running, ConfirmCancelled{"r"}, ctx).error().code,
+            ErrorCode::kInvalidTransition);
+}
+
+TEST(DomainLease, AnAttemptStartedWithoutALeaseTakesReportsWithoutOne) {
+  JobState running = fold({created_event(), started_event()});
+  EXPECT_FALSE(running.lease_hash);
+  DecideContext ctx = context_at(kT0 + 2000, kT0);
+  EXPECT_OK(decide(&running, Heartbeat{}, ctx));
+  ctx.lease_hash = "aa";
+  EXPECT_EQ(decide(&running, Heartbeat{}, ctx).error().code, ErrorCode::kLeaseMismatch);
+}
+
+TEST(DomainCreate, NewMembersAreValidatedAndOnlyWrittenWhenAsked) {
+  auto plain = decide(nullptr, Command(plain_create()), DecideContext{});
+  ASSERT_OK(plain);
+  EXPECT_EQ((*plain)[0].data, created_event().data);  // a plain job's event is unchanged
+
+  CreateJob c = plain_create();
+  c.execution_timeout_s = 30;
+  c.queue_timeout_s = 604800;
+  c.not_before_ms = kT0 + 5000;
+  c.priority = -1000;
+  c.retry = RetryPolicy{3, 0, 86400};
+  auto full = decide(nullptr, Command(c), DecideContext{});
+  ASSERT_OK(full);
+  const json& d = (*full)[0].data;
+  EXPECT_EQ(d.at("execution_timeout_s"), 30);
+  EXPECT_EQ(d.at("queue_timeout_s"), 604800);
+  EXPECT_EQ(d.at("not_before"), format_rfc3339_ms(kT0 + 5000));
+  EXPECT_EQ(d.at("priority"), -1000);
+  EXPECT_EQ(d.at("retry"), (json{{"max_attempts", 3}, {"initial_backoff_s", 0},
+                                 {"max_backoff_s", 86400}}));
+  const JobState s = created_with(c);
+  EXPECT_EQ(s.execution_timeout_s, 30);
+  EXPECT_EQ(s.queue_timeout_s, 604800);
+  EXPECT_EQ(s.not_before_ms, kT0 + 5000);
+  EXPECT_EQ(s.priority, -1000);
+  EXPECT_EQ(s.max_attempts(), 3);
+  EXPECT_EQ(s.attempt, 1);
+  // The resource round-trips through a status row's JSON.
+  auto back = job_from_json(job_to_json(s, 0), s.created_seq);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, s);
+
+  struct Bad {
+    void (*set)(CreateJob&);
+    const char* what;
+  };
+  const Bad bad[] = {
+      {[](CreateJob& b) { b.execution_timeout_s = 0; }, "execution_timeout_s"},
+      {[](CreateJob& b) { b.execution_timeout_s = 604801; }, "execution_timeout_s"},
+      {[](CreateJob& b) { b.queue_timeout_s = 0; }, "queue_timeout_s"},
+      {[](CreateJob& b) { b.priority = 1001; }, "priority"},
+      {[](CreateJob& b) { b.priority = -1001; }, "priority"},
+      {[](CreateJob& b) { b.retry = RetryPolicy{0, 1, 300}; }, "retry.max_attempts"},
+      {[](CreateJob& b) { b.retry = RetryPolicy{101, 1, 300}; }, "retry.max_attempts"},
+      {[](CreateJob& b) { b.retry = RetryPolicy{2, -1, 300}; }, "retry.initial_backoff_s"},
+      {[](CreateJob& b) { b.retry = RetryPolicy{2, 1, 0}; }, "retry.max_backoff_s"},
+  };
+  for (const Bad& b : bad) {
+    CreateJob x = plain_create();
+    b.set(x);
+    auto r = decide(nullptr, Command(x), DecideContext{});
+    ASSERT_FALSE(r.ok()) << b.what;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidRequest);
+    EXPECT_NE(r.error().message.find(b.what), std::string::npos) << r.error().message;
+  }
+}
+
+TEST(DomainRetry, BackoffDoublesIsCappedAndJittersInItsUpperHalf) {
+  const RetryPolicy p{10, 2, 20};
+  EXPECT_EQ(retry_backoff_ms(p, 1, 0.0), 1000);   // 2 s step: 1 s fixed + 0
+  EXPECT_EQ(retry_backoff_ms(p, 1, 0.999), 1999);
+  EXPECT_EQ(retry_backoff_ms(p, 2, 0.0), 2000);   // 4 s step
+  EXPECT_EQ(retry_backoff_ms(p, 3, 0.5), 6000);   // 8 s step: 4 + 2
+  EXPECT_EQ(retry_backoff_ms(p, 5, 0.0), 10000);  // 32 s, capped at 20
+  EXPECT_EQ(retry_backoff_ms(p, 60, 1.0), 20000);  // no overflow
+  EXPECT_EQ(retry_backoff_ms(RetryPolicy{3, 0, 5}, 2, 0.7), 0);
+}
+
+TEST(DomainRetry, InfrastructureFailuresAndRetryableErrorsRetryWhileAttemptsRemain) {
+  CreateJob c = plain_create();
+  c.retry = RetryPolicy{2, 10, 300};
+  const JobState running = started_with_lease(created_with(c), "aa", kT0 + 1000);
+  DecideContext ctx = context_at(kT0 + 2000, kT0);
+  ctx.lease_hash = "aa";
+  ctx.jitter = 0.0;
+  struct Case {
+    json error;
+    bool retries;
+  };
+  const Case cases[] = {
+      {{{"code", "abandoned"}}, true},
+      {{{"code", "heartbeat_timeout"}}, true},
+      {{{"code", "execution_timeout"}}, true},
+      {{{"code", "bad_input"}, {"retryable", true}}, true},
+      {{{"code", "bad_input"}}, false},
+      {{{"code", "abandoned"}, {"retryable", false}}, true},  // the code says so
+  };
+  for (const Case& k : cases) {
+    auto events = decide(&running, FailJob{k.error}, ctx);
+    ASSERT_OK(events);
+    ASSERT_EQ(events->size(), 1u);
+    EXPECT_EQ((*events)[0].type, k.retries ? EventType::kRetryScheduled : EventType::kFailed)
+        << k.error;
+    if (!k.retries) continue;
+    const json& d = (*events)[0].data;
+    EXPECT_EQ(d.at("attempt"), 2);
+    EXPECT_EQ(d.at("error").at("code"), k.error.at("code"));
+    EXPECT_EQ(d.at("not_before"), format_rfc3339_ms(kT0 + 2000 + 5000));  // half of 10 s
+    const JobState again = applied(running, *events, kT0 + 2000);
+    EXPECT_EQ(again.status, JobStatus::kQueued);
+    EXPECT_EQ(again.attempt, 2);
+    EXPECT_EQ(again.last_error, d.at("error"));
+    EXPECT_EQ(again.not_before_ms, kT0 + 7000);
+    EXPECT_FALSE(again.lease_hash);
+    EXPECT_FALSE(again.worker);
+    EXPECT_FALSE(again.started_at_ms);
+    EXPECT_FALSE(again.deadline_ms);
+    EXPECT_TRUE(again.progress.is_null());
+    // The last attempt fails for good.
+    const JobState last = started_with_lease(again, "bb", kT0 + 8000);
+    DecideContext last_ctx = ctx;
+    last_ctx.lease_hash = "bb";
+    auto final_events = decide(&last, FailJob{k.error}, last_ctx);
+    ASSERT_OK(final_events);
+    EXPECT_EQ((*final_events)[0].type, EventType::kFailed);
+    EXPECT_EQ(applied(last, *final_events, kT0 + 9000).status, JobStatus::kFailed);
+  }
+}
+
+TEST(DomainRetry, NoRetryWithoutAPolicyOrAfterACancelRequest) {
+  const JobState plain = started_with_lease(created_with(plain_create()), "aa", kT0 + 1000);
+  DecideContext ctx = context_at(kT0 + 3'600'000, kT0);
+  auto expired = decide(&plain, ExpireDeadlines{}, ctx);
+  ASSERT_OK(expired);
+  EXPECT_EQ((*expired)[0].type, EventType::kFailed);
+
+  CreateJob c = plain_create();
+  c.retry = RetryPolicy{5, 1, 300};
+  JobState running = started_with_lease(created_with(c), "aa", kT0 + 1000);
+  running = applied(running, {{EventType::kCancelRequested, {{"reason", "r"}}}}, kT0 + 2000);
+  auto after_cancel = decide(&running, ExpireDeadlines{}, ctx);
+  ASSERT_OK(after_cancel);
+  EXPECT_EQ((*after_cancel)[0].type, EventType::kFailed);
+}
+
+TEST(DomainTimeouts, ExecutionTimeoutFiresWhateverTheHeartbeats) {
+  CreateJob c = plain_create();
+  c.execution_timeout_s = 30;
+  JobState running = started_with_lease(created_with(c), "aa", kT0 + 1000);
+  // Heartbeats keep the heartbeat deadline ahead...
+  running = applied(running, {{EventType::kHeartbeat, {{"progress", nullptr}}}}, kT0 + 29'000);
+  EXPECT_EQ(next_deadline_ms(running), kT0 + 31'000);  // the execution timeout comes first
+  DecideContext ctx = context_at(kT0 + 30'999, kT0);
+  auto early = decide(&running, ExpireDeadlines{}, ctx);
+  ASSERT_OK(early);
+  EXPECT_TRUE(early->empty());
+  // ...but the attempt ends 30 s after it started.
+  ctx.now_ms = kT0 + 31'000;
+  auto due = decide(&running, ExpireDeadlines{}, ctx);
+  ASSERT_OK(due);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].type, EventType::kFailed);
+  const json& e = (*due)[0].data.at("error");
+  EXPECT_EQ(e.at("code"), "execution_timeout");
+  EXPECT_EQ(e.at("details").at("started_at"), format_rfc3339_ms(kT0 + 1000));
+  EXPECT_EQ(e.at("details").at("timeout_at"), format_rfc3339_ms(kT0 + 31'000));
+}
+
+TEST(DomainTimeouts, QueueTimeoutCountsFromWhenTheJobBecameClaimable) {
+  CreateJob c = plain_create();
+  c.queue_timeout_s = 10;
+  c.not_before_ms = kT0 + 60'000;
+  const JobState queued = created_with(c);
+  EXPECT_EQ(claimable_at_ms(queued), kT0 + 60'000);
+  EXPECT_EQ(next_deadline_ms(queued), kT0 + 70'000);
+  DecideContext ctx = context_at(kT0 + 69'999, kT0);
+  auto early = decide(&queued, ExpireDeadlines{}, ctx);
+  ASSERT_OK(early);
+  EXPECT_TRUE(early->empty());
+  ctx.now_ms = kT0 + 70'000;
+  auto due = decide(&queued, ExpireDeadlines{}, ctx);
+  ASSERT_OK(due);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].type, EventType::kFailed);
+  EXPECT_EQ((*due)[0].data.at("error").at("code"), "queue_timeout");
+  // A not_before in the past counts from creation.
+  c.not_before_ms = kT0 - 60'000;
+  EXPECT_EQ(claimable_at_ms(created_with(c)), kT0);
+  // Started in time: no queue deadline any more.
+  EXPECT_EQ(next_deadline_ms(started_with_lease(queued, "aa", kT0 + 61'000)),
+            kT0 + 61'000 + kTimeoutS * 1000);
+}
+
+TEST(DomainApply, RetryScheduledIsCheckedLikeEveryOtherEvent) {
+  CreateJob c = plain_create();
+  c.retry = RetryPolicy{2, 1, 300};
+  const JobState running = started_with_lease(created_with(c), "aa", kT0 + 1000);
+  const json error = {{"code", "abandoned"}, {"message", ""}, {"details", nullptr}};
+  auto retry = [&](json data) {
+    return apply(&running, make_event(3, 3, EventType::kRetryScheduled, kT0 + 2000, data));
+  };
+  const std::string nb = format_rfc3339_ms(kT0 + 3000);
+  EXPECT_OK(retry({{"attempt", 2}, {"error", error}, {"not_before", nb}}));
+  EXPECT_FALSE(retry({{"attempt", 3}, {"error", error}, {"not_before", nb}}).ok());
+  EXPECT_FALSE(retry({{"attempt", 2}, {"not_before", nb}}).ok());
+  EXPECT_FALSE(retry({{"attempt", 2}, {"error", error}}).ok());
+  const JobState queued = created_with(c);
+  EXPECT_FALSE(apply(&queued, make_event(2, 2, EventType::kRetryScheduled, kT0,
+                                         {{"attempt", 2}, {"error", error}, {"not_before", nb}}))
+                   .ok());
+  // Without a policy there is no second attempt to schedule.
+  const JobState plain = started_with_lease(created_with(plain_create()), "aa", kT0 + 1000);
+  EXPECT_FALSE(apply(&plain, make_event(3, 3, EventType::kRetryScheduled, kT0 + 2000,
+                                        {{"attempt", 2}, {"error", error}, {"not_before", nb}}))
+                   .ok());
 }
 
 }  // namespace

@@ -165,7 +165,7 @@ TEST(DomainEventType, NamesAndBytes) {
       {EventType::kCreated, "created"},     {EventType::kStarted, "started"},
       {EventType::kHeartbeat, "heartbeat"}, {EventType::kSucceeded, "succeeded"},
       {EventType::kFailed, "failed"},       {EventType::kCancelRequested, "cancel_requested"},
-      {EventType::kCancelled, "cancelled"}};
+      {EventType::kCancelled, "cancelled"},  {EventType::kRetryScheduled, "retry_scheduled"}};
   for (const auto& [type, name] : all) {
     EXPECT_EQ(event_type_name(type), name);
     EXPECT_EQ(parse_event_type(name), type);
@@ -174,7 +174,8 @@ TEST(DomainEventType, NamesAndBytes) {
   // The stored byte values are part of the on-disk format.
   EXPECT_EQ(static_cast<int>(EventType::kCreated), 1);
   EXPECT_EQ(static_cast<int>(EventType::kCancelled), 7);
-  for (int b : {0, 8, 99, 255}) EXPECT_FALSE(event_type_from_byte(static_cast<uint8_t>(b))) << b;
+  EXPECT_EQ(static_cast<int>(EventType::kRetryScheduled), 8);
+  for (int b : {0, 9, 99, 255}) EXPECT_FALSE(event_type_from_byte(static_cast<uint8_t>(b))) << b;
   EXPECT_FALSE(parse_event_type("Created"));
   EXPECT_FALSE(parse_event_type(""));
 }
@@ -399,5 +400,20 @@ TEST(DomainCanonicalJson, InvalidUtf8Throws) {
   EXPECT_THROW(canonical_dump(j), json::type_error);
 }
 
+
+TEST(DomainClock, ParsesTheRfc3339FormsClientsSend) {
+  const TimeMs t = *parse_rfc3339_ms("2026-12-06T18:00:00.000Z");
+  EXPECT_EQ(parse_rfc3339("2026-12-06T18:00:00Z"), t);
+  EXPECT_EQ(parse_rfc3339("2026-12-06t18:00:00z"), t);
+  EXPECT_EQ(parse_rfc3339("2026-12-06T18:00:00.000Z"), t);
+  EXPECT_EQ(parse_rfc3339("2026-12-06T18:00:00.5Z"), t + 500);
+  EXPECT_EQ(parse_rfc3339("2026-12-06T18:00:00.123456789Z"), t + 123);
+  EXPECT_EQ(parse_rfc3339("2026-12-06T19:30:00+01:30"), t);
+  EXPECT_EQ(parse_rfc3339("2026-12-06T16:00:00-02:00"), t);
+  for (const char* bad : {"2026-12-06", "2026-12-06T18:00:00", "2026-12-06T18:00:00.Z",
+                          "2026-12-06T18:00:00+0100", "2026-02-30T18:00:00Z", "2026-12-06T24:00:00Z",
+                          "2026-12-06T18:00:00Zjunk", "tomorrow"})
+    EXPECT_FALSE(parse_rfc3339(bad)) << bad;
+}
 }  // namespace
 }  // namespace jobstate

@@ -338,7 +338,7 @@ TEST_F(CorruptionTest, GarbageBytes) {
 }
 
 TEST_F(CorruptionTest, UnknownEventTypeByte) {
-  for (uint8_t type : {uint8_t{0}, uint8_t{8}, uint8_t{0xff}}) {
+  for (uint8_t type : {uint8_t{0}, uint8_t{9}, uint8_t{0xff}}) {
     std::string v = original_;
     v[41] = static_cast<char>(type);  // format | hash(32) | version(8) | type
     put_event(3, v);

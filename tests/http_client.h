@@ -111,10 +111,18 @@ class HttpClient {
 
     curl_slist* list = nullptr;
     bool has_content_type = false;
+    bool has_lease = false;
     for (const auto& h : headers) {
       list = curl_slist_append(list, h.c_str());
       has_content_type = has_content_type || starts_with_ci(h, "content-type:");
+      has_lease = has_lease || starts_with_ci(h, "job-lease:");
     }
+    // Like a worker, a report carries the lease its attempt was started with
+    // (unless the test passes its own Job-Lease, or "Job-Lease:" for none).
+    const std::string report_of = reported_job(method, path);
+    if (!report_of.empty() && !has_lease)
+      if (auto lease = leases().find(report_of); !lease.empty())
+        list = curl_slist_append(list, ("Job-Lease: " + lease).c_str());
     if (body && !body->empty() && !has_content_type)
       list = curl_slist_append(list, "Content-Type: application/json");
     list = curl_slist_append(list, "Expect:");  // no 100-continue
@@ -136,7 +144,31 @@ class HttpClient {
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &r.status);
     curl_easy_getinfo(curl_, CURLINFO_NUM_CONNECTS, &r.new_connections);
     curl_easy_getinfo(curl_, CURLINFO_LOCAL_PORT, &r.local_port);
+    remember_lease(method, path, r);
     return r;
+  }
+
+  // The leases the server handed out (Job-Lease on start and claim
+  // answers), by job id, shared by every HttpClient of the process.
+  class LeaseBook {
+   public:
+    std::string find(const std::string& id) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = leases_.find(id);
+      return it == leases_.end() ? std::string() : it->second;
+    }
+    void put(const std::string& id, const std::string& lease) {
+      std::lock_guard<std::mutex> lock(mu_);
+      leases_[id] = lease;
+    }
+
+   private:
+    std::mutex mu_;
+    std::map<std::string, std::string> leases_;
+  };
+  static LeaseBook& leases() {
+    static LeaseBook book;
+    return book;
   }
 
   HttpResponse get(const std::string& path, const std::vector<std::string>& headers = {}) {
@@ -157,6 +189,30 @@ class HttpClient {
     for (size_t i = 0; i < prefix.size(); ++i)
       if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
     return true;
+  }
+
+  // The job id when method and path are a worker's report on it.
+  static std::string reported_job(const std::string& method, const std::string& path) {
+    if (method != "POST" || path.rfind("/v1/jobs/", 0) != 0) return {};
+    const size_t slash = path.find('/', 9);
+    if (slash == std::string::npos) return {};
+    std::string action = path.substr(slash + 1);
+    action = action.substr(0, action.find('?'));
+    for (const char* a : {"heartbeat", "succeed", "fail", "cancelled"})
+      if (action == a) return path.substr(9, slash - 9);
+    return {};
+  }
+
+  static void remember_lease(const std::string& method, const std::string& path,
+                             const HttpResponse& r) {
+    if (method != "POST" || r.status != 200 || !r.has_header("Job-Lease")) return;
+    if (path.rfind("/v1/jobs/", 0) == 0) {
+      const size_t slash = path.find('/', 9);
+      if (slash != std::string::npos) leases().put(path.substr(9, slash - 9), r.header("Job-Lease"));
+    } else if (path == "/v1/claims") {
+      auto j = nlohmann::json::parse(r.body, nullptr, false);
+      if (j.is_object() && j.contains("id")) leases().put(j["id"].get<std::string>(), r.header("Job-Lease"));
+    }
   }
 
   static size_t on_body(char* data, size_t size, size_t n, void* user) {

@@ -197,7 +197,7 @@ inline FilledStore fill_varied_store(const std::string& dir, int jobs = 48) {
   // The watchdog's failure for the 8s: past every deadline of those jobs.
   clock.advance_ms(120'000);
   for (int i = 0; i < jobs; ++i)
-    if (i % 9 == 8) batch.push_back(request(filled.jobs[i], ExpireHeartbeat{}));
+    if (i % 9 == 8) batch.push_back(request(filled.jobs[i], ExpireDeadlines{}));
   execute_all(**store, std::move(batch));
   filled.head = (*store)->writer().committed_head();
   return filled;

@@ -6,6 +6,9 @@
 // other; and when the node leading the watchdog dies, the other takes over.
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <set>
+
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -279,18 +282,58 @@ TEST_F(PgMultiNodeTest, VerifyAndReplayReadAPostgresStore) {
   EXPECT_TRUE(is_one_line_error(bad, "postgresql://")) << bad.err;
 }
 
+// Claims on two nodes: the head row's lock serialises every node's write
+// cycle, so no two claimers get one job; a claim parked on one node wakes on
+// a job created through the other.
+TEST_F(PgMultiNodeTest, ClaimersOnTwoNodesNeverShareAJobAndWakeAcrossNodes) {
+  auto a = node("a"), b = node("b");
+  HttpClient ca(a->url());
+  constexpr int kJobs = 40;
+  for (int i = 0; i < kJobs; ++i) ASSERT_EQ(ca.post_json("/v1/jobs", {{"type", "claimed"}}).status, 202);
+  std::mutex mu;
+  std::vector<std::string> got;
+  std::vector<std::thread> claimers;
+  for (int t = 0; t < 8; ++t)
+    claimers.emplace_back([&, t] {
+      HttpClient c(t % 2 ? b->url() : a->url());
+      for (int k = 0; k < kJobs; ++k) {  // bounded
+        auto r = c.post_json("/v1/claims", {{"types", {"claimed"}}, {"worker", "w" + std::to_string(t)}});
+        if (r.status != 200) break;
+        std::lock_guard<std::mutex> lock(mu);
+        got.push_back(r.json()["id"]);
+      }
+    });
+  for (auto& t : claimers) t.join();
+  EXPECT_EQ(got.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()).size(), got.size()) << "a job claimed twice";
+
+  HttpResponse parked;
+  std::thread waiter([&] {
+    HttpClient cb(b->url());
+    cb.set_timeout_s(60);
+    parked = cb.post_json("/v1/claims", {{"types", {"later"}}, {"worker", "wb"}, {"wait_s", 30}});
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let it park on b
+  auto created = ca.post_json("/v1/jobs", {{"type", "later"}});
+  ASSERT_EQ(created.status, 202);
+  waiter.join();
+  ASSERT_EQ(parked.status, 200) << parked.body;
+  EXPECT_EQ(parked.json()["id"], created.json()["id"]);
+  EXPECT_FALSE(parked.header("Job-Lease").empty());
+}
+
 // The schema is created on first use and versioned; a node refuses, with one
 // line and before serving, a database whose schema is newer than it knows.
 TEST_F(PgMultiNodeTest, ANodeRefusesASchemaNewerThanItKnows) {
   {
-    auto a = node("a");  // creates the schema (version 1)
+    auto a = node("a");  // creates the schema (version 2)
   }
   auto c = pg::Connection::open(pg_.uri());
   ASSERT_OK(c);
   auto v = (*c)->exec("SELECT max(version) FROM jobstate_schema");
   ASSERT_OK(v);
-  EXPECT_EQ(v->i64(0, 0), 1);
-  ASSERT_OK((*c)->exec("INSERT INTO jobstate_schema VALUES (2)"));
+  EXPECT_EQ(v->i64(0, 0), 2);
+  ASSERT_OK((*c)->exec("INSERT INTO jobstate_schema VALUES (3)"));
   ServeOptions o;
   o.store = pg_.uri();
   o.output_path = dir_.sub("newer.log");
@@ -299,7 +342,7 @@ TEST_F(PgMultiNodeTest, ANodeRefusesASchemaNewerThanItKnows) {
   auto status = refused.wait_exit(std::chrono::seconds(30));
   ASSERT_TRUE(status.has_value());
   EXPECT_NE(WEXITSTATUS(*status), 0);
-  EXPECT_NE(refused.output().find("schema version 2, newer than this jobstate knows (1)"),
+  EXPECT_NE(refused.output().find("schema version 3, newer than this jobstate knows (2)"),
             std::string::npos)
       << refused.output();
 }

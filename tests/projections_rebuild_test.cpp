@@ -165,7 +165,7 @@ class RebuildTest : public testing::StoreTest {
     for (auto& d : *due) {
       auto row = store_->projection().row(d.job_id);
       ASSERT_OK(row);
-      must(d.job_id, ExpireHeartbeat{}, (*row)->version);
+      must(d.job_id, ExpireDeadlines{}, (*row)->version);
     }
     // Some fresh jobs after the expiries, one left running.
     for (int i = 0; i < 5; ++i) {

@@ -364,14 +364,14 @@ TEST_F(ProjectionTest, AnExactDeadlineIndexIsConvertedOnOpen) {
   EXPECT_EQ((*due)[0].job_id, a);
 }
 
-// The watchdog path end to end: index says due → ExpireHeartbeat with the
+// The watchdog path end to end: index says due → ExpireDeadlines with the
 // version seen → failed with heartbeat_timeout; a heartbeat that commits
 // first wins.
-TEST_F(ProjectionTest, ExpireHeartbeatThroughTheWriter) {
+TEST_F(ProjectionTest, ExpireDeadlinesThroughTheWriter) {
   const JobId a = create("t", 10);
   must(a, StartJob{"w"});
   clock_.set_ms(kT0 + 9'999);
-  auto early = must(a, ExpireHeartbeat{}, 2);
+  auto early = must(a, ExpireDeadlines{}, 2);
   EXPECT_TRUE(early.events.empty());
   EXPECT_EQ(early.state().status, JobStatus::kRunning);
 
@@ -385,11 +385,11 @@ TEST_F(ProjectionTest, ExpireHeartbeatThroughTheWriter) {
   // A heartbeat sneaks in before the watchdog's command: the watchdog's stale
   // version loses.
   must(a, Heartbeat{nullptr});
-  EXPECT_ERROR_CODE(run(a, ExpireHeartbeat{}, seen_version), ErrorCode::kVersionMismatch);
+  EXPECT_ERROR_CODE(run(a, ExpireDeadlines{}, seen_version), ErrorCode::kVersionMismatch);
   EXPECT_TRUE(store_->projection().expired(clock_.now_ms(), 10)->empty());
 
   clock_.set_ms(kT0 + 20'000);
-  auto failed = must(a, ExpireHeartbeat{}, 3);
+  auto failed = must(a, ExpireDeadlines{}, 3);
   ASSERT_EQ(failed.events.size(), 1u);
   EXPECT_EQ(failed.state().status, JobStatus::kFailed);
   EXPECT_EQ(failed.state().error.at("code"), "heartbeat_timeout");
@@ -416,12 +416,12 @@ TEST_F(ProjectionTest, RestartGivesGraceToOverdueJobs) {
   const json shown = json::parse((*row)->render(store_->writer().server_start_ms()));
   EXPECT_EQ(shown.at("deadline_at"), format_rfc3339_ms(restart + 10'000));
 
-  auto graced = must(a, ExpireHeartbeat{}, 2);
+  auto graced = must(a, ExpireDeadlines{}, 2);
   EXPECT_TRUE(graced.events.empty()) << "workers could not reach us while we were down";
   clock_.set_ms(restart + 9'999);
-  EXPECT_TRUE(must(a, ExpireHeartbeat{}, 2).events.empty());
+  EXPECT_TRUE(must(a, ExpireDeadlines{}, 2).events.empty());
   clock_.set_ms(restart + 10'000);
-  auto failed = must(a, ExpireHeartbeat{}, 2);
+  auto failed = must(a, ExpireDeadlines{}, 2);
   ASSERT_EQ(failed.events.size(), 1u);
   EXPECT_EQ(failed.events[0].data.at("error").at("details").at("deadline_at"),
             format_rfc3339_ms(restart + 10'000));

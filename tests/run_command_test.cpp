@@ -184,6 +184,31 @@ TEST_F(RunCommandTest, HeartbeatTimeoutFlagIsUsed) {
   EXPECT_EQ(job_of(out).heartbeat_timeout_s, 7);
 }
 
+// A command that hangs while its runner keeps heartbeating is still failed:
+// the execution timeout counts from the start, heartbeats or not.
+TEST_F(RunCommandTest, AHungCommandThatStillHeartbeatsIsFailedByItsExecutionTimeout) {
+  SleepingRun run(server_->url(), {"--heartbeat-timeout", "3", "--execution-timeout", "1"}, *dir_,
+                  "hung");
+  ASSERT_TRUE(run.started()) << run.err();
+  Job j;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto now = client_->get(run.job_id());
+        if (now) j = *now;
+        return now && now->terminal();
+      },
+      seconds(30)))
+      << run.err();
+  EXPECT_EQ(j.state, "failed");
+  EXPECT_EQ(j.error["code"], "execution_timeout");
+  EXPECT_EQ(j.raw["execution_timeout_s"], 1);
+  // The runner saw its job lost; it heartbeat within its 3 s timeout all along.
+  EXPECT_TRUE(eventually([&] { return run.err().find("execution_timeout") != std::string::npos ||
+                                      run.err().find("as failed") != std::string::npos; },
+                         seconds(10)))
+      << run.err();
+}
+
 TEST_F(RunCommandTest, CancelStopsTheCommand) {
   SleepingRun run(server_->url(), {"--heartbeat-timeout", "3"}, *dir_, "cancel");
   ASSERT_TRUE(run.started()) << run.err();

@@ -170,15 +170,15 @@ TEST_F(WatchdogLogic, ASweepTakesOnlyTheExpiredRangeAndAtMostItsLimit) {
 }
 
 TEST_F(WatchdogLogic, AHeartbeatThatCommitsFirstWinsOverTheWatchdogsCommand) {
-  // What the watchdog sends: ExpireHeartbeat at the version it read. A
+  // What the watchdog sends: ExpireDeadlines at the version it read. A
   // heartbeat that lands in between makes that command a version mismatch.
   JobId id = running_job(10);
   const uint64_t seen = state(id).version;
   clock_.set_ms(kT0 + 10'000);
   ASSERT_OK(run(id, Heartbeat{}));  // the worker was just in time
-  EXPECT_ERROR_CODE(run(id, ExpireHeartbeat{}, seen), ErrorCode::kVersionMismatch);
+  EXPECT_ERROR_CODE(run(id, ExpireDeadlines{}, seen), ErrorCode::kVersionMismatch);
   // At the current version the expiry re-checks the (new) deadline: nothing to do.
-  auto again = run(id, ExpireHeartbeat{}, state(id).version);
+  auto again = run(id, ExpireDeadlines{}, state(id).version);
   ASSERT_OK(again);
   EXPECT_TRUE(again->events.empty());
   EXPECT_EQ(state(id).status, JobStatus::kRunning);

@@ -68,7 +68,7 @@ size_t Watchdog::sweep_once() {
     for (auto& d : *expired) {
       if (pending.size() >= options_.max_per_sweep) break;
       auto row = jobs_.row(d.job_id);
-      if (!row || !*row || (*row)->status != JobStatus::kRunning) continue;
+      if (!row || !*row || (*row)->deadline_ms == 0) continue;
       // The index files a job up to a quarter timeout before its deadline,
       // and a deadline that passed while the server was down gets its grace:
       // the row decides.
@@ -79,7 +79,7 @@ size_t Watchdog::sweep_once() {
       pending.push_back(done->get_future());
       CommandRequest req;
       req.job_id = d.job_id;
-      req.command = ExpireHeartbeat{};
+      req.command = ExpireDeadlines{};
       req.expected_version = (*row)->version;
       writer_.submit(std::move(req), [done, id = d.job_id](Result<CommandOutcome> r) {
         if (r && !r->events.empty())

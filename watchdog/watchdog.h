@@ -5,7 +5,7 @@
 // the cost follows the expired jobs, not the running ones), re-reads each
 // job's row, skips it while the row's deadline is still ahead (the index files
 // a job up to a quarter timeout early, see status_projection.h), and submits
-// ExpireHeartbeat through the writer with the version it saw. A heartbeat or success that commits first wins: the command is refused
+// ExpireDeadlines through the writer with the version it saw. A heartbeat or success that commits first wins: the command is refused
 // with a version mismatch or decides nothing, and the next sweep re-checks.
 // Deadlines that passed while the server was down get one heartbeat_timeout
 // of grace from the writer's start (effective_deadline_ms).

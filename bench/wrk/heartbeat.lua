@@ -1,14 +1,19 @@
 -- POST /v1/jobs/{id}/heartbeat on a random one of the running jobs listed in
--- the file named by JOBSTATE_IDS (one id per line). No Connection header is
--- forced: the server must keep connections alive on its own.
-local ids = {}
-for line in io.lines(os.getenv("JOBSTATE_IDS")) do ids[#ids + 1] = line end
+-- the file named by JOBSTATE_IDS (one "id lease" per line: each report
+-- carries its attempt's Job-Lease). No Connection header is forced: the
+-- server must keep connections alive on its own.
+local ids, leases = {}, {}
+for line in io.lines(os.getenv("JOBSTATE_IDS")) do
+  local id, lease = line:match("^(%S+)%s*(%S*)$")
+  ids[#ids + 1] = id
+  leases[#leases + 1] = lease
+end
 local body = '{"progress":{"fraction":0.5,"message":"half way"}}'
-local headers = { ["Content-Type"] = "application/json" }
 math.randomseed(os.time())
 request = function()
-  local id = ids[math.random(#ids)]
-  return wrk.format("POST", "/v1/jobs/" .. id .. "/heartbeat", headers, body)
+  local i = math.random(#ids)
+  local headers = { ["Content-Type"] = "application/json", ["Job-Lease"] = leases[i] }
+  return wrk.format("POST", "/v1/jobs/" .. ids[i] .. "/heartbeat", headers, body)
 end
 -- Count non-2xx answers so a failing run cannot pass as fast.
 local errors = 0

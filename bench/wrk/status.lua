@@ -1,6 +1,6 @@
 -- GET /v1/jobs/{id} on a random one of the jobs listed in JOBSTATE_IDS.
 local ids = {}
-for line in io.lines(os.getenv("JOBSTATE_IDS")) do ids[#ids + 1] = line end
+for line in io.lines(os.getenv("JOBSTATE_IDS")) do ids[#ids + 1] = line:match("^(%S+)") end
 math.randomseed(os.time())
 request = function()
   return wrk.format("GET", "/v1/jobs/" .. ids[math.random(#ids)])

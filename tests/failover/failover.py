@@ -47,13 +47,19 @@ def node_addr(url):
     return u.hostname, u.port
 
 
+REPORTS = ("heartbeat", "succeed", "fail", "cancelled")
+
+
 class Client:
-    """One keep-alive connection per node, used by one thread."""
+    """One keep-alive connection per node, used by one thread. Like a
+    worker, it keeps the Job-Lease of each start it made and sends it with
+    that job's reports."""
 
     def __init__(self, urls, timeout=CLIENT_TIMEOUT_S):
         self.addrs = [node_addr(u) for u in urls]
         self.timeout = timeout
         self.conns = [None] * len(urls)
+        self.leases = {}
 
     def request(self, node, method, path, body=None):
         """Returns a record: t0, t1, node, method, path, status (None: no
@@ -62,6 +68,10 @@ class Client:
                "ctype": None, "body": None, "err": None}
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        parts = path.split("?")[0].split("/")  # "", "v1", "jobs", id, action
+        job = parts[3] if len(parts) == 5 and parts[2] == "jobs" else None
+        if job and parts[4] in REPORTS and job in self.leases:
+            headers["Job-Lease"] = self.leases[job]
         rec["t0"] = time.time()
         try:
             if self.conns[node] is None:
@@ -73,6 +83,8 @@ class Client:
             text = r.read().decode("utf-8", "replace")
             rec["status"] = r.status
             rec["ctype"] = r.getheader("Content-Type")
+            if job and parts[4] == "start" and r.getheader("Job-Lease"):
+                self.leases[job] = r.getheader("Job-Lease")
             rec["body"] = text
             if (r.getheader("Connection") or "").lower() == "close":
                 c.close()

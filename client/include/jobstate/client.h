@@ -100,6 +100,10 @@ struct Job {
   bool cancel_requested = false;
   nlohmann::json result;
   nlohmann::json error;  // null or {"code", "message", "details"}
+  // The attempt's lease (the Job-Lease header) on the answer to a start: the
+  // attempt's reports must carry it. A Client sends it by itself for the
+  // attempts it started.
+  std::optional<std::string> lease;
   // The resource exactly as received, including members this version of
   // the library does not know.
   nlohmann::json raw;
@@ -146,6 +150,14 @@ struct CreateJobRequest {
   nlohmann::json params = nlohmann::json::object();  // any JSON
   std::optional<int64_t> heartbeat_timeout_s;        // 1-86400; nullopt: the server's default (120)
   nlohmann::json labels = nlohmann::json::object();  // at most 32 string pairs
+  // Optional (API.md "Workers, timeouts, retries, webhooks"); unset members
+  // are not sent.
+  std::optional<int64_t> execution_timeout_s = {};  // 1-604800: an attempt may run this long
+  std::optional<int64_t> queue_timeout_s = {};      // 1-604800: it may wait this long to start
+  std::optional<std::string> not_before = {};       // RFC 3339: not claimable before
+  std::optional<int64_t> priority = {};             // -1000..1000; claims take the highest
+  // {"max_attempts", "initial_backoff_s", "max_backoff_s"}; null: no retry.
+  nlohmann::json retry = nullptr;
 };
 
 // GET /v1/jobs filters; empty / nullopt members are not sent.
@@ -204,6 +216,13 @@ class Client {
   Result<FeedPage> feed(uint64_t after_seq, std::optional<int> limit = std::nullopt,
                         int64_t wait_s = 0);
 
+  // POST /v1/claims: starts the best claimable job of `types` as `worker`
+  // (highest priority, then oldest), waiting up to wait_s (0–60) for one.
+  // nullopt when none came (204). The job's lease is in Job::lease, and
+  // this client sends it with the job's reports.
+  Result<std::optional<Job>> claim(const std::vector<std::string>& types, const std::string& worker,
+                                   int64_t wait_s = 0);
+
   // Transitions. if_match: the version the caller last saw; the server
   // answers 412 version-mismatch when the job moved on. A report on a
   // finished job answers 409 job-terminal with the job's "state" in
@@ -223,6 +242,10 @@ class Client {
                      std::optional<uint64_t> if_match = std::nullopt);
   Result<Job> cancelled(const std::string& job_id, const std::string& reason = "",
                         std::optional<uint64_t> if_match = std::nullopt);
+
+  // Sends `lease` as Job-Lease with this client's reports on job_id (a
+  // client does so by itself for the attempts it started).
+  void use_lease(const std::string& job_id, const std::string& lease);
 
   // GET /v1/audit/head.
   Result<AuditHead> audit_head();

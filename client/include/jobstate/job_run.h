@@ -87,6 +87,9 @@ class JobRun {
   // worker and begins heartbeating. On error nothing runs; a job created
   // before start failed stays queued (the problem's detail names it).
   static Result<std::unique_ptr<JobRun>> start(const ClientOptions& client, JobRunOptions options);
+  // Takes over a job this worker already started (a claim's answer, with its
+  // lease) and begins heartbeating; options.job_id and create are ignored.
+  static std::unique_ptr<JobRun> adopt(const ClientOptions& client, JobRunOptions options, Job job);
 
   // Reports failed/"abandoned" unless an outcome landed or the job is lost
   // (after sending pending progress, so the job shows how far it got), then
@@ -175,6 +178,7 @@ class JobRun {
   const int uncaught_at_start_;
 
   Client heartbeat_client_;  // used only by the heartbeat thread
+  const std::optional<std::string> lease_;  // the attempt's Job-Lease
 
   mutable std::mutex mu_;
   std::condition_variable wake_;  // heartbeat thread and sleep_unless_stopped()

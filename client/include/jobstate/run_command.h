@@ -31,6 +31,7 @@
 // closed stdout would kill the runner.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -41,6 +42,8 @@
 
 namespace jobstate::client {
 
+class JobRun;
+
 // Exit statuses beyond the command's own.
 constexpr int kRunExitSpawnFailed = 127;  // the command could not be started
 constexpr int kRunExitNoJob = 125;        // the job could not be created or started
@@ -49,6 +52,7 @@ struct RunCommandOptions {
   ClientOptions client;
   std::string type = "command";                // the job's type
   std::optional<int64_t> heartbeat_timeout_s;  // nullopt: the server's default (120)
+  std::optional<int64_t> execution_timeout_s;  // nullopt: none; else the job fails after it
   nlohmann::json labels = nlohmann::json::object();
   // REQUIRES: not empty. argv[0] is looked up in PATH.
   std::vector<std::string> argv;
@@ -65,6 +69,58 @@ struct RunCommandOptions {
 // nullopt when the line is not a progress line (wrong keyword, fraction not
 // a number in [0, 1]); then it is ordinary output.
 std::optional<Progress> parse_progress_line(std::string_view line);
+
+// How run_command_for_job runs a command for a job.
+struct ProcessSpec {
+  // REQUIRES: not empty. argv[0] is looked up in PATH.
+  std::vector<std::string> argv;
+  // "NAME=value" entries added to the environment (replacing ours).
+  std::vector<std::string> env;
+  // The command's stdin; nullopt: the caller's.
+  std::optional<std::string> stdin_text;
+  int64_t cancel_grace_ms = 10000;
+  size_t stderr_tail_bytes = 4096;
+  int stdout_fd = 1;
+  int stderr_fd = 2;
+  std::function<void(const std::string&)> log;
+  // Forward SIGTERM, SIGINT and SIGHUP to the command while it runs (the
+  // handlers are the process's: one command at a time).
+  bool forward_signals = false;
+  // When it turns true the command gets SIGTERM, then SIGKILL after
+  // cancel_grace_ms, and the job fails with code "abandoned".
+  const std::atomic<bool>* terminate = nullptr;
+};
+
+// Runs spec.argv for the job of `run`, as described at the top (progress lines,
+// stdout result, exit mapping, cancel), and reports the outcome. Returns the
+// command's exit status as run_command_as_job does.
+int run_command_for_job(JobRun& run, const ProcessSpec& spec);
+
+// `jobstate work`: claims jobs of `types` and runs argv for each.
+struct WorkOptions {
+  ClientOptions client;
+  std::vector<std::string> types;  // REQUIRES: not empty
+  int concurrency = 1;             // commands at once
+  std::string worker;              // empty: "host/pid"
+  std::vector<std::string> argv;   // REQUIRES: not empty
+  int64_t cancel_grace_ms = 10000;
+  size_t stderr_tail_bytes = 4096;
+  int64_t claim_wait_s = 20;  // each claim long-polls this long
+  int stdout_fd = 1;
+  int stderr_fd = 2;
+  std::function<void(const std::string&)> log;  // default: "jobstate work: " on stderr
+};
+
+// Runs `concurrency` loops, each claiming a job (POST /v1/claims, with its
+// lease) and running argv for it: the job's params as JSON on stdin and in
+// JOBSTATE_PARAMS, its id in JOBSTATE_JOB_ID, its attempt in
+// JOBSTATE_ATTEMPT, the server in JOBSTATE_SERVER; heartbeats, PROGRESS
+// lines, the exit mapping and cancel as for `jobstate run`. The first
+// SIGTERM, SIGINT or SIGHUP drains: no new claims, the running commands
+// finish and are reported; a second one stops them (SIGTERM, then SIGKILL
+// after cancel_grace_ms) and fails their jobs "abandoned", which a retry
+// policy runs again. Returns 0 after a drain, 2 on bad options.
+int work_on_claims(const WorkOptions& options);
 
 // Runs options.argv as a job (see above). Returns the status the runner
 // should exit with: the command's exit code, 128 + signal when it was killed,
