@@ -45,7 +45,8 @@ class PgWebhookCursors final : public WebhookCursors {
         "WITH added AS (INSERT INTO jobstate_webhook_cursors (url, seq) VALUES ($1, $2) "
         "ON CONFLICT (url) DO NOTHING RETURNING seq) "
         "SELECT seq FROM added UNION ALL "
-        "SELECT seq FROM jobstate_webhook_cursors WHERE url = $1 AND NOT EXISTS (SELECT 1 FROM added)",
+        "SELECT seq FROM jobstate_webhook_cursors WHERE url = $1 AND NOT EXISTS (SELECT 1 FROM "
+        "added)",
         {url, pg::num(static_cast<int64_t>(initial))});
     if (!rows) return rows.error();
     if (rows->size() != 1)

@@ -79,7 +79,8 @@ class WebhookReceiver {
       bound = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
       if (!bound) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (!bound || ::listen(listen_fd_, 64) != 0) throw std::runtime_error("receiver: cannot listen");
+    if (!bound || ::listen(listen_fd_, 64) != 0)
+      throw std::runtime_error("receiver: cannot listen");
     socklen_t len = sizeof addr;
     ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
@@ -132,13 +133,15 @@ class WebhookReceiver {
       }
       const int status = responder ? responder(req, n) : 200;
       if (status == 0 || stopping_) break;
-      const std::string answer = "HTTP/1.1 " + std::to_string(status) +
-                                 " Answer\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+      const std::string answer =
+          "HTTP/1.1 " + std::to_string(status) +
+          " Answer\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
       {
         std::lock_guard lock(mu_);
         requests_[n].answered = status;
       }
-      if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(answer.size()))
+      if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(answer.size()))
         break;
     }
     ::close(fd);
@@ -163,7 +166,8 @@ class WebhookReceiver {
     while (line_end != std::string::npos) {
       const size_t start = line_end + 2;
       line_end = head.find("\r\n", start);
-      const std::string line = head.substr(start, line_end == std::string::npos ? std::string::npos : line_end - start);
+      const std::string line =
+          head.substr(start, line_end == std::string::npos ? std::string::npos : line_end - start);
       const size_t colon = line.find(':');
       if (colon == std::string::npos) continue;
       std::string name = line.substr(0, colon);
@@ -171,7 +175,8 @@ class WebhookReceiver {
       value.erase(0, value.find_first_not_of(' '));
       req.headers[name] = value;
       std::string lower = name;
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return std::tolower(c); });
       if (lower == "content-length") content_length = std::stoul(value);
     }
     while (buffer.size() < content_length)

@@ -43,9 +43,14 @@ TEST(WebhookSignature, MatchesTheSchemesExample) {
 }
 
 TEST(WebhookSignature, Base64RoundTrips) {
-  const std::map<std::string, std::string> table = {
-      {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
-      {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {std::string("\xff\xfe\x00", 3), "//4A"}};
+  const std::map<std::string, std::string> table = {{"", ""},
+                                                    {"f", "Zg=="},
+                                                    {"fo", "Zm8="},
+                                                    {"foo", "Zm9v"},
+                                                    {"foob", "Zm9vYg=="},
+                                                    {"fooba", "Zm9vYmE="},
+                                                    {"foobar", "Zm9vYmFy"},
+                                                    {std::string("\xff\xfe\x00", 3), "//4A"}};
   for (const auto& [bytes, text] : table) {
     EXPECT_EQ(base64_encode(bytes), text);
     auto back = base64_decode(text);
@@ -81,7 +86,8 @@ Result<std::vector<WebhookEndpoint>> parse(const json& webhooks,
 }
 
 TEST(WebhookConfig, DefaultsToTheTerminalEvents) {
-  auto c = parse(json::array({{{"url", "http://127.0.0.1:9/hook"}, {"secret_env", "HOOK_SECRET"}}}));
+  auto c =
+      parse(json::array({{{"url", "http://127.0.0.1:9/hook"}, {"secret_env", "HOOK_SECRET"}}}));
   ASSERT_OK(c);
   ASSERT_EQ(c->size(), 1u);
   const WebhookEndpoint& e = (*c)[0];
@@ -95,9 +101,8 @@ TEST(WebhookConfig, DefaultsToTheTerminalEvents) {
 }
 
 TEST(WebhookConfig, StarMeansEveryEventTypeEvenOnesAddedLater) {
-  auto c = parse(json::array({{{"url", "https://hooks.example/x"},
-                               {"secret_env", "HOOK_SECRET"},
-                               {"events", {"*"}}}}));
+  auto c = parse(json::array(
+      {{{"url", "https://hooks.example/x"}, {"secret_env", "HOOK_SECRET"}, {"events", {"*"}}}}));
   ASSERT_OK(c);
   EXPECT_TRUE((*c)[0].all_events);
   for (const char* t : {"created", "started", "heartbeat", "succeeded", "retry_scheduled"})
@@ -122,8 +127,8 @@ TEST(WebhookConfig, NoWebhooksIsAnEmptyList) {
 }
 
 TEST(WebhookConfig, APasswordInTheUrlIsNotShown) {
-  auto c = parse(json::array({{{"url", "https://bot:hunter2@hooks.example/x"},
-                               {"secret_env", "HOOK_SECRET"}}}));
+  auto c = parse(json::array(
+      {{{"url", "https://bot:hunter2@hooks.example/x"}, {"secret_env", "HOOK_SECRET"}}}));
   ASSERT_OK(c);
   EXPECT_EQ((*c)[0].shown_url, "https://bot:***@hooks.example/x");
   EXPECT_EQ((*c)[0].url, "https://bot:hunter2@hooks.example/x");
@@ -139,26 +144,40 @@ TEST(WebhookConfig, MistakesGiveOneLineErrors) {
   };
   const std::string short_secret = "whsec_" + base64_encode("short");
   const std::vector<Case> cases = {
-      {json::array({{{"url", "ftp://h/x"}, {"secret_env", "HOOK_SECRET"}}}), {{"HOOK_SECRET", kSecret}},
+      {json::array({{{"url", "ftp://h/x"}, {"secret_env", "HOOK_SECRET"}}}),
+       {{"HOOK_SECRET", kSecret}},
        "webhooks[0].url: \"ftp://h/x\" must start with http:// or https://"},
-      {json::array({{{"url", "127.0.0.1:9/h"}, {"secret_env", "HOOK_SECRET"}}}), {{"HOOK_SECRET", kSecret}},
+      {json::array({{{"url", "127.0.0.1:9/h"}, {"secret_env", "HOOK_SECRET"}}}),
+       {{"HOOK_SECRET", kSecret}},
        "must start with http:// or https://"},
-      {json::array({ok_hook}), {}, "webhooks[0].secret_env: the environment variable HOOK_SECRET is not set"},
-      {json::array({ok_hook}), {{"HOOK_SECRET", "plain-text-secret"}},
+      {json::array({ok_hook}),
+       {},
+       "webhooks[0].secret_env: the environment variable HOOK_SECRET is not set"},
+      {json::array({ok_hook}),
+       {{"HOOK_SECRET", "plain-text-secret"}},
        "the value of HOOK_SECRET does not start with whsec_"},
       {json::array({ok_hook}), {{"HOOK_SECRET", "whsec_%%%%"}}, "is not whsec_ followed by base64"},
       {json::array({ok_hook}), {{"HOOK_SECRET", short_secret}}, "holds a key of 5 bytes"},
-      {json::array({{{"url", "http://h/x"}, {"secret_env", "HOOK_SECRET"}, {"events", {"succeded"}}}}),
-       {{"HOOK_SECRET", kSecret}}, "webhooks[0].events[0]: \"succeded\" is not an event type"},
-      {json::array({{{"url", "http://h/x"}, {"secret_env", "HOOK_SECRET"}, {"events", {"*", "failed"}}}}),
-       {{"HOOK_SECRET", kSecret}}, "\"*\" must be alone"},
-      {json::array({{{"url", "http://h/x"}, {"secret_env", "HOOK_SECRET"}, {"events", json::array()}}}),
-       {{"HOOK_SECRET", kSecret}}, "webhooks[0].events must be a non-empty array"},
-      {json::array({{{"url", "http://h/x"}, {"secret", kSecret}}}), {{"HOOK_SECRET", kSecret}},
+      {json::array(
+           {{{"url", "http://h/x"}, {"secret_env", "HOOK_SECRET"}, {"events", {"succeded"}}}}),
+       {{"HOOK_SECRET", kSecret}},
+       "webhooks[0].events[0]: \"succeded\" is not an event type"},
+      {json::array(
+           {{{"url", "http://h/x"}, {"secret_env", "HOOK_SECRET"}, {"events", {"*", "failed"}}}}),
+       {{"HOOK_SECRET", kSecret}},
+       "\"*\" must be alone"},
+      {json::array(
+           {{{"url", "http://h/x"}, {"secret_env", "HOOK_SECRET"}, {"events", json::array()}}}),
+       {{"HOOK_SECRET", kSecret}},
+       "webhooks[0].events must be a non-empty array"},
+      {json::array({{{"url", "http://h/x"}, {"secret", kSecret}}}),
+       {{"HOOK_SECRET", kSecret}},
        "unknown setting webhooks[0].secret"},
       {json::array({{{"url", "http://h/x"}}}), {{"HOOK_SECRET", kSecret}}, "needs \"secret_env\""},
       {json::array({{{"secret_env", "HOOK_SECRET"}}}), {{"HOOK_SECRET", kSecret}}, "needs \"url\""},
-      {json::array({ok_hook, ok_hook}), {{"HOOK_SECRET", kSecret}}, "webhooks[1].url: \"http://127.0.0.1:9/h\" is listed twice"},
+      {json::array({ok_hook, ok_hook}),
+       {{"HOOK_SECRET", kSecret}},
+       "webhooks[1].url: \"http://127.0.0.1:9/h\" is listed twice"},
       {json{{"url", "http://h/x"}}, {{"HOOK_SECRET", kSecret}}, "\"webhooks\" must be an array"},
   };
   for (const auto& c : cases) {

@@ -17,10 +17,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "api_test_server.h"  // eventually()
 #include "http_client.h"
 #include "postgres_fixture.h"
 #include "serve_process.h"
-#include "api_test_server.h"  // eventually()
 #include "test_util.h"
 #include "webhook_receiver.h"
 
@@ -37,7 +37,9 @@ uint64_t seq_of(const ReceivedRequest& r) {
   if (body.is_discarded() || !body.contains("event")) return 0;
   return body["event"].value("seq", uint64_t{0});
 }
-bool acked(const ReceivedRequest& r) { return r.answered >= 200 && r.answered < 300; }
+bool acked(const ReceivedRequest& r) {
+  return r.answered >= 200 && r.answered < 300;
+}
 
 class WebhooksServeTest : public ::testing::Test {
  protected:
@@ -69,7 +71,9 @@ class WebhooksServeTest : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body << r.curl_error;
     return r.status == 200 ? r.json() : json();
   }
-  uint64_t head(HttpClient& http) { return http.get("/v1/audit/head").json()["seq"].get<uint64_t>(); }
+  uint64_t head(HttpClient& http) {
+    return http.get("/v1/audit/head").json()["seq"].get<uint64_t>();
+  }
   // Waits until GET /v1/webhooks knows every endpoint's cursor.
   void wait_cursors_known(HttpClient& http) {
     ASSERT_TRUE(eventually([&] {
@@ -109,8 +113,8 @@ class WebhooksServeTest : public ::testing::Test {
 };
 
 TEST_F(WebhooksServeTest, ASignedDeliveryOfEachOutcomeAndTheStatusEndpoint) {
-  auto server = serve(write_config(json::array(
-      {{{"url", receiver_.url("/outcomes")}, {"secret_env", kSecretEnv}}})));
+  auto server = serve(write_config(
+      json::array({{{"url", receiver_.url("/outcomes")}, {"secret_env", kSecretEnv}}})));
   ASSERT_FALSE(server->url().empty());
   HttpClient http(server->url());
   wait_cursors_known(http);
@@ -141,9 +145,9 @@ TEST_F(WebhooksServeTest, ASignedDeliveryOfEachOutcomeAndTheStatusEndpoint) {
   receiver_.stop();
   run_job(http);
   const uint64_t newer = head(http);
-  ASSERT_TRUE(eventually(
-      [&] { return webhooks_status(http)["webhooks"][0]["last_error"].is_string(); },
-      std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      eventually([&] { return webhooks_status(http)["webhooks"][0]["last_error"].is_string(); },
+                 std::chrono::seconds(30)));
   w = webhooks_status(http)["webhooks"][0];
   EXPECT_EQ(w["last_error"], "connect: Connection refused");
   EXPECT_EQ(w["cursor_seq"], newer - 1);  // created and started skipped
@@ -168,10 +172,8 @@ TEST_F(WebhooksServeTest, AServerKilledMidStreamResumesFromItsDurableCursor) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     return 200;
   });
-  const std::string config =
-      write_config(json::array({{{"url", receiver_.url("/all")},
-                                 {"secret_env", kSecretEnv},
-                                 {"events", {"*"}}}}));
+  const std::string config = write_config(json::array(
+      {{{"url", receiver_.url("/all")}, {"secret_env", kSecretEnv}, {"events", {"*"}}}}));
   auto server = serve(config);
   ASSERT_FALSE(server->url().empty());
   uint64_t start = 0;
@@ -184,7 +186,8 @@ TEST_F(WebhooksServeTest, AServerKilledMidStreamResumesFromItsDurableCursor) {
     last = head(http);
   }
   ASSERT_EQ(last - start, 45u);
-  ASSERT_TRUE(eventually([&] { return receiver_.requests().size() >= 10; }, std::chrono::seconds(60)));
+  ASSERT_TRUE(
+      eventually([&] { return receiver_.requests().size() >= 10; }, std::chrono::seconds(60)));
   server->signal(SIGKILL);
   ASSERT_TRUE(server->wait_exit().has_value());
   const size_t before = receiver_.requests().size();
@@ -222,6 +225,16 @@ TEST_F(WebhooksServeTest, AServerKilledMidStreamResumesFromItsDurableCursor) {
   for (const auto& r : receiver_.requests()) EXPECT_TRUE(verify_standard_webhook(r, kSecret));
 }
 
+TEST_F(WebhooksServeTest, WithoutWebhooksTheListIsEmpty) {
+  auto server = serve("");
+  ASSERT_FALSE(server->url().empty());
+  HttpClient http(server->url());
+  EXPECT_EQ(webhooks_status(http), json({{"webhooks", json::array()}}));
+  auto post = http.post("/v1/webhooks");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.header("Allow"), "GET, HEAD");
+}
+
 TEST_F(WebhooksServeTest, BadConfigsAreRefusedWithOneLine) {
   ::setenv("JOBSTATE_TEST_NOT_A_WHSEC", "plain-secret-value", 1);
   ::unsetenv("JOBSTATE_TEST_UNSET_VAR");
@@ -237,9 +250,8 @@ TEST_F(WebhooksServeTest, BadConfigsAreRefusedWithOneLine) {
       {json::array({{{"url", "http://127.0.0.1/x"}, {"secret_env", "JOBSTATE_TEST_NOT_A_WHSEC"}}}),
        "webhooks[0].secret_env: the value of JOBSTATE_TEST_NOT_A_WHSEC does not start with "
        "whsec_ (a Standard Webhooks secret is whsec_<base64>)"},
-      {json::array({{{"url", "http://127.0.0.1/x"},
-                     {"secret_env", kSecretEnv},
-                     {"events", {"finished"}}}}),
+      {json::array(
+           {{{"url", "http://127.0.0.1/x"}, {"secret_env", kSecretEnv}, {"events", {"finished"}}}}),
        "webhooks[0].events[0]: \"finished\" is not an event type"},
   };
   for (const auto& c : cases) {

@@ -34,7 +34,8 @@ std::string describe(CURLcode code, CURL* curl, long timeout_ms) {
       return "abandoned: stopping";
     default:
       if (os_errno)
-        return std::string(curl_easy_strerror(code)) + ": " + std::strerror(static_cast<int>(os_errno));
+        return std::string(curl_easy_strerror(code)) + ": " +
+               std::strerror(static_cast<int>(os_errno));
       return curl_easy_strerror(code);
   }
 }

@@ -83,8 +83,9 @@ WebhookEndpoint parse_endpoint(const json& v, const std::string& where, const Ge
   }
   if (e.url.empty()) throw ConfigProblem{where + " needs \"url\""};
   if (e.secret_env.empty())
-    throw ConfigProblem{where + " needs \"secret_env\": the environment variable holding its "
-                                "whsec_ secret (secrets are never written in the config file)"};
+    throw ConfigProblem{where +
+                        " needs \"secret_env\": the environment variable holding its "
+                        "whsec_ secret (secrets are never written in the config file)"};
   if (!events_given) e.events.insert(std::begin(kTerminalTypes), std::end(kTerminalTypes));
   const auto secret = getenv(e.secret_env);
   if (!secret || secret->empty())

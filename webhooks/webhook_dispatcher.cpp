@@ -48,7 +48,9 @@ WebhookDispatcher::WebhookDispatcher(std::vector<WebhookEndpoint> endpoints, Web
     endpoints_.push_back(std::make_unique<Endpoint>(std::move(e), options_.request_timeout_ms));
 }
 
-WebhookDispatcher::~WebhookDispatcher() { stop(); }
+WebhookDispatcher::~WebhookDispatcher() {
+  stop();
+}
 
 void WebhookDispatcher::start(Store& store, WebhookCursors& cursors, Leadership& leadership) {
   if (!threads_.empty() || endpoints_.empty()) return;
@@ -129,7 +131,7 @@ void WebhookDispatcher::run(Endpoint& e) {
   const std::string& url = e.config.url;
   const std::string& shown = e.config.shown_url;
   bool leading = false;
-  int told_lead = -1;  // for the log line: 1 leads, 0 does not
+  int told_lead = -1;   // for the log line: 1 leads, 0 does not
   uint64_t cursor = 0;  // the last event dealt with
   uint64_t saved = 0;   // the cursor as stored
   while (!stopping()) {
@@ -256,11 +258,11 @@ bool WebhookDispatcher::deliver(Endpoint& e, uint64_t seq, const JobId& job_id,
       }
       body += '}';
       const int64_t timestamp = unix_seconds();
-      outcome = e.poster.post(e.config.url,
-                              {"webhook-id: " + id, "webhook-timestamp: " + std::to_string(timestamp),
-                               "webhook-signature: " +
-                                   webhook_signature(e.config.key, id, timestamp, body)},
-                              body);
+      outcome = e.poster.post(
+          e.config.url,
+          {"webhook-id: " + id, "webhook-timestamp: " + std::to_string(timestamp),
+           "webhook-signature: " + webhook_signature(e.config.key, id, timestamp, body)},
+          body);
     }
     if (outcome.ok()) return true;
     if (stopping()) return false;
