@@ -5,8 +5,11 @@
 // shows the secret.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "executors/executor_config.h"
 #include "test_util.h"
@@ -31,6 +34,51 @@ TEST(WebhookSignature, MatchesPythonHmac) {
   EXPECT_EQ(*key, expected_key);
   EXPECT_EQ(webhook_signature(*key, "evt_7", 1700000000, R"({"event":{"seq":7},"job":{"id":"x"}})"),
             "v1,R7391mTCE/fIz5p3SfHoh27s0M/ST2Y1zXXBNsOrEFo=");
+}
+
+// Random ids, timestamps, bodies and keys, each signed here and by
+// python3's hmac module (skipped when there is no python3).
+TEST(WebhookSignature, MatchesPythonHmacOnRandomInputs) {
+  if (std::system("python3 -c pass >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
+  std::mt19937_64 rng(20261206);
+  auto random_bytes = [&](size_t n) {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) out += static_cast<char>(rng() & 0xff);
+    return out;
+  };
+  auto hex = [](const std::string& bytes) {
+    static const char* const kHex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+    return out;
+  };
+  for (int i = 0; i < 5; ++i) {
+    const std::string key = random_bytes(24 + rng() % 41);
+    const std::string id = "evt_" + std::to_string(rng() % 1'000'000);
+    const int64_t timestamp = 1'600'000'000 + static_cast<int64_t>(rng() % 400'000'000);
+    const std::string body = "{\"event\":\"" + hex(random_bytes(rng() % 200)) + "\"}";
+    const std::string cmd =
+        "python3 -c 'import base64,hashlib,hmac,sys; k=bytes.fromhex(sys.argv[1]); "
+        "m=sys.argv[2].encode()+b\".\"+sys.argv[3].encode()+b\".\"+bytes.fromhex(sys.argv[4]); "
+        "print(\"v1,\"+base64.b64encode(hmac.new(k,m,hashlib.sha256).digest()).decode())' " +
+        hex(key) + " " + id + " " + std::to_string(timestamp) + " " + hex(body);
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char line[256] = {};
+    const bool got = fgets(line, sizeof line, p) != nullptr;
+    pclose(p);
+    ASSERT_TRUE(got);
+    std::string expected(line);
+    while (!expected.empty() && expected.back() == '\n') expected.pop_back();
+    EXPECT_EQ(webhook_signature(key, id, timestamp, body), expected);
+    // And the same key through its whsec_ form.
+    auto decoded = decode_webhook_secret("whsec_" + base64_encode(key));
+    ASSERT_OK(decoded);
+    EXPECT_EQ(*decoded, key);
+  }
 }
 
 TEST(WebhookSignature, MatchesTheSchemesExample) {
