@@ -53,8 +53,8 @@ struct ServiceOptions {
 class Service {
  public:
   // Opens the store and starts everything. On failure nothing keeps running
-  // and the error says which part failed ("executors: ...", the store's or
-  // the listener's own message).
+  // and the error says which part failed ("executors: ...", "webhooks: ...",
+  // the store's or the listener's own message).
   static Result<std::unique_ptr<Service>> start(ServiceOptions options);
   ~Service();  // stop()
 

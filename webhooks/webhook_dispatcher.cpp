@@ -134,13 +134,17 @@ void WebhookDispatcher::run(Endpoint& e) {
   int told_lead = -1;   // for the log line: 1 leads, 0 does not
   uint64_t cursor = 0;  // the last event dealt with
   uint64_t saved = 0;   // the cursor as stored
+  auto last_lead_check = std::chrono::steady_clock::time_point();
+  auto last_scan = std::chrono::steady_clock::time_point();
   while (!stopping()) {
-    uint64_t generation;
-    {
-      std::lock_guard lock(mu_);
-      generation = commit_generation_;
+    // The lead is asked at most once per poll interval while this node
+    // delivers (on postgres each question is a round trip).
+    const auto now = std::chrono::steady_clock::now();
+    bool lead = true;
+    if (!leading || now - last_lead_check >= std::chrono::milliseconds(options_.poll_interval_ms)) {
+      lead = leadership_->holds_lead();
+      last_lead_check = now;
     }
-    const bool lead = leadership_->holds_lead();
     if (static_cast<int>(lead) != told_lead) {
       if (!lead) spdlog::info("webhook {}: another node delivers", shown);
       told_lead = static_cast<int>(lead);
@@ -179,6 +183,18 @@ void WebhookDispatcher::run(Endpoint& e) {
       JobId job_id;
       std::string event_json;  // wanted events only
     };
+    // Under a stream of commits, one scan per min_scan_interval_ms at most:
+    // each reads all that came since.
+    const auto next_scan = last_scan + std::chrono::milliseconds(options_.min_scan_interval_ms);
+    if (const auto t = std::chrono::steady_clock::now(); t < next_scan)
+      wait_ms(std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - t).count() + 1,
+              false, 0);
+    last_scan = std::chrono::steady_clock::now();
+    uint64_t generation;  // commits after this wake the wait after the scan
+    {
+      std::lock_guard lock(mu_);
+      generation = commit_generation_;
+    }
     std::vector<Item> items;
     Status scanned = store_->log().scan(cursor, UINT64_MAX, [&](const StoredEventView& v) {
       Item item{v.seq, e.config.wants(event_type_name(v.type)), v.job_id, {}};

@@ -57,6 +57,10 @@ struct WebhookOptions {
   int64_t poll_interval_ms = 1'000;
   // Most events read from the log per scan. Default 1000.
   size_t scan_batch = 1'000;
+  // Least time between two scans of the log: under a stream of commits, one
+  // scan takes all that came meanwhile instead of one scan per commit.
+  // Default 10 ms.
+  int64_t min_scan_interval_ms = 10;
 };
 
 class WebhookDispatcher {
