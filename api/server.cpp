@@ -581,6 +581,14 @@ void audit_head(const Context& ctx, const CallPtr& call) {
   call->send(200, nlohmann::json{{"seq", head->seq}, {"hash", head->hash}}.dump());
 }
 
+// GET /v1/webhooks: each endpoint's cursor, lag and last error.
+void webhooks_status(const Context& ctx, const CallPtr& call) {
+  if (!ctx.options.webhooks_status) return call->send(200, "{\"webhooks\":[]}");
+  auto body = ctx.options.webhooks_status();
+  if (!body) return call->error(body.error());
+  call->send(200, *body);
+}
+
 void readiness(const Context& ctx, const CallPtr& call) {
   const bool watchdog_ok = ctx.watchdog && ctx.watchdog->running();
   const bool ready = watchdog_ok && ctx.accepting_writes.load();
@@ -644,6 +652,10 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (n == 3 && p[1] == "audit" && p[2] == "head") {
       if (!get) return not_allowed("GET, HEAD");
       return audit_head(ctx, call);
+    }
+    if (n == 2 && p[1] == "webhooks") {
+      if (!get) return not_allowed("GET, HEAD");
+      return webhooks_status(ctx, call);
     }
     if (p[1] == "jobs" && (n == 3 || n == 4)) {
       if (n == 3) {

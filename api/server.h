@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;  // 0: an ephemeral port (see ApiServer::port())
   int threads = 2;       // Pistache reactor threads
+  // The body of GET /v1/webhooks (webhooks/webhook_dispatcher.h's
+  // status_json). Unset: {"webhooks":[]}.
+  std::function<Result<std::string>()> webhooks_status;
   // Longest accepted wait of /wait and /events?wait_s=, seconds (API.md: 60).
   int64_t max_wait_s = 60;
   // A request that has not fully arrived after this is answered 408; also

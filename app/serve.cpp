@@ -1,5 +1,5 @@
 // jobstate serve: parses its flags, starts the Service (service/service.h:
-// the store, the watchdog, the executors and the HTTP API), and stops it
+// the store, the watchdog, the executors, the webhooks and the HTTP API), and stops it
 // cleanly on SIGTERM/SIGINT.
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -13,6 +13,7 @@
 #include "app/commands.h"
 #include "executors/executor_config.h"
 #include "service/service.h"
+#include "webhooks/webhook_config.h"
 
 namespace jobstate::app {
 
@@ -68,6 +69,12 @@ int serve(const ServeFlags& f) {
       return kExitUsage;
     }
     options.executors = std::move(*loaded);
+    auto webhooks = webhooks::load_webhook_config(f.config_file);
+    if (!webhooks) {
+      std::fprintf(stderr, "jobstate serve: --config: %s\n", webhooks.error().message.c_str());
+      return kExitUsage;
+    }
+    options.webhooks = std::move(*webhooks);
   }
   auto service = Service::start(std::move(options));
   if (!service) {
@@ -112,7 +119,8 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{10}, int64_t{1000}))
       ->capture_default_str();
   cmd->add_option("--config", flags->config_file,
-                  "JSON file of built-in executors: job type -> command (docs/executors.md)");
+                  "JSON file of built-in executors (docs/executors.md) and webhooks "
+                  "(docs/operations.md#webhooks)");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

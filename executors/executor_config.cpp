@@ -214,9 +214,10 @@ ExecutorConfig parse_config(const json& doc) {
     throw ConfigProblem{"", "the config must be a JSON object with \"executors\""};
   ExecutorConfig config;
   for (auto& [key, value] : doc.items()) {
+    if (key == "webhooks") continue;  // webhooks/webhook_config.h reads them
     if (key != "executors")
-      throw ConfigProblem{"/" + key,
-                          "unknown top-level setting \"" + key + "\" (known: executors)"};
+      throw ConfigProblem{"/" + key, "unknown top-level setting \"" + key +
+                                         "\" (known: executors, webhooks)"};
     if (!value.is_object())
       throw ConfigProblem{"/executors", "\"executors\" must be an object: job type → executor"};
     for (auto& [type, spec] : value.items()) {

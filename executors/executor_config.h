@@ -14,6 +14,7 @@
 //     }
 //   }
 //
+// The same file's top-level "webhooks" is read by webhooks/webhook_config.h.
 // docs/executors.md is the user's description; this header is the contract.
 // Every error names the file, the line (and column for syntax errors) and
 // the reason, so `serve` can refuse to start with a message a person can act on.

@@ -1,7 +1,9 @@
 #include "service/open_store.h"
 
 #include "pgstore/pg_store.h"
+#include "pgstore/pg_webhook_cursors.h"
 #include "projections/job_store.h"
+#include "webhooks/file_cursors.h"
 
 namespace jobstate {
 
@@ -24,6 +26,13 @@ Result<std::unique_ptr<Store>> open_store(StoreOptions options) {
   auto store = JobStore::open(std::move(o));
   if (!store) return store.error();
   return std::unique_ptr<Store>(std::move(*store));
+}
+
+Result<std::unique_ptr<WebhookCursors>> open_webhook_cursors(const std::string& location) {
+  if (is_postgres_uri(location)) return open_pg_webhook_cursors(location);
+  auto cursors = webhooks::FileWebhookCursors::open(location + "/webhooks");
+  if (!cursors) return cursors.error();
+  return std::unique_ptr<WebhookCursors>(std::move(*cursors));
 }
 
 }  // namespace jobstate

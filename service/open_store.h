@@ -10,6 +10,7 @@
 #include "domain/clock.h"
 #include "domain/result.h"
 #include "store/store.h"
+#include "store/webhook_cursors.h"
 
 namespace jobstate {
 
@@ -31,5 +32,11 @@ struct StoreOptions {
 // kInvalidRequest for a location no backend takes; otherwise the backend's
 // own error (a store another process holds, a corrupt store, ...).
 Result<std::unique_ptr<Store>> open_store(StoreOptions options);
+
+// The webhook cursors (store/webhook_cursors.h) that go with the store at
+// `location`: a table in a postgres store's database, or files in
+// <location>/webhooks next to a RocksDB store (open the store first: it
+// creates the directory). kUnavailable when they cannot be reached.
+Result<std::unique_ptr<WebhookCursors>> open_webhook_cursors(const std::string& location);
 
 }  // namespace jobstate

@@ -11,22 +11,38 @@ Result<std::unique_ptr<Service>> Service::start(ServiceOptions options) {
     options.server.executor_types.push_back(type);
   s->executor_pool_ = std::make_unique<executors::ExecutorPool>(std::move(options.executors));
   s->registry_ = std::make_unique<api::LongPollRegistry>(options.max_parked);
+  s->webhooks_ = std::make_unique<webhooks::WebhookDispatcher>(std::move(options.webhooks),
+                                                               options.webhook_options);
 
   StoreOptions so;
   so.location = options.store;
   so.clock = &clock;
-  so.on_commit = [r = s->registry_.get(), e = s->executor_pool_.get()](const CommitInfo& info) {
+  so.on_commit = [r = s->registry_.get(), e = s->executor_pool_.get(),
+                  w = s->webhooks_.get()](const CommitInfo& info) {
     r->on_commit(info);
     e->on_commit(info);
+    w->on_commit(info);
   };
   so.fail_writes_for_test = std::move(options.fail_writes_for_test);
   auto store = open_store(std::move(so));
   if (!store) return store.error();
   s->store_ = std::move(*store);
+  s->leadership_ = std::make_unique<SharedLeadership>(s->store_->leadership());
 
   s->watchdog_ = std::make_unique<Watchdog>(s->store_->read_model(), s->store_->writer(), clock,
-                                            options.watchdog, &s->store_->leadership());
+                                            options.watchdog, s->leadership_.get());
   s->watchdog_->start();
+  if (s->webhooks_->endpoint_count() > 0) {
+    auto cursors = open_webhook_cursors(options.store);
+    if (!cursors) {
+      Error e = cursors.error();
+      e.message = "webhooks: " + e.message;
+      return e;
+    }
+    s->webhook_cursors_ = std::move(*cursors);
+    s->webhooks_->start(*s->store_, *s->webhook_cursors_, *s->leadership_);
+  }
+  options.server.webhooks_status = [w = s->webhooks_.get()] { return w->status_json(); };
   if (auto started = s->executor_pool_->start(s->store_->read_model(), s->store_->writer());
       !started) {
     Error e = started.error();
@@ -49,15 +65,19 @@ void Service::stop() {
   stopped_ = true;
   if (server_) server_->stop_accepting_writes();
   if (executor_pool_) executor_pool_->stop();
+  if (webhooks_) webhooks_->stop();  // a delivery in flight is sent again on the next start
   if (watchdog_) watchdog_->stop();
   if (store_) store_->writer().stop();
   if (registry_) registry_->answer_all();
   if (server_) server_->shutdown();
   server_.reset();
   watchdog_.reset();
-  store_.reset();  // before the executors and registry its listener points at
+  webhook_cursors_.reset();
+  leadership_.reset();
+  store_.reset();  // before the executors, registry and webhooks its listener points at
   executor_pool_.reset();
   registry_.reset();
+  webhooks_.reset();
 }
 
 }  // namespace jobstate

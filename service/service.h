@@ -1,6 +1,7 @@
 // Service: everything `jobstate serve` runs, wired once: the store (through
-// open_store), the long-poll registry and the built-in executors fed by the
-// store's commits, the watchdog, and the HTTP API. `jobstate serve` and the
+// open_store), the long-poll registry, the built-in executors and the
+// webhook deliveries fed by the store's commits, the watchdog, and the HTTP
+// API. `jobstate serve` and the
 // tests' server fixture both start it, so they cannot drift apart.
 //
 // Thread safety: start, stop and the destructor from one thread; the
@@ -18,8 +19,12 @@
 #include "domain/result.h"
 #include "executors/executor_config.h"
 #include "executors/executor_pool.h"
+#include "service/shared_leadership.h"
 #include "store/store.h"
+#include "store/webhook_cursors.h"
 #include "watchdog/watchdog.h"
+#include "webhooks/webhook_config.h"
+#include "webhooks/webhook_dispatcher.h"
 
 namespace jobstate {
 
@@ -34,6 +39,10 @@ struct ServiceOptions {
   // Built-in executors (docs/executors.md). Empty: the pool runs nothing, but
   // it still fails the jobs a previous server's executors left running.
   executors::ExecutorConfig executors;
+  // Webhook endpoints (docs/operations.md#webhooks) and how they are
+  // delivered. Empty: nothing is delivered and no cursor is opened.
+  std::vector<webhooks::WebhookEndpoint> webhooks;
+  webhooks::WebhookOptions webhook_options;
   // The clock of events and deadlines; must outlive the service. Default:
   // the system clock.
   const Clock* clock = nullptr;
@@ -44,8 +53,8 @@ struct ServiceOptions {
 class Service {
  public:
   // Opens the store and starts everything. On failure nothing keeps running
-  // and the error says which part failed ("executors: ...", the store's or
-  // the listener's own message).
+  // and the error says which part failed ("executors: ...", "webhooks: ...",
+  // the store's or the listener's own message).
   static Result<std::unique_ptr<Service>> start(ServiceOptions options);
   ~Service();  // stop()
 
@@ -59,13 +68,17 @@ class Service {
   Store& store() { return *store_; }
   api::LongPollRegistry& registry() { return *registry_; }
   Watchdog& watchdog() { return *watchdog_; }
+  webhooks::WebhookDispatcher& webhooks() { return *webhooks_; }
 
  private:
   Service() = default;
   SystemClock system_clock_;
   std::unique_ptr<executors::ExecutorPool> executor_pool_;
   std::unique_ptr<api::LongPollRegistry> registry_;
+  std::unique_ptr<webhooks::WebhookDispatcher> webhooks_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<SharedLeadership> leadership_;  // the store's, for the watchdog and webhooks
+  std::unique_ptr<WebhookCursors> webhook_cursors_;
   std::unique_ptr<Watchdog> watchdog_;
   std::unique_ptr<api::ApiServer> server_;
   bool stopped_ = false;
