@@ -452,9 +452,12 @@ TEST_F(WebhookDeliveryTest, StatusShowsCursorLagAndLastError) {
 // Two nodes on one PostgreSQL database, each with the same endpoint: only
 // the node that leads delivers, the other follows the stored cursor; when
 // the leader stops, the other takes over where it left off.
-TEST_F(WebhookDeliveryTest, OnASharedStoreOneNodeDeliversAndAnotherTakesOver) {
-  if (!PostgresEnvironment::postgres())
-    GTEST_SKIP() << "PostgreSQL only (JOBSTATE_TEST_STORE=postgres)";
+// (Only pg.webhooks_delivery_test runs the *PgOnly suites: a RocksDB store
+// has one node.)
+class WebhookDeliveryPgOnly : public WebhookDeliveryTest {};
+
+TEST_F(WebhookDeliveryPgOnly, OnASharedStoreOneNodeDeliversAndAnotherTakesOver) {
+  ASSERT_TRUE(PostgresEnvironment::postgres()) << "runs with JOBSTATE_TEST_STORE=postgres";
   const WebhookEndpoint hook = endpoint({"*"});
   open({hook});  // this node asks first: it leads
   auto other =
