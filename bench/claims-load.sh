@@ -8,19 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-64}; T=${2:-5}; BASELINE=${3:-}
-BIN=${JOBSTATE_BIN:-build/app/jobstate}
-[ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-
-D=$(mktemp -d /var/tmp/jobstate-claims.XXXXXX)
-LOG=$D/serve.log
-if [ -n "${JOBSTATE_STORE:-}" ]; then STORE=(--store "$JOBSTATE_STORE"); else STORE=(--data-dir "$D/data"); fi
-"$BIN" serve "${STORE[@]}" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
-for _ in $(seq 100); do grep -q "serving on" "$LOG" && break; sleep 0.05; done
-URL=$(sed -n 's/.*serving on \(http:[^ ]*\).*/\1/p' "$LOG")
-[ -n "$URL" ] || { cat "$LOG" >&2; exit 1; }
+source bench/lib/serve.sh
 
 # A type of this run only (a shared store may hold an earlier run's jobs).
 export JOBSTATE_CLAIM_TYPE="bench-claims-$$-$(date +%s)"

@@ -38,6 +38,15 @@ struct ReceivedRequest {
   HeaderMap headers;
   std::string body;
   int answered = 0;  // the status sent back; 0 when the connection was dropped instead
+
+  // The seq of the event the request carried (0 when the body is not one).
+  uint64_t seq() const {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.contains("event")) return 0;
+    return j["event"].value("seq", uint64_t{0});
+  }
+  // Whether the receiver acknowledged it (a 2xx).
+  bool acked() const { return answered >= 200 && answered < 300; }
 };
 
 class WebhookReceiver {

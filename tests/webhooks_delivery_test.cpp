@@ -62,16 +62,6 @@ WebhookOptions fast_options() {
   return o;
 }
 
-// The seq of the event a request carried (0 when the body is not one).
-uint64_t seq_of(const ReceivedRequest& r) {
-  auto body = json::parse(r.body, nullptr, false);
-  if (body.is_discarded() || !body.contains("event")) return 0;
-  return body["event"].value("seq", uint64_t{0});
-}
-
-bool acked(const ReceivedRequest& r) {
-  return r.answered >= 200 && r.answered < 300;
-}
 
 class WebhookDeliveryTest : public ::testing::Test {
  protected:
@@ -183,7 +173,7 @@ class WebhookDeliveryTest : public ::testing::Test {
     return eventually(
         [&] {
           for (const auto& r : receiver_.requests())
-            if (acked(r) && seq_of(r) == seq) return true;
+            if (r.acked() && r.seq() == seq) return true;
           return false;
         },
         limit);
@@ -194,12 +184,12 @@ class WebhookDeliveryTest : public ::testing::Test {
   size_t check_order(const std::vector<uint64_t>& expected) {
     size_t next = 0;
     for (const auto& r : receiver_.requests()) {
-      const uint64_t seq = seq_of(r);
+      const uint64_t seq = r.seq();
       EXPECT_LT(next, expected.size()) << "an extra delivery of seq " << seq;
       if (next >= expected.size()) break;
       EXPECT_EQ(seq, expected[next]) << "out of order, skipped or sent again after its 2xx";
       if (seq != expected[next]) break;
-      if (acked(r)) ++next;
+      if (r.acked()) ++next;
     }
     return next;
   }
@@ -350,7 +340,7 @@ TEST_F(WebhookDeliveryTest, AReceiverThatDiesMidStreamGetsEverythingWhenBack) {
   EXPECT_EQ(check_order(expected), expected.size());
   // Only the event cut off was sent more than once.
   std::map<uint64_t, int> times;
-  for (const auto& r : receiver_.requests()) ++times[seq_of(r)];
+  for (const auto& r : receiver_.requests()) ++times[r.seq()];
   EXPECT_GT(times[expected[5]], 1);
   for (const auto& [seq, n] : times) {
     if (seq != expected[5]) {
@@ -385,7 +375,7 @@ TEST_F(WebhookDeliveryTest, ARestartResumesAtTheFirstUndeliveredEvent) {
   // The first delivery after the restart is the 4th event: none of the three
   // acknowledged ones again, none skipped.
   ASSERT_GT(requests.size(), before_restart);
-  EXPECT_EQ(seq_of(requests[before_restart]), expected[3]);
+  EXPECT_EQ(requests[before_restart].seq(), expected[3]);
   EXPECT_EQ(check_order(expected), expected.size());
 }
 
@@ -406,7 +396,7 @@ TEST_F(WebhookDeliveryTest, ANewEndpointStartsAtTheHeadAndDoesNotReplayHistory) 
   for (const auto& r : receiver_.requests())
     if (added.url.find(r.path) != std::string::npos) to_added.push_back(r);
   ASSERT_EQ(to_added.size(), 1u);
-  EXPECT_EQ(seq_of(to_added[0]), history + 1);
+  EXPECT_EQ(to_added[0].seq(), history + 1);
   EXPECT_EQ(json::parse(to_added[0].body)["job"]["id"], id.to_string());
 }
 

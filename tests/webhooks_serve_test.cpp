@@ -32,14 +32,6 @@ using nlohmann::json;
 constexpr const char* kSecretEnv = "JOBSTATE_TEST_WEBHOOK_SECRET";
 constexpr const char* kSecret = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-uint64_t seq_of(const ReceivedRequest& r) {
-  auto body = json::parse(r.body, nullptr, false);
-  if (body.is_discarded() || !body.contains("event")) return 0;
-  return body["event"].value("seq", uint64_t{0});
-}
-bool acked(const ReceivedRequest& r) {
-  return r.answered >= 200 && r.answered < 300;
-}
 
 class WebhooksServeTest : public ::testing::Test {
  protected:
@@ -99,7 +91,7 @@ class WebhooksServeTest : public ::testing::Test {
     return eventually(
         [&] {
           for (const auto& r : receiver_.requests())
-            if (acked(r) && seq_of(r) >= seq) return true;
+            if (r.acked() && r.seq() >= seq) return true;
           return false;
         },
         limit);
@@ -204,10 +196,10 @@ TEST_F(WebhooksServeTest, AServerKilledMidStreamResumesFromItsDurableCursor) {
   const auto requests = receiver_.requests();
   uint64_t last_acked_before = 0;
   for (size_t i = 0; i < before; ++i)
-    if (acked(requests[i])) last_acked_before = std::max(last_acked_before, seq_of(requests[i]));
+    if (requests[i].acked()) last_acked_before = std::max(last_acked_before, requests[i].seq());
   std::vector<uint64_t> acked_seqs;
   for (const auto& r : requests)
-    if (acked(r)) acked_seqs.push_back(seq_of(r));
+    if (r.acked()) acked_seqs.push_back(r.seq());
   std::vector<uint64_t> distinct;
   size_t repeats = 0;
   for (uint64_t seq : acked_seqs) {

@@ -1,0 +1,19 @@
+# Sourced by bench/*.sh (from the repository's root): checks the binary and
+# wrk, then starts `jobstate serve` on a loopback port with a fresh RocksDB
+# directory under /var/tmp (a real disk: fsync must cost what it costs), or
+# on JOBSTATE_STORE (a postgresql:// URI) when set. Sets D (the run's
+# directory), PID and URL; the server stops and D goes when the script exits.
+# JOBSTATE_BIN picks the binary.
+BIN=${JOBSTATE_BIN:-build/app/jobstate}
+[ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+D=$(mktemp -d /var/tmp/jobstate-bench.XXXXXX)
+LOG=$D/serve.log
+if [ -n "${JOBSTATE_STORE:-}" ]; then STORE=(--store "$JOBSTATE_STORE"); else STORE=(--data-dir "$D/data"); fi
+"$BIN" serve "${STORE[@]}" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
+for _ in $(seq 100); do grep -q "serving on" "$LOG" && break; sleep 0.05; done
+URL=$(sed -n 's/.*serving on \(http:[^ ]*\).*/\1/p' "$LOG")
+[ -n "$URL" ] || { cat "$LOG" >&2; exit 1; }
