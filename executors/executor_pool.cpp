@@ -109,6 +109,9 @@ struct ExecutorPool::Impl {
     const ExecutorSpec* spec = nullptr;
     std::set<std::pair<uint64_t, JobId>> pending;  // (created_seq, id): creation order
     std::unordered_map<JobId, uint64_t> pending_seq;
+    // Queued jobs whose not_before (a delay, or a retry's backoff) has not
+    // come: back to pending at that time.
+    std::set<std::pair<TimePoint, std::pair<uint64_t, JobId>>> delayed;
     int active = 0;
     TimePoint retry_after{};
   };
@@ -379,8 +382,10 @@ int ExecutorPool::Impl::poll_timeout_ms(TimePoint now) const {
   }
   for (const auto& r : retries) consider(r.at);
   if (!stopping)
-    for (const auto& [name, type] : types)
+    for (const auto& [name, type] : types) {
       if (!type.pending.empty() && type.active < type.spec->concurrency) consider(type.retry_after);
+      if (!type.delayed.empty()) consider(type.delayed.begin()->first);
+    }
   if (!next) return -1;
   auto ms = std::chrono::duration_cast<milliseconds>(*next - now).count();
   return static_cast<int>(std::clamp<int64_t>(ms + 1, 0, 60'000));
@@ -458,6 +463,11 @@ void ExecutorPool::Impl::on_job(const Note& note, TimePoint now) {
 void ExecutorPool::Impl::schedule(TimePoint now) {
   if (stopping) return;
   for (auto& [name, type] : types) {
+    while (!type.delayed.empty() && type.delayed.begin()->first <= now) {
+      const auto [seq, id] = type.delayed.begin()->second;
+      type.delayed.erase(type.delayed.begin());
+      add_pending(type, id, seq);
+    }
     if (now < type.retry_after) continue;
     while (type.active < type.spec->concurrency && !type.pending.empty()) {
       auto [seq, id] = *type.pending.begin();
@@ -481,6 +491,13 @@ void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t cr
   if (!state) {
     spdlog::warn("executors: job {} unreadable: {}", id.to_string(), state.error().message);
     return;
+  }
+  if (state->not_before_ms) {
+    const TimeMs wait_ms = *state->not_before_ms - SystemClock().now_ms();
+    if (wait_ms > 0) {
+      type.delayed.emplace(now + milliseconds(wait_ms), std::make_pair(created_seq, id));
+      return;
+    }
   }
   const ExecutorSpec& spec = *type.spec;
   SpawnRequest spawn;

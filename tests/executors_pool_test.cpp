@@ -182,6 +182,23 @@ TEST_F(ExecutorPoolTest, SuccessWithProgressAndJsonResult) {
   EXPECT_EQ(s.progress["fraction"], 0.5);
 }
 
+// A job's not_before holds its executor back too (a delay on create, or a
+// retry's backoff): it starts once the time comes, not when it is queued.
+TEST_F(ExecutorPoolTest, ADelayedJobStartsAtItsNotBefore) {
+  open({{"later", sh_executor("echo '{\"ok\": true}'")}});
+  JobId id = JobId::generate();
+  CreateJob c{"later", json::object(), 120, json::object()};
+  const TimeMs at = system_clock_.now_ms() + 1500;
+  c.not_before_ms = at;
+  ASSERT_OK(run(id, c));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(state(id).status, JobStatus::kQueued) << "started before its not_before";
+  JobState s = wait_terminal(id);
+  EXPECT_EQ(s.status, JobStatus::kSucceeded);
+  ASSERT_TRUE(s.started_at_ms.has_value());
+  EXPECT_GE(*s.started_at_ms, at);
+}
+
 TEST_F(ExecutorPoolTest, NonJsonLastLineGivesNullResult) {
   open({{"plain", sh_executor("echo '{\"early\": 1}'; echo done; echo 'PROGRESS 1 finished'")}});
   JobState s = wait_terminal(create("plain"));
