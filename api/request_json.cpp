@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 
+#include <algorithm>
 #include <charconv>
 
 #include "store/hash_chain.h"
@@ -134,6 +135,32 @@ Result<CreateJob> create_job_from_body(const std::optional<json>& body) {
     if (auto s = integer(*r, "max_backoff_s", "1 to 86400", v); !s) return s.error();
     p.max_backoff_s = v.value_or(p.max_backoff_s);
     c.retry = p;
+  }
+  return c;
+}
+
+Result<ClaimRequest> claim_from_body(const std::optional<json>& body) {
+  auto obj = object_body(body, true);
+  if (!obj) return obj.error();
+  const json& b = **obj;
+  if (auto s = only_members(b, {"types", "worker", "wait_s"}); !s) return s.error();
+  ClaimRequest c;
+  auto types = b.find("types");
+  if (types == b.end() || !types->is_array() || types->empty() || types->size() > 100)
+    return invalid("types must be an array of 1 to 100 job types");
+  for (auto& t : *types) {
+    if (!t.is_string() || !is_valid_job_type(t.get_ref<const std::string&>()))
+      return invalid("types must be job types: 1 to 128 of A-Za-z0-9._:-");
+    const std::string& type = t.get_ref<const std::string&>();
+    if (std::find(c.types.begin(), c.types.end(), type) == c.types.end()) c.types.push_back(type);
+  }
+  auto worker = optional_string(&b, "worker", 256);
+  if (!worker) return worker.error();
+  c.worker = std::move(*worker);
+  if (auto w = b.find("wait_s"); w != b.end() && !w->is_null()) {
+    if (!w->is_number_integer() || w->get<int64_t>() < 0 || w->get<int64_t>() > 60)
+      return invalid("wait_s must be an integer from 0 to 60");
+    c.wait_s = w->get<int64_t>();
   }
   return c;
 }

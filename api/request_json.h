@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "domain/job.h"
@@ -27,6 +28,15 @@ Result<CreateJob> create_job_from_body(const std::optional<nlohmann::json>& body
 // start, heartbeat, succeed, fail, cancel, cancelled.
 Result<Command> transition_from_body(std::string_view action,
                                      const std::optional<nlohmann::json>& body);
+
+// The body of POST /v1/claims: {"types": [1–100 job types], "worker":
+// "...", "wait_s": 0–60}. Types are deduplicated, in the order given.
+struct ClaimRequest {
+  std::vector<std::string> types;
+  std::string worker;
+  int64_t wait_s = 0;
+};
+Result<ClaimRequest> claim_from_body(const std::optional<nlohmann::json>& body);
 
 // A fingerprint of a create request for Idempotency-Key comparison: SHA-256
 // (raw 32 bytes) of the canonical JSON of what the job is created with.

@@ -502,8 +502,7 @@ struct ClaimSpec {
 };
 
 void try_claim(const Context& ctx, const CallPtr& call, std::shared_ptr<const ClaimSpec> spec) {
-  if (!ctx.accepting_writes.load())
-    return call->problem(problem("unavailable", "the server is shutting down"));
+  if (refuse_write_if_stopping(ctx, *call)) return;
   CommandRequest r;
   r.claim_types = spec->types;
   const std::string lease = new_lease();
@@ -526,49 +525,28 @@ void try_claim(const Context& ctx, const CallPtr& call, std::shared_ptr<const Cl
           std::max<TimeMs>(0, *out->next_claimable_ms - SystemClock().now_ms()));
       w->deadline = std::min(w->deadline, now + wait);
     }
-    // A job queued after this attempt but before the park: try again at once.
-    if (ctx.writer.committed_head().seq > seen) w->deadline = now;
     w->answer = [&ctx, call, spec](const JobState*) { try_claim(ctx, call, spec); };
     if (!ctx.registry.park(w))
       return call->problem(problem("unavailable", "too many requests are waiting; retry later"));
+    // A job queued after this attempt but before the park woke nobody: try
+    // again at once (callbacks may submit: they run outside the writer's lock).
     if (ctx.writer.committed_head().seq > seen && ctx.registry.claim(*w))
       try_claim(ctx, call, spec);
   });
 }
 
 void claim_job(const Context& ctx, const Http::Request& req, const CallPtr& call) {
-  auto body = json_body(req);
-  if (!body || !body->is_object()) bad_request("a JSON object body is required");
-  for (auto& [k, v] : body->items())
-    if (k != "types" && k != "worker" && k != "wait_s") bad_request("unknown member '" + k + "'");
-  auto spec = std::make_shared<ClaimSpec>();
-  auto types = body->find("types");
-  if (types == body->end() || !types->is_array() || types->empty() || types->size() > 100)
-    bad_request("types must be an array of 1 to 100 job types");
-  for (auto& t : *types) {
-    if (!t.is_string() || !is_valid_job_type(t.get_ref<const std::string&>()))
-      bad_request("types must be job types: 1 to 128 of A-Za-z0-9._:-");
-    const std::string& type = t.get_ref<const std::string&>();
-    for (auto& e : ctx.options.executor_types)
+  auto claim = claim_from_body(json_body(req));
+  if (!claim) bad_request(claim.error().message);
+  for (const auto& type : claim->types)
+    for (const auto& e : ctx.options.executor_types)
       if (e == type)
         bad_request("jobs of type '" + type + "' are run by a built-in executor: claims never take them");
-    if (std::find(spec->types.begin(), spec->types.end(), type) == spec->types.end())
-      spec->types.push_back(type);
-  }
-  auto worker = body->find("worker");
-  if (worker != body->end() && !worker->is_null()) {
-    if (!worker->is_string() || worker->get_ref<const std::string&>().size() > 256)
-      bad_request("worker must be a string of at most 256 characters");
-    spec->worker = worker->get<std::string>();
-  }
-  int64_t wait_s = 0;
-  if (auto w = body->find("wait_s"); w != body->end() && !w->is_null()) {
-    if (!w->is_number_integer() || w->get<int64_t>() < 0 || w->get<int64_t>() > 60)
-      bad_request("wait_s must be an integer from 0 to 60");
-    wait_s = std::min(w->get<int64_t>(), ctx.options.max_wait_s);
-  }
-  spec->until = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
-  if (refuse_write_if_stopping(ctx, *call)) return;
+  auto spec = std::make_shared<ClaimSpec>();
+  spec->types = std::move(claim->types);
+  spec->worker = std::move(claim->worker);
+  spec->until = std::chrono::steady_clock::now() +
+                std::chrono::seconds(std::min(claim->wait_s, ctx.options.max_wait_s));
   try_claim(ctx, call, std::move(spec));
 }
 

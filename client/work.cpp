@@ -61,12 +61,6 @@ class StopSignals {
   int read_fd_ = -1;
 };
 
-std::string default_worker() {
-  char host[256] = {0};
-  if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
-  return std::string(host[0] ? host : "localhost") + "/" + std::to_string(getpid());
-}
-
 }  // namespace
 
 int work_on_claims(const WorkOptions& options) {
@@ -77,7 +71,7 @@ int work_on_claims(const WorkOptions& options) {
     log("needs at least one --type, a command, and --concurrency of 1 or more");
     return 2;
   }
-  const std::string worker = options.worker.empty() ? default_worker() : options.worker;
+  const std::string worker = options.worker.empty() ? default_worker_name() : options.worker;
   std::atomic<bool> draining{false};
   std::atomic<bool> terminate{false};
   std::mutex mu;
