@@ -393,13 +393,18 @@ def write_retrying(client, node, path, body, limit_s=20.0):
         time.sleep(0.2)
 
 
+def running_job(client, node, job_type, timeout_s, worker):
+    """A setup job, created and started through `node`: (its id, the start's record)."""
+    _, job = write_retrying(client, node, "/v1/jobs", {"type": job_type, "heartbeat_timeout_s": timeout_s})
+    started, _ = write_retrying(client, node, "/v1/jobs/%s/start" % job["id"], {"worker": worker})
+    return job["id"], started
+
+
 def cmd_longpoll(a):
     urls = a.nodes.split(",")
     c1 = Client(urls)
     try:
-        _, job = write_retrying(c1, 0, "/v1/jobs", {"type": "failover-longpoll", "heartbeat_timeout_s": 120})
-        jid = job["id"]
-        write_retrying(c1, 0, "/v1/jobs/%s/start" % jid, {"worker": "failover-longpoll"})
+        jid, _ = running_job(c1, 0, "failover-longpoll", 120, "failover-longpoll")
     except RuntimeError as e:
         out("FAIL round %d (d) long-poll after failover: %s" % (a.round, e))
         return 0
@@ -452,9 +457,7 @@ def cmd_watchdog(a):
     urls = a.nodes.split(",")
     c = Client(urls)
     try:
-        _, job = write_retrying(c, 1, "/v1/jobs", {"type": "failover-watchdog", "heartbeat_timeout_s": 2})
-        jid = job["id"]
-        started, _ = write_retrying(c, 1, "/v1/jobs/%s/start" % jid, {"worker": "failover-silent"})
+        jid, started = running_job(c, 1, "failover-watchdog", 2, "failover-silent")
     except RuntimeError as e:
         out("FAIL round %d (e) watchdog after failover: %s" % (a.round, e))
         return 0
