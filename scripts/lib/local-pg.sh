@@ -59,16 +59,19 @@ ensure_run_user() {
 }
 
 # as_user [VAR=value...] CMD...: a clean environment, so that the caller's
-# PGHOST, PGPORT, PGPASSWORD, LD_PRELOAD etc. never reach the servers.
+# PGHOST, PGPORT, PGPASSWORD, LD_PRELOAD etc. never reach the servers; run
+# from / (env -C), since the caller's directory may be one RUN_USER cannot
+# enter (a checkout under a mode-700 mktemp directory): PostgreSQL's tools
+# fail in a working directory they cannot reach. Paths must be absolute.
 as_user() {
   local envs=(HOME=/nonexistent PATH=/usr/bin:/bin LC_ALL=C.UTF-8 LANG=C.UTF-8)
   while [ $# -gt 0 ] && [[ $1 == *=* ]]; do envs+=("$1"); shift; done
   if [ "$(id -u)" -eq 0 ]; then
     # setpriv execs (runuser and su fork and wait): see as_user_bg.
     setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups \
-      env -i "${envs[@]}" "$@"
+      env -i -C / "${envs[@]}" "$@"
   else
-    env -i "${envs[@]}" "$@"
+    env -i -C / "${envs[@]}" "$@"
   fi
 }
 
@@ -81,7 +84,7 @@ as_user_bg() {
   local pidfile=$1 logfile=$2; shift 2
   local envs=(HOME=/nonexistent PATH=/usr/bin:/bin LC_ALL=C.UTF-8 LANG=C.UTF-8) pre=()
   [ "$(id -u)" -eq 0 ] && pre=(setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups)
-  setsid "${pre[@]}" env -i "${envs[@]}" "$@" </dev/null >>"$logfile" 2>&1 &
+  setsid "${pre[@]}" env -i -C / "${envs[@]}" "$@" </dev/null >>"$logfile" 2>&1 &
   echo $! >"$pidfile"
 }
 
