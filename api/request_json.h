@@ -42,12 +42,6 @@ Result<ClaimRequest> claim_from_body(const std::optional<nlohmann::json>& body);
 // (raw 32 bytes) of the canonical JSON of what the job is created with.
 std::string create_fingerprint(const CreateJob& c);
 
-// A new lease for an attempt (Job-Lease): 128 random bits as 32 hex
-// characters, from OpenSSL's generator.
-std::string new_lease();
-// What the log keeps of a lease: its SHA-256 as 64 hex characters.
-std::string lease_hash(std::string_view lease);
-
 // Strict decimal integer: optional '-', digits only, fits in int64.
 std::optional<int64_t> parse_int64(std::string_view text);
 // `"<version>"` or `<version>` (If-Match / If-None-Match). nullopt when malformed.

@@ -12,6 +12,7 @@
 #include "api/outbox.h"
 #include "api/problem.h"
 #include "api/request_json.h"
+#include "store/lease.h"
 
 namespace jobstate::api {
 

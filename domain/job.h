@@ -101,8 +101,9 @@ struct CreateJob {
 };
 struct StartJob {
   std::string worker;
-  // Hex SHA-256 of the lease the API hands the worker (Job-Lease); none for
-  // an attempt started in-process.
+  // Hex SHA-256 of the attempt's lease (store/lease.h): the Job-Lease the
+  // API hands a worker, or one an in-process runner (executors, the embedded
+  // runner) draws for itself. None only in logs written before leases.
   std::optional<std::string> lease_hash = {};
 };
 struct Heartbeat {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "store/lease.h"
 #include "workers/abandoned_jobs.h"
 #include "workers/heartbeat_pacing.h"
 #include "workers/utf8.h"
@@ -23,11 +24,12 @@ constexpr milliseconds kCancelCheckInterval{100};
 
 struct JobContext::Shared {
   JobId id;
+  std::string lease_hash;  // the attempt's (store/lease.h); every report carries it
   std::mutex mu;
   std::optional<json> progress;   // newest progress not yet sent
   bool reporting = false;         // an outcome is being recorded: no heartbeats
   bool outcome_recorded = false;  // succeed/fail/cancelled went through (or the job was terminal)
-  bool ended_elsewhere = false;   // a heartbeat found the job terminal
+  bool ended_elsewhere = false;   // a heartbeat found the job terminal, or this attempt over
   bool cancel_requested = false;
   bool heartbeat_in_flight = false;
   std::optional<workers::HeartbeatPacer> pacer;  // set before the heartbeat thread sees it
@@ -103,17 +105,21 @@ Status JobContext::report(Command command) {
     CommandRequest hb;
     hb.job_id = id_;
     hb.command = Heartbeat{std::move(*progress)};
+    hb.lease_hash = shared_->lease_hash;
     writer.submit(std::move(hb), [](const Result<CommandOutcome>&) {});
   }
   CommandRequest request;
   request.job_id = id_;
   request.command = std::move(command);
+  request.lease_hash = shared_->lease_hash;
   auto r = writer.execute(std::move(request));
   std::lock_guard lock(shared_->mu);
   shared_->reporting = false;
   // Unavailable or a refused transition: nothing was recorded; the handler
   // (or the guard after it) may still report.
-  if (r.ok() || r.error().code == ErrorCode::kJobTerminal) shared_->outcome_recorded = true;
+  if (r.ok() || r.error().code == ErrorCode::kJobTerminal ||
+      r.error().code == ErrorCode::kLeaseMismatch)
+    shared_->outcome_recorded = true;
   if (!r) return r.error();
   return ok_status();
 }
@@ -251,9 +257,10 @@ void EmbeddedRunner::worker_loop() {
 }
 
 void EmbeddedRunner::run_job(const JobId& id) {
+  const std::string lease_hash = new_lease_hash();
   CommandRequest start;
   start.job_id = id;
-  start.command = StartJob{options_.worker_name};
+  start.command = StartJob{options_.worker_name, lease_hash};
   auto started = store_.writer().execute(std::move(start));
   if (!started) {
     // Cancelled while waiting, or another worker took it: nothing to run.
@@ -272,6 +279,7 @@ void EmbeddedRunner::run_job(const JobId& id) {
   ctx.runner_stopping_ = &stopping_;
   ctx.shared_ = std::make_shared<JobContext::Shared>();
   ctx.shared_->id = id;
+  ctx.shared_->lease_hash = lease_hash;
   // The start set the deadline.
   ctx.shared_->pacer.emplace(
       workers::heartbeat_interval_ms(job.heartbeat_timeout_s, options_.min_heartbeat_interval_ms),
@@ -336,6 +344,7 @@ void EmbeddedRunner::heartbeat_loop() {
       }
       CommandRequest request;
       request.job_id = s->id;
+      request.lease_hash = s->lease_hash;
       Heartbeat hb;
       if (s->progress) {
         hb.progress = std::move(*s->progress);
@@ -355,7 +364,8 @@ void EmbeddedRunner::heartbeat_loop() {
         s->heartbeat_in_flight = false;
         if (r) {
           if (r->state().cancel_requested) s->cancel_requested = true;
-        } else if (r.error().code == ErrorCode::kJobTerminal) {
+        } else if (r.error().code == ErrorCode::kJobTerminal ||
+                   r.error().code == ErrorCode::kLeaseMismatch) {
           s->ended_elsewhere = true;
         }
       });

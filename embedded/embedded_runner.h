@@ -16,9 +16,11 @@
 //   ... runner.status(id), runner.history(id) ...
 //
 // - The job is started (worker "jobstate-embedded/<pid>") when a thread takes
-//   it, and heartbeated every heartbeat_timeout_s / 3 while the handler runs,
-//   carrying the newest progress() (coalesced: at most one heartbeat in flight
-//   per job, progress at most every progress_min_interval_ms).
+//   it, under a lease of the runner's own (store/lease.h): every report
+//   carries it, so nothing else can report on the attempt. It is
+//   heartbeated every heartbeat_timeout_s / 3 while the handler runs,
+//   carrying the newest progress() (coalesced: at most one heartbeat in
+//   flight per job, progress at most every progress_min_interval_ms).
 // - A handler that throws → failed, code "abandoned", the message naming the
 //   exception's what(). A handler that returns without succeed(), fail() or
 //   cancelled() → failed, code "abandoned". If the process dies, the

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "executors/child_process.h"
+#include "store/lease.h"
 #include "workers/abandoned_jobs.h"
 #include "workers/heartbeat_pacing.h"
 
@@ -51,6 +52,8 @@ struct Note {
   JobStatus status = JobStatus::kQueued;
   uint64_t created_seq = 0;
   bool cancel_requested = false;  // kJob; the others: from the answer when it is ok
+  std::optional<std::string> lease_hash;  // kJob: the running attempt's
+  uint64_t version = 0;                   // kJob; the others: from the answer when it is ok
   // kStarted, kHeartbeat, kReported: the writer's answer.
   bool ok = false;
   ErrorCode code = ErrorCode::kInternal;
@@ -70,6 +73,7 @@ Note answer_note(Note::Kind kind, const JobId& id, const Result<CommandOutcome>&
   n.ok = r.ok();
   if (r) {
     n.cancel_requested = r->state().cancel_requested;
+    n.version = r->state().version;
   } else {
     n.code = r.error().code;
     n.message = r.error().message;
@@ -121,7 +125,13 @@ struct ExecutorPool::Impl {
     TypeState* type = nullptr;
     uint64_t created_seq = 0;
     int64_t heartbeat_interval_ms = 40'000;
+    // The attempt's lease (store/lease.h): every report carries it, so no
+    // HTTP client can report on an executor's job, and this attempt cannot
+    // report on a later one.
+    std::string lease_hash = new_lease_hash();
     bool started = false;  // StartJob committed
+    uint64_t started_version = 0;  // the job's version the start made
+    bool requeued = false;  // the attempt ended by a retry: queue the job again when done
     SpawnRequest spawn;
     std::optional<ChildProcess> child;
     ProcessOutput output;
@@ -148,7 +158,8 @@ struct ExecutorPool::Impl {
   void finish(Run& run);
   void timers(TimePoint now);
   void send_heartbeat(Run& run, TimePoint now);
-  void submit_report(const JobId& id, Command command, int attempt = 1);
+  CommandRequest report(const Run& run, Command command) const;
+  void submit_report(CommandRequest request, int attempt = 1);
   void release(const JobId& id);
   void add_pending(TypeState& type, const JobId& id, uint64_t created_seq);
   void remove_pending(TypeState& type, const JobId& id);
@@ -196,6 +207,8 @@ void ExecutorPool::on_commit(const CommitInfo& info) {
     n.status = job.status;
     n.created_seq = job.created_seq;
     n.cancel_requested = job.cancel_requested;
+    n.lease_hash = job.lease_hash;
+    n.version = job.version;
     impl_->push(std::move(n));
   }
 }
@@ -411,7 +424,7 @@ void ExecutorPool::Impl::handle(Note& note, TimePoint now) {
           run.cancel_requested = true;
           terminate(run, StopReason::kCancel, now);
         }
-      } else if (note.code == ErrorCode::kJobTerminal) {
+      } else if (note.code == ErrorCode::kJobTerminal || note.code == ErrorCode::kLeaseMismatch) {
         spdlog::info("executors: job {} ended elsewhere ({}); stopping its process",
                      note.id.to_string(), note.message);
         terminate(run, StopReason::kGone, now);
@@ -452,7 +465,12 @@ void ExecutorPool::Impl::on_job(const Note& note, TimePoint now) {
   }
   Run& run = *run_it->second;
   if (!run.started) return;  // the StartJob answer decides
-  if (is_terminal(note.status)) {
+  if (note.version < run.started_version) return;  // a commit from before this attempt
+  if (is_terminal(note.status) || note.lease_hash != run.lease_hash) {
+    // Ended elsewhere, or this attempt is over: the watchdog queued the job
+    // for a retry (execution or heartbeat timeout), maybe already started
+    // again. The process stops; a queued job runs again here.
+    run.requeued = note.status == JobStatus::kQueued;
     if (run.child) terminate(run, StopReason::kGone, now);
   } else if (note.cancel_requested && !run.cancel_requested) {
     run.cancel_requested = true;
@@ -557,7 +575,7 @@ void ExecutorPool::Impl::try_start(TypeState& type, const JobId& id, uint64_t cr
   CommandRequest request;
   request.job_id = id;
   request.expected_version = state->version;
-  request.command = StartJob{options.worker_name};
+  request.command = StartJob{options.worker_name, runs.at(id)->lease_hash};
   ++in_flight;
   writer->submit(std::move(request), [this, id](const Result<CommandOutcome>& r) {
     push(answer_note(Note::Kind::kStarted, id, r));
@@ -581,25 +599,26 @@ void ExecutorPool::Impl::on_started(const Note& note, TimePoint now) {
     return;
   }
   run.started = true;
+  run.started_version = note.version;
   if (stopping) {
-    submit_report(run.id,
-                  FailJob{json{{"code", "abandoned"},
-                               {"message", "jobstate serve stopped before the command was started"},
-                               {"details", nullptr}}});
+    submit_report(report(
+        run, FailJob{json{{"code", "abandoned"},
+                          {"message", "jobstate serve stopped before the command was started"},
+                          {"details", nullptr}}}));
     release(note.id);
     return;
   }
   if (run.cancel_requested || note.cancel_requested) {
-    submit_report(run.id, ConfirmCancelled{"cancelled before the command was started"});
+    submit_report(report(run, ConfirmCancelled{"cancelled before the command was started"}));
     release(note.id);
     return;
   }
   auto child = ChildProcess::spawn(run.spawn);
   if (!child) {
     spdlog::warn("executors: job {}: {}", note.id.to_string(), child.error().message);
-    submit_report(run.id, FailJob{json{{"code", "spawn_failed"},
-                                       {"message", child.error().message},
-                                       {"details", {{"command", run.spawn.argv[0]}}}}});
+    submit_report(report(run, FailJob{json{{"code", "spawn_failed"},
+                                           {"message", child.error().message},
+                                           {"details", {{"command", run.spawn.argv[0]}}}}}));
     release(note.id);
     return;
   }
@@ -660,8 +679,7 @@ void ExecutorPool::Impl::timers(TimePoint now) {
   while (!retries.empty() && retries.front().at <= now) {
     Retry r = std::move(retries.front());
     retries.pop_front();
-    JobId id = r.request.job_id;
-    submit_report(id, std::move(r.request.command), r.attempt);
+    submit_report(std::move(r.request), r.attempt);
   }
 }
 
@@ -673,9 +691,7 @@ void ExecutorPool::Impl::send_heartbeat(Run& run, TimePoint now) {
   }
   run.pacer->heartbeat_sent(now);
   run.heartbeat_in_flight = true;
-  CommandRequest request;
-  request.job_id = run.id;
-  request.command = std::move(hb);
+  CommandRequest request = report(run, std::move(hb));
   ++in_flight;
   writer->submit(std::move(request), [this, id = run.id](const Result<CommandOutcome>& r) {
     push(answer_note(Note::Kind::kHeartbeat, id, r));
@@ -696,15 +712,19 @@ void ExecutorPool::Impl::finish(Run& run) {
   spdlog::info("executors: job {} (pid {}) {}", job, child.pid(), workers::describe_exit(status));
 
   if (run.stop == StopReason::kGone) {
-    release(run.id);
+    TypeState& type = *run.type;
+    const JobId id = run.id;
+    const uint64_t seq = run.created_seq;
+    const bool requeued = run.requeued;
+    release(id);
+    // Its next attempt runs here too, once its backoff has passed.
+    if (requeued && !stopping) add_pending(type, id, seq);
     return;
   }
   // Progress the process printed last goes in before the outcome (the writer
   // keeps submission order).
   if (auto p = run.output.take_progress()) {
-    CommandRequest request;
-    request.job_id = run.id;
-    request.command = Heartbeat{std::move(*p)};
+    CommandRequest request = report(run, Heartbeat{std::move(*p)});
     ++in_flight;
     writer->submit(std::move(request), [this, id = run.id](const Result<CommandOutcome>& r) {
       push(answer_note(Note::Kind::kHeartbeat, id, r));
@@ -730,14 +750,20 @@ void ExecutorPool::Impl::finish(Run& run) {
       outcome = FailJob{std::move(ended.error)};
     }
   }
-  submit_report(run.id, std::move(outcome));
+  submit_report(report(run, std::move(outcome)));
   release(run.id);
 }
 
-void ExecutorPool::Impl::submit_report(const JobId& id, Command command, int attempt) {
+CommandRequest ExecutorPool::Impl::report(const Run& run, Command command) const {
   CommandRequest request;
-  request.job_id = id;
+  request.job_id = run.id;
   request.command = std::move(command);
+  request.lease_hash = run.lease_hash;
+  return request;
+}
+
+void ExecutorPool::Impl::submit_report(CommandRequest request, int attempt) {
+  const JobId id = request.job_id;
   CommandRequest copy = request;  // for a retry when the writer is unavailable
   ++in_flight;
   writer->submit(std::move(request), [this, id, attempt, copy = std::move(copy)](

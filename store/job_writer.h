@@ -60,7 +60,7 @@ struct CommandOutcome {
   bool idempotent_replay = false;  // an earlier request with the same Idempotency-Key
   // A claim that found nothing: the earliest not_before still ahead among
   // the types' queued jobs, when there is one.
-  std::optional<TimeMs> next_claimable_ms;
+  std::optional<TimeMs> next_claimable_ms = {};
 };
 
 using CommandCallback = std::function<void(Result<CommandOutcome>)>;

@@ -161,23 +161,6 @@ inline ::testing::AssertionResult is_job_resource(const nlohmann::json& j) {
   return ::testing::AssertionSuccess();
 }
 
-// An RFC 9457 problem response with this status and slug.
-inline ::testing::AssertionResult is_problem(const HttpResponse& r, long status, const std::string& slug) {
-  if (r.status != status)
-    return ::testing::AssertionFailure() << "status " << r.status << " (want " << status << "), body "
-                                         << r.body << (r.curl_error.empty() ? "" : ", curl: " + r.curl_error);
-  if (r.header("Content-Type").rfind("application/problem+json", 0) != 0)
-    return ::testing::AssertionFailure() << "Content-Type '" << r.header("Content-Type") << "'";
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return ::testing::AssertionFailure() << "body " << r.body;
-  if (j.value("type", "") != "/problems/" + slug)
-    return ::testing::AssertionFailure() << "type " << j.value("type", "") << " (want " << slug << ")";
-  if (j.value("status", 0) != status) return ::testing::AssertionFailure() << "status member " << j["status"];
-  if (!j.contains("title") || !j["title"].is_string() || !j.contains("detail") || !j["detail"].is_string())
-    return ::testing::AssertionFailure() << "title/detail missing: " << r.body;
-  return ::testing::AssertionSuccess();
-}
-
 inline ::testing::AssertionResult is_json_response(const HttpResponse& r, long status) {
   if (r.status != status)
     return ::testing::AssertionFailure() << "status " << r.status << " (want " << status << "), body "

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "store/lease.h"
 #include "store_fixture.h"
 
 namespace jobstate::embedded {
@@ -257,7 +258,7 @@ TEST_F(EmbeddedRunnerTest, RestartFailsLeftRunningJobsAndRunsQueuedOnes) {
   }
   CommandRequest start;
   start.job_id = running;
-  start.command = StartJob{"jobstate-embedded/999999"};
+  start.command = StartJob{"jobstate-embedded/999999", new_lease_hash()};
   ASSERT_OK(store().writer().execute(std::move(start)));
   reopen_store();
 
@@ -294,6 +295,40 @@ TEST_F(EmbeddedRunnerTest, HeartbeatsKeepALongHandlerAlive) {
   EXPECT_GE(heartbeats, 3u);
   release.open();
   EXPECT_EQ(wait_terminal(*id).status, JobStatus::kSucceeded);
+}
+
+// The runner holds each attempt's lease, as an HTTP worker does: another
+// part of the program (or an HTTP client) that knows the id cannot report on
+// the job its handler runs.
+TEST_F(EmbeddedRunnerTest, AHandlersAttemptHoldsItsLease) {
+  auto& runner = make_runner();
+  Gate release, running;
+  ASSERT_OK(runner.register_handler("held", [&](JobContext& job) {
+    running.open();
+    release.wait();
+    EXPECT_OK(job.succeed("mine"));
+  }));
+  ASSERT_OK(runner.start());
+  auto id = runner.trigger("held", json::object());
+  ASSERT_OK(id);
+  ASSERT_TRUE(running.wait());
+  auto s = runner.status(*id);
+  ASSERT_OK(s);
+  ASSERT_TRUE((*s)->lease_hash.has_value());
+  EXPECT_EQ((*s)->lease_hash->size(), 64u);
+  for (Command report : {Command(SucceedJob{"not mine"}), Command(Heartbeat{nullptr}),
+                         Command(FailJob{json{{"code", "x"}, {"message", "y"}}})}) {
+    CommandRequest r;
+    r.job_id = *id;
+    r.command = report;
+    auto refused = store().writer().execute(std::move(r));
+    ASSERT_FALSE(refused.ok()) << command_name(report);
+    EXPECT_EQ(refused.error().code, ErrorCode::kLeaseMismatch) << command_name(report);
+  }
+  release.open();
+  JobState done = wait_terminal(*id);
+  EXPECT_EQ(done.status, JobStatus::kSucceeded);
+  EXPECT_EQ(done.result, "mine");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -402,28 +403,87 @@ TEST_F(ExecutorPoolTest, EnvironmentAndWorkingDirectory) {
   EXPECT_EQ(s.result["home"], "unset");
 }
 
+// Waits (bounded) until the process is gone; true when it is.
+bool wait_gone(pid_t pid) {
+  const auto end = SteadyClock::now() + std::chrono::seconds(30);
+  while (process_exists(pid) && SteadyClock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return !process_exists(pid);
+}
+
 TEST_F(ExecutorPoolTest, JobEndedElsewhereStopsItsProcess) {
   const std::string pid_file = dir_.sub("pid");
   open({{"victim", sh_executor("echo $$ > " + pid_file + "; echo 'PROGRESS 0 up'; " +
                                wait_for_file(dir_.sub("never")) + "exit 0")}});
-  JobId id = create("victim");
-  wait_for(
+  JobId id = JobId::generate();
+  CreateJob c{"victim", json::object(), 120, json::object()};
+  c.execution_timeout_s = 1;
+  ASSERT_OK(run(id, c));
+  JobState running = wait_for(
       id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
   const pid_t pid = read_pid(pid_file);
   ASSERT_GT(pid, 0);
-  // A client (or the watchdog) fails the job: the process has no reason to live.
-  ASSERT_OK(run(id, FailJob{json{{"code", "operator"}, {"message", "stopped by hand"}}}));
-  const auto end = SteadyClock::now() + std::chrono::seconds(30);
-  while (process_exists(pid) && SteadyClock::now() < end)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_FALSE(process_exists(pid));
-  // Nothing was reported over the client's failure.
+  // The executor holds the attempt's lease: a report without it is refused.
+  ASSERT_TRUE(running.lease_hash.has_value());
+  EXPECT_EQ(running.lease_hash->size(), 64u);
+  auto foreign = run(id, FailJob{json{{"code", "operator"}, {"message", "not mine to fail"}}});
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.error().code, ErrorCode::kLeaseMismatch) << foreign.error().message;
+  // The watchdog fails the job at its execution timeout: the process has no
+  // reason to live.
+  const auto timeout_at = SteadyClock::now() + std::chrono::milliseconds(1100);
+  std::this_thread::sleep_until(timeout_at);
+  ASSERT_OK(run(id, ExpireDeadlines{}));
+  EXPECT_EQ(state(id).error["code"], "execution_timeout");
+  EXPECT_TRUE(wait_gone(pid));
+  // Nothing was reported over the watchdog's failure.
   const size_t versions = state(id).version;
+  const auto end = SteadyClock::now() + std::chrono::seconds(30);
   while (pool_->active() != 0 && SteadyClock::now() < end)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(pool_->active(), 0u);
   EXPECT_EQ(state(id).version, versions);
-  EXPECT_EQ(state(id).error["code"], "operator");
+  EXPECT_EQ(state(id).status, JobStatus::kFailed);
+}
+
+// A retried attempt: the watchdog ends a hung attempt at its execution
+// timeout and queues the job again. The executor stops the old process and
+// runs the job once more, under a new lease; the old attempt reports nothing.
+TEST_F(ExecutorPoolTest, AnAttemptEndedByARetryStopsAndTheJobRunsAgain) {
+  const std::string first = dir_.sub("first-attempt");
+  const std::string pid_file = dir_.sub("pid");
+  open({{"flaky", sh_executor("if [ -e " + first + " ]; then echo '{\"second\": true}'; exit 0; fi; touch " +
+                              first + "; echo $$ > " + pid_file + "; echo 'PROGRESS 0 hung'; " +
+                              wait_for_file(dir_.sub("never")) + "exit 0")}});
+  JobId id = JobId::generate();
+  CreateJob c{"flaky", json::object(), 120, json::object()};
+  c.execution_timeout_s = 1;
+  c.retry = RetryPolicy{.max_attempts = 2, .initial_backoff_s = 0, .max_backoff_s = 1};
+  ASSERT_OK(run(id, c));
+  JobState hung = wait_for(
+      id, [](const JobState& s) { return !s.progress.is_null(); }, "running with progress");
+  const pid_t pid = read_pid(pid_file);
+  ASSERT_GT(pid, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  auto expired = run(id, ExpireDeadlines{});
+  ASSERT_OK(expired);
+  EXPECT_EQ(expired->state().attempt, 2);
+  EXPECT_TRUE(wait_gone(pid)) << "the first attempt's process still runs";
+  JobState s = wait_terminal(id);
+  EXPECT_EQ(s.status, JobStatus::kSucceeded) << job_to_json(s, 0).dump();
+  EXPECT_EQ(s.result, json({{"second", true}}));
+  EXPECT_EQ(s.attempt, 2);
+  EXPECT_EQ(s.last_error["code"], "execution_timeout");
+  ASSERT_TRUE(s.lease_hash && hung.lease_hash);
+  EXPECT_NE(*s.lease_hash, *hung.lease_hash) << "the second attempt reused the first's lease";
+  // created, started, …, retry_scheduled, started, …, succeeded: nothing
+  // from the first attempt after its retry was scheduled.
+  auto types = types_of(history(id));
+  auto retry = std::find(types.begin(), types.end(), "retry_scheduled");
+  ASSERT_NE(retry, types.end()) << json(types).dump();
+  ASSERT_NE(retry + 1, types.end());
+  EXPECT_EQ(*(retry + 1), "started") << json(types).dump();
+  EXPECT_EQ(std::count(types.begin(), types.end(), "started"), 2) << json(types).dump();
 }
 
 TEST_F(ExecutorPoolTest, StopTerminatesRunningProcessesAndFailsTheirJobs) {

@@ -131,6 +131,19 @@ TEST_F(ExecutorsServeTest, ConfiguredTypeRunsOverHttp) {
   // Cancel over HTTP reaches the process as SIGTERM.
   std::string sleeper = post_job(http, {{"type", "sleeper"}});
   wait_job(http, sleeper, [](const json& j) { return !j["progress"].is_null(); });
+  // The executor holds the attempt's lease: a client that knows the id cannot
+  // finish or keep alive the job the server runs.
+  for (const char* action : {"succeed", "heartbeat", "fail"}) {
+    const std::string body = std::string(action) == "fail"
+                                 ? R"({"error": {"code": "x", "message": "y"}})"
+                                 : std::string(action) == "succeed" ? R"({"result": 1})" : "{}";
+    auto none = http.request("POST", "/v1/jobs/" + sleeper + "/" + action, {}, body);
+    EXPECT_TRUE(is_problem(none, 409, "lease-mismatch")) << action << ": " << none.body;
+    auto made_up = http.request("POST", "/v1/jobs/" + sleeper + "/" + action,
+                                {"Job-Lease: 00000000000000000000000000000000"}, body);
+    EXPECT_TRUE(is_problem(made_up, 409, "lease-mismatch")) << action << ": " << made_up.body;
+  }
+  EXPECT_EQ(http.request("GET", "/v1/jobs/" + sleeper).json()["state"], "running");
   auto c = http.request("POST", "/v1/jobs/" + sleeper + "/cancel", {}, R"({"reason": "enough"})");
   EXPECT_EQ(c.status, 200) << c.body;
   json cancelled = wait_job(http, sleeper);

@@ -6,6 +6,7 @@
 #include <future>
 #include <string>
 
+#include "store/lease.h"
 #include "store_fixture.h"
 #include "workers/abandoned_jobs.h"
 
@@ -32,7 +33,8 @@ class AbandonedJobsTest : public StoreTest {
   void start(const JobId& id, const std::string& worker) {
     CommandRequest request;
     request.job_id = id;
-    request.command = StartJob{worker};
+    // As the executors and the embedded runner start: with a lease of their own.
+    request.command = StartJob{worker, new_lease_hash()};
     EXPECT_OK(store().writer().execute(std::move(request)));
   }
   JobState state(const JobId& id) {

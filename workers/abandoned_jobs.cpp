@@ -15,6 +15,7 @@ Result<size_t> fail_abandoned_jobs(const ReadModel& jobs, JobWriter& writer,
     JobId id;
     uint64_t version;
     std::string worker;
+    std::optional<std::string> lease_hash;
   };
   std::vector<Abandoned> found;
   std::optional<uint64_t> before;
@@ -26,7 +27,7 @@ Result<size_t> fail_abandoned_jobs(const ReadModel& jobs, JobWriter& writer,
       auto state = row.to_state();
       if (!state) return state.error();
       if (state->worker && state->worker->rfind(worker_prefix, 0) == 0)
-        found.push_back({state->id, state->version, *state->worker});
+        found.push_back({state->id, state->version, *state->worker, state->lease_hash});
     }
     if (!page->next_before_seq) break;
     before = page->next_before_seq;
@@ -36,6 +37,9 @@ Result<size_t> fail_abandoned_jobs(const ReadModel& jobs, JobWriter& writer,
     CommandRequest request;
     request.job_id = a.id;
     request.expected_version = a.version;
+    // The attempt's owner is gone with its lease; the store, which keeps the
+    // lease's hash, reports for it.
+    request.lease_hash = a.lease_hash;
     request.command = FailJob{
         json{{"code", "abandoned"},
              {"message", "the jobstate server that ran this job's command (" + a.worker +

@@ -148,7 +148,7 @@ struct AuditHead {
 struct CreateJobRequest {
   std::string type;                                  // required: 1-128 of A-Za-z0-9._:-
   nlohmann::json params = nlohmann::json::object();  // any JSON
-  std::optional<int64_t> heartbeat_timeout_s;        // 1-86400; nullopt: the server's default (120)
+  std::optional<int64_t> heartbeat_timeout_s = {};   // 1-86400; nullopt: the server's default (120)
   nlohmann::json labels = nlohmann::json::object();  // at most 32 string pairs
   // Optional (API.md "Workers, timeouts, retries, webhooks"); unset members
   // are not sent.
