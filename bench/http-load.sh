@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-64}; T=${2:-10}; BASELINES=${3:-}
+SHARED=${JOBSTATE_SHARED:-../shared}
 source bench/lib/serve.sh
 
 # 1,000 running jobs with a long heartbeat timeout.
