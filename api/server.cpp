@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/open_access.h"
 #include "api/outbox.h"
 #include "api/problem.h"
 #include "api/request_json.h"
@@ -244,16 +245,18 @@ std::shared_ptr<const StatusRow> row_or_404(const Context& ctx, Call& call, cons
   return std::move(*row);
 }
 
+// Content-Type: application/json, with or without parameters.
+bool has_json_content_type(const Http::Request& req) {
+  auto ct = req.headers().tryGet<Http::Header::ContentType>();
+  return ct && ct->mime().top() == Http::Mime::Type::Application &&
+         ct->mime().sub() == Http::Mime::Subtype::Json;
+}
+
 std::optional<nlohmann::json> json_body(const Http::Request& req) {
   const std::string& body = req.body();
   if (body.size() > kMaxBodyBytes) throw BadRequest{problem("payload-too-large", "request bodies are limited to 1 MiB")};
-  if (!body.empty()) {
-    auto ct = req.headers().tryGet<Http::Header::ContentType>();
-    const bool json = ct && ct->mime().top() == Http::Mime::Type::Application &&
-                      ct->mime().sub() == Http::Mime::Subtype::Json;
-    if (!json)
-      throw BadRequest{problem("unsupported-media-type", "send bodies as Content-Type: application/json")};
-  }
+  if (!body.empty() && !has_json_content_type(req))
+    throw BadRequest{problem("unsupported-media-type", "send bodies as Content-Type: application/json")};
   auto parsed = parse_body(body);
   if (!parsed) bad_request(parsed.error().message);
   return std::move(*parsed);
@@ -614,6 +617,17 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (p[0] == "healthz") return call->send(200, "{\"status\":\"ok\"}");
     return readiness(ctx, call);
   }
+  // Open access (no tokens): the probes above answer anyone who reaches
+  // them; everything else only what no browser page could have sent.
+  OpenAccessRequest open;
+  open.changes_state = !get && m != Http::Method::Options;
+  open.host = header_text(req, "Host");
+  open.origin = header_text(req, "Origin");
+  open.content_type = header_text(req, "Content-Type");
+  open.content_type_is_json = has_json_content_type(req);
+  open.has_body = !req.body().empty();
+  if (auto why = open_access_refusal(open, ctx.options.any_host))
+    return call->problem(problem("forbidden", *why));
   if (n >= 2 && p[0] == "v1") {
     if (n == 2 && p[1] == "jobs") {
       if (post) return create_job(ctx, req, call);

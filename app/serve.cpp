@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "api/open_access.h"
 #include "api/request_json.h"
 #include "api/server.h"
 #include "app/commands.h"
@@ -27,6 +28,7 @@ struct ServeFlags {
   int64_t watchdog_interval_ms = 200;
   std::string log_level = "info";
   std::string config_file;  // --config: built-in executors (docs/executors.md)
+  bool insecure_no_auth = false;  // --insecure-no-auth: listen beyond loopback without tokens
 };
 
 bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -45,6 +47,17 @@ int serve(const ServeFlags& f) {
     std::fprintf(stderr, "jobstate serve: --listen must be HOST:PORT, got '%s'\n", f.listen.c_str());
     return kExitUsage;
   }
+  // Without tokens anyone who reaches the server may change any job: only
+  // this machine may, unless the operator says otherwise in so many words.
+  if (!api::names_loopback(server_options.host) && !f.insecure_no_auth) {
+    std::fprintf(stderr,
+                 "jobstate serve: --listen %s is not a loopback address, and without tokens "
+                 "anyone who reaches it could change any job; listen on 127.0.0.1 (behind a "
+                 "proxy that authenticates) or pass --insecure-no-auth\n",
+                 f.listen.c_str());
+    return kExitUsage;
+  }
+  server_options.any_host = f.insecure_no_auth;
   server_options.threads = f.threads;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
 
@@ -121,6 +134,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--config", flags->config_file,
                   "JSON file of built-in executors (docs/executors.md) and webhooks "
                   "(docs/operations.md#webhooks)");
+  cmd->add_flag("--insecure-no-auth", flags->insecure_no_auth,
+               "Serve a non-loopback --listen without tokens, to any Host (anyone who "
+               "reaches it may change any job; browser pages still may not)");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -958,9 +958,9 @@ TEST_F(Api, ConnectionCloseIsHonoured) {
 TEST_F(Api, ConnectionCloseEndsTheConnectionAfterTheAnswer) {
   const std::string id = create_job(c, unique_type("close-me"))["id"];
   const std::vector<std::string> requests = {
-      "GET /v1/jobs/" + id + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      "GET /v1/jobs/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
       "POST /v1/jobs/" + id +
-          "/start HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+          "/start HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
           "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
   };
   for (const auto& request : requests) {
@@ -1006,20 +1006,20 @@ TEST_F(Api, LargeAnswersReachASlowReaderWhole) {
 
   RawSocket s(srv().port(), /*receive_buffer_bytes=*/4096);
   ASSERT_TRUE(s.connected());
-  s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+  s.send("POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n\r\n" + body);
   std::string reply = read_slowly(s);
   ASSERT_EQ(reply.rfind("HTTP/1.1 202 Accepted\r\n", 0), 0u) << reply.substr(0, 300);
   EXPECT_EQ(json::parse(whole_body(reply))["params"]["blob"], big);
 
-  s.send("GET /v1/jobs?type=" + type + "&limit=10 HTTP/1.1\r\nHost: x\r\n\r\n");
+  s.send("GET /v1/jobs?type=" + type + "&limit=10 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   reply = read_slowly(s);
   ASSERT_EQ(reply.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << reply.substr(0, 300);
   json page = json::parse(whole_body(reply));
   ASSERT_EQ(page["jobs"].size(), 6u);
   for (const auto& j : page["jobs"]) EXPECT_EQ(j["params"]["blob"], big);
 
-  s.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  s.send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   EXPECT_EQ(s.read_for(500).rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
 }
 

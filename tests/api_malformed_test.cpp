@@ -197,24 +197,52 @@ TEST_F(Malformed, FarTooLargeBodiesAre413AndTheServerKeepsServing) {
   }
 }
 
-TEST_F(Malformed, BodiesThatAreNotJsonAre415) {
+// Without tokens (API.md "Identity") a write must be one no browser page
+// could make: JSON or no body, no foreign Origin; and every request must be
+// addressed to loopback (a DNS rebinding sends the attacker's name in Host).
+TEST_F(Malformed, WritesABrowserPageCouldMakeAre403) {
   const std::string body = "{\"type\":\"ct\"}";
   for (const char* ct : {"Content-Type: text/plain", "Content-Type: application/x-www-form-urlencoded",
-                         "Content-Type: application/xml", "Content-Type: application/vnd.api+json",
-                         "Content-Type: text/plain; charset=utf-8", "Content-Type:"}) {
-    EXPECT_TRUE(is_problem(c.post("/v1/jobs", body, {ct}), 415, "unsupported-media-type")) << ct;
+                         "Content-Type: multipart/form-data; boundary=x", "Content-Type: application/xml",
+                         "Content-Type: application/vnd.api+json", "Content-Type: text/plain; charset=utf-8",
+                         "Content-Type:"}) {
+    EXPECT_TRUE(is_problem(c.post("/v1/jobs", body, {ct}), 403, "forbidden")) << ct;
   }
-  // A media type Pistache's own header parser rejects: still 415 (its plain-text answer).
+  // A media type Pistache's own header parser rejects: refused before us (its plain-text 415).
   EXPECT_EQ(c.post("/v1/jobs", body, {"Content-Type: text/json-ish"}).status, 415);
   json j = create_job(c, unique_type("ct"));
-  EXPECT_TRUE(is_problem(c.post(job_path(j) + "/start", std::string("{}"), {"Content-Type: text/plain"}), 415,
-                         "unsupported-media-type"));
-  EXPECT_EQ(c.get(job_path(j)).json()["version"], 1);
+  // A form POST with an empty body (what an <form> with no fields sends)
+  // must not start, succeed or cancel anything.
+  for (const char* action : {"/start", "/cancel"}) {
+    EXPECT_TRUE(is_problem(c.post(job_path(j) + action, std::string(),
+                                  {"Content-Type: application/x-www-form-urlencoded"}),
+                           403, "forbidden"))
+        << action;
+    EXPECT_TRUE(is_problem(c.post(job_path(j) + action, std::string("{}"), {"Content-Type: text/plain"}), 403,
+                           "forbidden"))
+        << action;
+  }
+  // A foreign Origin: refused whatever the body; a loopback one is the dashboard's.
+  for (const char* origin : {"Origin: http://rebind.attacker.example", "Origin: null",
+                             "Origin: http://127.0.0.1.attacker.example"})
+    EXPECT_TRUE(is_problem(c.post(job_path(j) + "/cancel", std::string(), {origin}), 403, "forbidden"))
+        << origin;
+  EXPECT_EQ(c.get(job_path(j)).json()["version"], 1) << "a refused write changed the job";
+  // A rebound Host: refused for reads too (the params are secrets as well);
+  // the probes answer anyone.
+  for (const char* host : {"Host: rebind.attacker.example", "Host: rebind.attacker.example:8080",
+                           "Host: 0.0.0.0"}) {
+    EXPECT_TRUE(is_problem(c.get(job_path(j), {host}), 403, "forbidden")) << host;
+    EXPECT_TRUE(is_problem(c.post("/v1/jobs", body, {host}), 403, "forbidden")) << host;
+    EXPECT_EQ(c.get("/healthz", {host}).status, 200) << host;
+  }
+  for (const char* host : {"Host: localhost", "Host: localhost:1234", "Host: 127.0.0.1", "Host: [::1]:9"})
+    EXPECT_EQ(c.get(job_path(j), {host}).status, 200) << host;
   // JSON with parameters is JSON; an empty body needs no type at all.
   for (const char* ct : {"Content-Type: application/json; charset=utf-8", "Content-Type: Application/JSON",
                          "Content-Type: application/json;charset=UTF-8"})
     EXPECT_EQ(c.post("/v1/jobs", body, {ct}).status, 202) << ct;
-  EXPECT_EQ(c.post(job_path(j) + "/start", std::string(), {"Content-Type: text/plain"}).status, 200);
+  EXPECT_EQ(c.post(job_path(j) + "/start", std::string(), {"Origin: http://localhost:8080"}).status, 200);
 }
 
 TEST_F(Malformed, BadIdsAndQueryValuesAre400) {
@@ -289,19 +317,19 @@ TEST_F(Malformed, BrokenHttpGetsAnErrorOrAClosedConnection) {
   {
     // Headers begun, never finished; the client goes away.
     RawSocket s(srv().port());
-    s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Len");
+    s.send("POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len");
     s.close();
   }
   {
     // A body shorter than its Content-Length; the client goes away.
     RawSocket s(srv().port());
-    s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ty");
+    s.send("POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ty");
     s.close();
   }
   {
     // A request sent and the client gone before the answer.
     RawSocket s(srv().port());
-    s.send("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
+    s.send("POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n"
            "{\"type\":\"gone\"}");
     s.close();
   }

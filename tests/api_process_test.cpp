@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
@@ -213,6 +216,29 @@ TEST(ServeProcess, ASecondServerOnTheSameDirectoryIsRefused) {
   auto st = first.wait_exit(std::chrono::seconds(30));
   ASSERT_TRUE(st.has_value());
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+}
+
+// Without tokens anyone who reaches the server may change any job: a
+// non-loopback --listen is refused before anything opens, with one line that
+// names the way out. (Nothing here binds beyond loopback: the refusal comes
+// first.)
+TEST(ServeProcess, ANonLoopbackListenWithoutTokensIsRefused) {
+  TempDir dir;
+  for (const char* listen : {"0.0.0.0:0", "192.0.2.1:0", "[::]:0", "example.com:0", "127.0.0.1.example:0"}) {
+    const std::string cmd = std::string(JOBSTATE_BIN) + " serve --data-dir " + dir.sub("data") +
+                            " --listen " + listen + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    const int status = ::pclose(p);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << listen << ": " << out;
+    EXPECT_NE(out.find("not a loopback address"), std::string::npos) << out;
+    EXPECT_NE(out.find("--insecure-no-auth"), std::string::npos) << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+    EXPECT_FALSE(std::filesystem::exists(dir.sub("data"))) << "the store was opened for " << listen;
+  }
 }
 
 }  // namespace

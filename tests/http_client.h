@@ -125,6 +125,10 @@ class HttpClient {
         list = curl_slist_append(list, ("Job-Lease: " + lease).c_str());
     if (body && !body->empty() && !has_content_type)
       list = curl_slist_append(list, "Content-Type: application/json");
+    // An empty POST: no type at all (curl's default is a form's, which a
+    // server without tokens refuses as a browser page's write).
+    if ((!body || body->empty()) && method == "POST" && !has_content_type)
+      list = curl_slist_append(list, "Content-Type:");
     list = curl_slist_append(list, "Expect:");  // no 100-continue
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, list);
 
