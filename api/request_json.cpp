@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <vector>
 
 namespace jobstate::api {
 
@@ -65,9 +66,53 @@ Result<std::optional<json>> parse_body(std::string_view body) {
   if (first == std::string_view::npos) return std::optional<json>();
   if (max_depth(body) > kMaxJsonDepth)
     return invalid("JSON nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  // Each open object's member names so far (nlohmann keeps the last of a
+  // duplicate without a word).
+  std::vector<std::vector<std::string>> open_objects;
+  std::optional<std::string> duplicate;
+  auto watch = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      if (!open_objects.empty()) open_objects.pop_back();
+    } else if (event == json::parse_event_t::key && !open_objects.empty()) {
+      auto& names = open_objects.back();
+      const std::string& name = parsed.get_ref<const std::string&>();
+      if (std::find(names.begin(), names.end(), name) != names.end()) {
+        if (!duplicate) duplicate = name;
+      } else {
+        names.push_back(name);
+      }
+    }
+    return true;
+  };
+  json j = json::parse(body.begin(), body.end(), watch, /*allow_exceptions=*/false);
   if (j.is_discarded()) return invalid("the body is not valid JSON (or not valid UTF-8)");
+  if (duplicate) return invalid("the body has the member \"" + *duplicate + "\" twice in one object");
   return std::optional<json>(std::move(j));
+}
+
+std::optional<std::string> percent_decode(std::string_view text) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out.push_back(text[i]);
+      continue;
+    }
+    if (i + 2 >= text.size()) return std::nullopt;  // fewer than two characters follow
+    const int hi = hex(text[i + 1]), lo = hex(text[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
 }
 
 Result<CreateJob> create_job_from_body(const std::optional<json>& body) {

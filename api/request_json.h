@@ -18,8 +18,9 @@ constexpr size_t kMaxBodyBytes = 1u << 20;  // 413 beyond
 constexpr int kMaxJsonDepth = 64;           // arrays and objects, the outermost counting as one
 
 // Parses a request body. Empty body → nullopt (for endpoints where it is
-// optional). kInvalidRequest for malformed JSON, invalid UTF-8 or nesting
-// deeper than kMaxJsonDepth. REQUIRES: body.size() <= kMaxBodyBytes (checked by the caller: 413).
+// optional). kInvalidRequest for malformed JSON, invalid UTF-8, nesting
+// deeper than kMaxJsonDepth, or an object with a member twice (which one a
+// reader would see is not defined, so neither is taken). REQUIRES: body.size() <= kMaxBodyBytes (checked by the caller: 413).
 Result<std::optional<nlohmann::json>> parse_body(std::string_view body);
 
 // POST /v1/jobs body → command. Validation of values is the domain's (decide).
@@ -41,6 +42,10 @@ Result<ClaimRequest> claim_from_body(const std::optional<nlohmann::json>& body);
 // A fingerprint of a create request for Idempotency-Key comparison: SHA-256
 // (raw 32 bytes) of the canonical JSON of what the job is created with.
 std::string create_fingerprint(const CreateJob& c);
+
+// A query value with its %XX escapes decoded (RFC 3986; '+' stays '+').
+// nullopt when a '%' is not followed by two hex digits.
+std::optional<std::string> percent_decode(std::string_view text);
 
 // Strict decimal integer: optional '-', digits only, fits in int64.
 std::optional<int64_t> parse_int64(std::string_view text);

@@ -155,8 +155,17 @@ std::optional<std::string> header_text(const Http::Request& req, const std::stri
   return std::nullopt;
 }
 
+// A query parameter's value, its %XX escapes decoded; 400 for a bad escape.
+std::optional<std::string> query_text(const Http::Request& req, const std::string& name) {
+  auto raw = req.query().get(name);
+  if (!raw) return std::nullopt;
+  auto decoded = percent_decode(*raw);
+  if (!decoded) bad_request(name + " has a '%' that is not followed by two hex digits");
+  return decoded;
+}
+
 std::optional<int64_t> query_int(const Http::Request& req, const std::string& name) {
-  auto v = req.query().get(name);
+  auto v = query_text(req, name);
   if (!v) return std::nullopt;
   auto n = parse_int64(*v);
   if (!n) bad_request(name + " must be an integer");
@@ -403,17 +412,17 @@ void wait_job(const Context& ctx, const Http::Request& req, const CallPtr& call,
 // GET /v1/jobs
 void list_jobs(const Context& ctx, const Http::Request& req, const CallPtr& call) {
   ListFilter filter;
-  if (auto s = req.query().get("state")) {
+  if (auto s = query_text(req, "state")) {
     filter.status = parse_job_status(*s);
     if (!filter.status) bad_request("state must be one of queued, running, succeeded, failed, cancelled");
   }
-  if (auto t = req.query().get("type")) {
+  if (auto t = query_text(req, "type")) {
     if (!is_valid_job_type(*t)) bad_request("type must be 1 to 128 of A-Za-z0-9._:-");
     filter.type = *t;
   }
   const size_t limit = query_limit(req, kDefaultListLimit);
   std::optional<uint64_t> before;
-  if (auto token = req.query().get("page_token")) {
+  if (auto token = query_text(req, "page_token")) {
     auto n = parse_int64(*token);
     if (!n || *n < 1) bad_request("page_token is not one this server issued");
     before = static_cast<uint64_t>(*n);

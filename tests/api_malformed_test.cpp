@@ -285,6 +285,41 @@ TEST_F(Malformed, BadIdsAndQueryValuesAre400) {
   }
 }
 
+// Query values are percent-decoded (RFC 3986) before they are read; a bad
+// escape is 400, as is every undecodable value.
+TEST_F(Malformed, QueryValuesArePercentDecoded) {
+  const std::string type = unique_type("pct");
+  for (int i = 0; i < 3; ++i) create_job(c, type);
+  auto two = c.get("/v1/jobs?limit=%32&state=%71ueued&type=" + type);  // limit=2, state=queued
+  ASSERT_EQ(two.status, 200) << two.body;
+  EXPECT_EQ(two.json()["jobs"].size(), 2u) << two.body;
+  auto all = c.get("/v1/jobs?limit=%31%30&type=" + type);  // limit=10
+  ASSERT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(all.json()["jobs"].size(), 3u);
+  for (const char* bad : {"/v1/jobs?limit=%3", "/v1/jobs?limit=%", "/v1/jobs?limit=%zz1",
+                          "/v1/jobs?state=queue%64%"})
+    EXPECT_TRUE(is_problem(c.get(bad), 400, "invalid-request")) << bad;
+}
+
+// A JSON object with a member twice: which one a reader sees is not
+// defined, so the body is refused, at any depth; the same name in two
+// objects is fine.
+TEST_F(Malformed, DuplicateMembersAre400) {
+  const std::string type = unique_type("dup");
+  for (const std::string& body : std::vector<std::string>{
+           R"({"type":"a","type":"b"})", "{\"type\":\"" + type + "\",\"params\":{\"n\":1,\"n\":2}}",
+        "{\"type\":\"" + type + "\",\"labels\":{\"a\":\"x\"},\"labels\":{}}",
+        "{\"type\":\"" + type + "\",\"params\":[{\"k\":1,\"k\":1}]}"}) {
+    auto r = c.post("/v1/jobs", body);
+    EXPECT_TRUE(is_problem(r, 400, "invalid-request")) << body;
+    EXPECT_NE(r.body.find("twice"), std::string::npos) << r.body;
+  }
+  auto fine = c.post("/v1/jobs", "{\"type\":\"" + type + "\",\"params\":{\"type\":1,\"x\":{\"type\":2}}}");
+  EXPECT_EQ(fine.status, 202) << fine.body;
+  // Nothing was created by the refused ones.
+  EXPECT_EQ(c.get("/v1/jobs?type=" + type).json()["jobs"].size(), 1u);
+}
+
 TEST_F(Malformed, NoInternalErrorTextReachesAClient) {
   for (ErrorCode code : {ErrorCode::kInternal, ErrorCode::kCorruption, ErrorCode::kUnavailable}) {
     api::Problem p = api::problem_from_error(make_error(code, "rocksdb: IO error: /var/lib/secret/000123.sst"));
