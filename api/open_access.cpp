@@ -63,6 +63,11 @@ bool names_loopback(std::string_view host) {
   return is_loopback_ipv4(h);
 }
 
+bool is_loopback_listen_host(std::string_view host) {
+  const std::string h = lower(host);
+  return h == "localhost" || h == "::1" || h == "[::1]" || is_loopback_ipv4(h);
+}
+
 bool origin_names_loopback(std::string_view origin) {
   const std::string o = lower(origin);
   std::string_view rest;

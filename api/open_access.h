@@ -25,6 +25,12 @@ namespace jobstate::api {
 // address in 127.0.0.0/8, or "[::1]" / "::1".
 bool names_loopback(std::string_view host);
 
+// Stricter, for a --listen host, which the resolver turns into an address:
+// exactly "localhost" (which Pistache maps to 127.0.0.1 itself), an IPv4
+// address in 127.0.0.0/8, or "[::1]" / "::1". Any other name is resolved by
+// DNS and could name anything.
+bool is_loopback_listen_host(std::string_view host);
+
 // True when an Origin header's value ("http://127.0.0.1:8080") is an http
 // or https origin whose host names loopback. "null" and anything else: false.
 bool origin_names_loopback(std::string_view origin);

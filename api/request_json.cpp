@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <unordered_set>
 #include <vector>
 
 namespace jobstate::api {
@@ -68,7 +69,7 @@ Result<std::optional<json>> parse_body(std::string_view body) {
     return invalid("JSON nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   // Each open object's member names so far (nlohmann keeps the last of a
   // duplicate without a word).
-  std::vector<std::vector<std::string>> open_objects;
+  std::vector<std::unordered_set<std::string>> open_objects;
   std::optional<std::string> duplicate;
   auto watch = [&](int, json::parse_event_t event, json& parsed) {
     if (event == json::parse_event_t::object_start) {
@@ -76,13 +77,8 @@ Result<std::optional<json>> parse_body(std::string_view body) {
     } else if (event == json::parse_event_t::object_end) {
       if (!open_objects.empty()) open_objects.pop_back();
     } else if (event == json::parse_event_t::key && !open_objects.empty()) {
-      auto& names = open_objects.back();
       const std::string& name = parsed.get_ref<const std::string&>();
-      if (std::find(names.begin(), names.end(), name) != names.end()) {
-        if (!duplicate) duplicate = name;
-      } else {
-        names.push_back(name);
-      }
+      if (!open_objects.back().insert(name).second && !duplicate) duplicate = name;
     }
     return true;
   };

@@ -49,7 +49,8 @@ int serve(const ServeFlags& f) {
   }
   // Without tokens anyone who reaches the server may change any job: only
   // this machine may, unless the operator says otherwise in so many words.
-  if (!api::names_loopback(server_options.host) && !f.insecure_no_auth) {
+  const bool loopback = api::is_loopback_listen_host(server_options.host);
+  if (!loopback && !f.insecure_no_auth) {
     std::fprintf(stderr,
                  "jobstate serve: --listen %s is not a loopback address, and without tokens "
                  "anyone who reaches it could change any job; listen on 127.0.0.1 (behind a "
@@ -57,7 +58,9 @@ int serve(const ServeFlags& f) {
                  f.listen.c_str());
     return kExitUsage;
   }
-  server_options.any_host = f.insecure_no_auth;
+  // Any Host only where other machines may send one: on loopback, a
+  // rebinding's name is still refused.
+  server_options.any_host = f.insecure_no_auth && !loopback;
   server_options.threads = f.threads;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
 

@@ -219,8 +219,10 @@ Status ExecutorPool::start(const ReadModel& jobs, JobWriter& writer) {
   if (impl_->wake_fd < 0) return make_error(ErrorCode::kInternal, "eventfd failed");
   impl_->jobs = &jobs;
   impl_->writer = &writer;
-  auto abandoned = workers::fail_abandoned_jobs(jobs, writer, kExecutorWorkerPrefix);
-  if (!abandoned) return abandoned.error();
+  if (impl_->options.fail_abandoned_at_start) {
+    auto abandoned = workers::fail_abandoned_jobs(jobs, writer, kExecutorWorkerPrefix);
+    if (!abandoned) return abandoned.error();
+  }
   // The thread has not started: this thread may fill its state.
   for (auto& [type, state] : impl_->types) {
     std::optional<uint64_t> before;

@@ -68,6 +68,12 @@ struct ExecutorPoolOptions {
   // After SIGKILL, how long to wait for a process to exit before giving up on
   // it (it stays a zombie; this needs a process stuck in the kernel). Default 5000.
   int64_t kill_wait_ms = 5000;
+  // start() fails every running job of an executor worker as abandoned.
+  // Right when this process owns the store (RocksDB); false when other
+  // servers share it (postgres), whose executors' jobs are alive: a dead
+  // node's jobs are then failed by the watchdog at their heartbeat deadline
+  // (and run again when their retry policy says so). Default true.
+  bool fail_abandoned_at_start = true;
 };
 
 class ExecutorPool {

@@ -28,6 +28,8 @@ Result<std::unique_ptr<Store>> open_store(StoreOptions options) {
   return std::unique_ptr<Store>(std::move(*store));
 }
 
+bool store_is_shared(const std::string& location) { return is_postgres_uri(location); }
+
 Result<std::unique_ptr<WebhookCursors>> open_webhook_cursors(const std::string& location) {
   if (is_postgres_uri(location)) return open_pg_webhook_cursors(location);
   auto cursors = webhooks::FileWebhookCursors::open(location + "/webhooks");

@@ -33,6 +33,11 @@ struct StoreOptions {
 // own error (a store another process holds, a corrupt store, ...).
 Result<std::unique_ptr<Store>> open_store(StoreOptions options);
 
+// True when other processes may serve the store at `location` at the same
+// time (a postgres store: any number of nodes); false when one process owns
+// it (a RocksDB directory is locked by its opener).
+bool store_is_shared(const std::string& location);
+
 // The webhook cursors (store/webhook_cursors.h) that go with the store at
 // `location`: a table in a postgres store's database, or files in
 // <location>/webhooks next to a RocksDB store (open the store first: it

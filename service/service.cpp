@@ -9,7 +9,12 @@ Result<std::unique_ptr<Service>> Service::start(ServiceOptions options) {
   const Clock& clock = options.clock ? *options.clock : s->system_clock_;
   for (auto& [type, spec] : options.executors.executors)
     options.server.executor_types.push_back(type);
-  s->executor_pool_ = std::make_unique<executors::ExecutorPool>(std::move(options.executors));
+  executors::ExecutorPoolOptions pool_options;
+  // Another node's executors may be running their jobs right now: only a
+  // store this process owns may take every executor job for abandoned.
+  pool_options.fail_abandoned_at_start = !store_is_shared(options.store);
+  s->executor_pool_ = std::make_unique<executors::ExecutorPool>(std::move(options.executors),
+                                                                std::move(pool_options));
   s->registry_ = std::make_unique<api::LongPollRegistry>(options.max_parked);
   s->webhooks_ = std::make_unique<webhooks::WebhookDispatcher>(std::move(options.webhooks),
                                                                options.webhook_options);

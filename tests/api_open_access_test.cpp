@@ -21,6 +21,14 @@ TEST(OpenAccess, LoopbackNames) {
     EXPECT_FALSE(names_loopback(host)) << host;
 }
 
+TEST(OpenAccess, LoopbackListenHosts) {
+  for (const char* host : {"localhost", "127.0.0.1", "127.9.9.9", "::1", "[::1]"})
+    EXPECT_TRUE(is_loopback_listen_host(host)) << host;
+  // Names the resolver (and its search domains) could send anywhere.
+  for (const char* host : {"jobs.localhost", "localhost.", "0.0.0.0", "::", "[::]", "10.0.0.1", "example.com", ""})
+    EXPECT_FALSE(is_loopback_listen_host(host)) << host;
+}
+
 TEST(OpenAccess, LoopbackOrigins) {
   for (const char* o : {"http://127.0.0.1:8080", "http://localhost", "https://[::1]:8443",
                         "HTTP://LOCALHOST:3000"})

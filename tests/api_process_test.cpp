@@ -224,7 +224,8 @@ TEST(ServeProcess, ASecondServerOnTheSameDirectoryIsRefused) {
 // first.)
 TEST(ServeProcess, ANonLoopbackListenWithoutTokensIsRefused) {
   TempDir dir;
-  for (const char* listen : {"0.0.0.0:0", "192.0.2.1:0", "[::]:0", "example.com:0", "127.0.0.1.example:0"}) {
+  for (const char* listen : {"0.0.0.0:0", "192.0.2.1:0", "[::]:0", "example.com:0", "127.0.0.1.example:0",
+                             "jobs.localhost:0", "localhost.:0"}) {
     const std::string cmd = std::string(JOBSTATE_BIN) + " serve --data-dir " + dir.sub("data") +
                             " --listen " + listen + " 2>&1";
     FILE* p = ::popen(cmd.c_str(), "r");

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "executors/executor_pool.h"
+#include "store/lease.h"
 #include "store_fixture.h"
 
 namespace jobstate::executors {
@@ -337,6 +338,21 @@ TEST_F(ExecutorPoolTest, RestartFailsThePreviousProcessJobsAsAbandoned) {
   JobState picked_up = wait_terminal(queued_job);
   EXPECT_EQ(picked_up.status, JobStatus::kSucceeded);
   EXPECT_EQ(picked_up.result, "converted");
+}
+
+// On a store other servers share (postgres), another node's executor job is
+// alive: start() leaves it to the watchdog.
+TEST_F(ExecutorPoolTest, ASharedStoresRunningExecutorJobsAreLeftAlone) {
+  open_store();
+  JobId other_node = create("convert");
+  ASSERT_OK(run(other_node, StartJob{"jobstate-executor/999999", new_lease_hash()}));
+  close_store();
+  ExecutorPoolOptions options;
+  options.fail_abandoned_at_start = false;
+  open({{"convert", sh_executor("echo '\"converted\"'")}}, options);
+  JobState s = state(other_node);
+  EXPECT_EQ(s.status, JobStatus::kRunning) << job_to_json(s, 0).dump();
+  EXPECT_EQ(s.version, 2u);
 }
 
 TEST_F(ExecutorPoolTest, UnknownTypeStaysQueuedForExternalWorkers) {
