@@ -23,10 +23,14 @@ LongPollRegistry::~LongPollRegistry() {
 }
 
 bool LongPollRegistry::park(const std::shared_ptr<Waiter>& w) {
-  if (parked_.fetch_add(1) >= max_parked_) {
+  auto take_slot = [this] {
+    if (parked_.fetch_add(1) < max_parked_) return true;
     parked_.fetch_sub(1);
     return false;
-  }
+  };
+  // Clients that connected, asked and left must not hold their slots until
+  // their timeouts (up to 60 s): a loop of them would lock everyone out.
+  if (!take_slot() && (evict_gone() == 0 || !take_slot())) return false;
   {
     std::lock_guard lock(mu_);
     if (w->kind == Waiter::Kind::kJob)
@@ -37,6 +41,26 @@ bool LongPollRegistry::park(const std::shared_ptr<Waiter>& w) {
   }
   cv_.notify_all();  // the earliest timeout may have changed
   return true;
+}
+
+size_t LongPollRegistry::evict_gone() {
+  size_t evicted = 0;
+  auto sweep = [&](std::vector<std::shared_ptr<Waiter>>& list) {
+    std::erase_if(list, [&](const std::shared_ptr<Waiter>& w) {
+      if (w->claimed.load()) return true;  // answered already; only the entry was left
+      if (!w->gone || !w->gone()) return false;
+      if (claim(*w)) ++evicted;
+      return true;
+    });
+  };
+  std::lock_guard lock(mu_);
+  for (auto it = by_job_.begin(); it != by_job_.end();) {
+    sweep(it->second);
+    it = it->second.empty() ? by_job_.erase(it) : std::next(it);
+  }
+  sweep(feed_);
+  sweep(claims_);
+  return evicted;
 }
 
 bool LongPollRegistry::claim(Waiter& w) {

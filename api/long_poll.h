@@ -40,6 +40,9 @@ struct Waiter {
   // Sends the response. `committed` is the job's state from the commit that
   // woke it (kJob), or nullptr (timeout, feed, shutdown: read the store).
   std::function<void(const JobState* committed)> answer;
+  // True once the client went away (its connection closed): nobody is left
+  // to answer, and a full registry frees the waiter's slot. Unset: never.
+  std::function<bool()> gone;
 
   std::atomic<bool> claimed{false};
 };
@@ -52,7 +55,8 @@ class LongPollRegistry {
   explicit LongPollRegistry(size_t max_parked);
   ~LongPollRegistry();  // answers every parked request, joins
 
-  // Parks `w`. False when max_parked requests are already parked (503).
+  // Parks `w`. When max_parked requests are parked, first frees the slots of
+  // those whose client went away (Waiter::gone); false when none had (503).
   bool park(const std::shared_ptr<Waiter>& w);
   // True for exactly one caller per waiter; that caller answers it.
   bool claim(Waiter& w);
@@ -64,6 +68,9 @@ class LongPollRegistry {
 
  private:
   void run();
+  // Claims (unanswered) and forgets every waiter whose client went away;
+  // how many. Cost: one pass over the parked waiters.
+  size_t evict_gone();
   void wake(const CommitInfo& info);
   void answer(const std::shared_ptr<Waiter>& w, const JobState* committed);
 

@@ -121,6 +121,13 @@ class Call {
   void error(const Error& e) { problem(problem_from_error(e)); }
 
   bool sent() const { return sent_.load(); }
+  // For Waiter::gone: whether the client's connection has closed.
+  std::function<bool()> gone_check() const {
+    return [link = link_] {
+      std::lock_guard lock(link->mu);
+      return !link->open;
+    };
+  }
   void set_allow(std::string allow) { allow_ = std::move(allow); }
 
  private:
@@ -393,6 +400,7 @@ void wait_job(const Context& ctx, const Http::Request& req, const CallPtr& call,
   if (satisfied(*row) || timeout_s == 0) return send_row(*call, *row, ctx.server_start_ms());
 
   auto w = std::make_shared<Waiter>();
+  w->gone = call->gone_check();
   w->kind = Waiter::Kind::kJob;
   w->job_id = id;
   w->after_version = after_version;
@@ -496,6 +504,7 @@ void feed(const Context& ctx, const Http::Request& req, const CallPtr& call) {
   };
   if (wait_s == 0 || ctx.writer.committed_head().seq > after) return answer();
   auto w = std::make_shared<Waiter>();
+  w->gone = call->gone_check();
   w->kind = Waiter::Kind::kFeed;
   w->after_seq = after;
   w->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
@@ -530,6 +539,7 @@ void try_claim(const Context& ctx, const CallPtr& call, std::shared_ptr<const Cl
     if (now >= spec->until) return call->send(204, "");
     const uint64_t seen = ctx.writer.committed_head().seq;
     auto w = std::make_shared<Waiter>();
+    w->gone = call->gone_check();
     w->kind = Waiter::Kind::kClaim;
     w->types = spec->types;
     w->deadline = spec->until;

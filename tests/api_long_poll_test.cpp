@@ -9,6 +9,7 @@
 #include <future>
 
 #include "api_test_server.h"
+#include "raw_socket.h"
 
 namespace jobstate::testing {
 namespace {
@@ -209,6 +210,31 @@ TEST_F(LongPoll, FeedWaitAnswersAtOnceWhenNewerEventsExist) {
   EXPECT_EQ(r.json()["events"].size(), 1u);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(20));
   EXPECT_EQ(srv().registry().parked(), 0u);
+}
+
+// Clients that ask, then hang up, must not hold the cap until their
+// timeouts: a full registry frees their slots for the next request.
+TEST_F(LongPoll, ClientsThatLeftDoNotHoldTheCap) {
+  json a = create_job(c, unique_type("left"));
+  {
+    std::vector<std::unique_ptr<RawSocket>> left;
+    for (size_t i = 0; i < kMaxParked; ++i) {
+      left.push_back(std::make_unique<RawSocket>(srv().port()));
+      left.back()->send("GET " + job_path(a) + "/wait?timeout_s=60 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    }
+    ASSERT_TRUE(parked_becomes(kMaxParked));
+  }  // they hang up, a minute before their timeouts
+  // The server notices the closed connections on its own time: a few tries.
+  HttpResponse r;
+  for (int i = 0; i < 50; ++i) {
+    r = c.get(job_path(a) + "/wait?timeout_s=1");
+    if (r.status != 503) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(r.status, 200) << r.body;  // parked, then answered at its timeout
+  EXPECT_EQ(r.json()["state"], "queued");
+  ASSERT_TRUE(parked_becomes(0));
+  act(c, a, "cancel");
 }
 
 TEST_F(LongPoll, ParkedRequestsBeyondTheCapGet503) {
