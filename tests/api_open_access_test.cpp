@@ -40,6 +40,11 @@ TEST(OpenAccess, LoopbackOrigins) {
 }
 
 TEST(OpenAccess, WhatIsRefused) {
+  // `base` with one change.
+  auto with = [](OpenAccessRequest base, auto change) {
+    change(base);
+    return base;
+  };
   const OpenAccessRequest json_write{.changes_state = true,
                                      .host = "127.0.0.1:8080",
                                      .origin = std::nullopt,
@@ -48,15 +53,15 @@ TEST(OpenAccess, WhatIsRefused) {
                                      .has_body = true};
   EXPECT_FALSE(open_access_refusal(json_write, false));
   // No body and no type: curl -X POST, the client library's empty reports.
-  OpenAccessRequest bare = json_write;
-  bare.content_type.reset();
-  bare.content_type_is_json = false;
-  bare.has_body = false;
+  const auto bare = with(json_write, [](auto& r) {
+    r.content_type.reset();
+    r.content_type_is_json = false;
+    r.has_body = false;
+  });
   EXPECT_FALSE(open_access_refusal(bare, false));
   // A page on loopback (the dashboard) may write.
-  OpenAccessRequest same_origin = json_write;
-  same_origin.origin = "http://127.0.0.1:8080";
-  EXPECT_FALSE(open_access_refusal(same_origin, false));
+  EXPECT_FALSE(open_access_refusal(
+      with(json_write, [](auto& r) { r.origin = "http://127.0.0.1:8080"; }), false));
   // Reads are never refused for their Origin or type; HTTP/1.0 sends no Host.
   OpenAccessRequest read{.changes_state = false,
                          .host = std::nullopt,
@@ -72,22 +77,19 @@ TEST(OpenAccess, WhatIsRefused) {
     bool any_host;
     const char* detail_has;
   };
-  OpenAccessRequest rebound = json_write;
-  rebound.host = "rebind.attacker.example";
-  OpenAccessRequest rebound_read = read;
-  rebound_read.host = "rebind.attacker.example:8080";
-  OpenAccessRequest foreign = json_write;
-  foreign.origin = "http://evil.example";
-  OpenAccessRequest opaque = json_write;
-  opaque.origin = "null";
-  OpenAccessRequest form = bare;
-  form.content_type = "application/x-www-form-urlencoded";
-  OpenAccessRequest plain = json_write;
-  plain.content_type = "text/plain;charset=UTF-8";
-  plain.content_type_is_json = false;
-  OpenAccessRequest untyped = json_write;
-  untyped.content_type.reset();
-  untyped.content_type_is_json = false;
+  const auto rebound = with(json_write, [](auto& r) { r.host = "rebind.attacker.example"; });
+  const auto rebound_read = with(read, [](auto& r) { r.host = "rebind.attacker.example:8080"; });
+  const auto foreign = with(json_write, [](auto& r) { r.origin = "http://evil.example"; });
+  const auto opaque = with(json_write, [](auto& r) { r.origin = "null"; });
+  const auto form = with(bare, [](auto& r) { r.content_type = "application/x-www-form-urlencoded"; });
+  const auto plain = with(json_write, [](auto& r) {
+    r.content_type = "text/plain;charset=UTF-8";
+    r.content_type_is_json = false;
+  });
+  const auto untyped = with(json_write, [](auto& r) {
+    r.content_type.reset();
+    r.content_type_is_json = false;
+  });
   const Case refused[] = {
       {"a rebound Host on a write", rebound, false, "rebind.attacker.example"},
       {"a rebound Host on a read", rebound_read, false, "addressed to loopback"},
