@@ -5,6 +5,7 @@
 #include <pistache/peer.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <sstream>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "api/open_access.h"
 #include "api/outbox.h"
 #include "api/problem.h"
+#include "domain/json_text.h"
 #include "api/request_json.h"
 #include "store/lease.h"
 
@@ -150,6 +152,27 @@ struct BadRequest {
 };
 [[noreturn]] void bad_request(std::string detail) {
   throw BadRequest{api::problem("invalid-request", std::move(detail))};
+}
+
+// Who sent the request: the token that authenticated it, or none (open
+// access). Its name goes into every event the request makes (data.by).
+struct Caller {
+  std::optional<identity::TokenEntry> token;
+
+  std::optional<std::string> by() const {
+    if (!token) return std::nullopt;
+    return token->name;
+  }
+  // Whether the token's types pattern lets it touch jobs of this type.
+  bool may_touch(std::string_view type) const {
+    return !token || identity::types_pattern_matches(token->types, type);
+  }
+  bool limited_to_types() const { return token && !token->types.empty(); }
+};
+
+[[noreturn]] void forbidden_type(const Caller& caller, std::string_view type) {
+  throw BadRequest{problem("forbidden", "token '" + caller.token->name + "' may only touch jobs of types '" +
+                                            caller.token->types + "', not '" + std::string(type) + "'")};
 }
 
 std::optional<std::string> header_text(const Http::Request& req, const std::string& name) {
@@ -299,12 +322,15 @@ bool refuse_write_if_stopping(const Context& ctx, Call& call) {
 }
 
 // POST /v1/jobs
-void create_job(const Context& ctx, const Http::Request& req, const CallPtr& call) {
+void create_job(const Context& ctx, const Http::Request& req, const CallPtr& call,
+                const Caller& caller) {
   auto cmd = create_job_from_body(json_body(req));
   if (!cmd) bad_request(cmd.error().message);
+  if (!caller.may_touch(cmd->type)) forbidden_type(caller, cmd->type);
   if (refuse_write_if_stopping(ctx, *call)) return;
   CommandRequest r;
   r.job_id = JobId::generate();
+  r.by = caller.by();
   if (auto key = header_text(req, "Idempotency-Key")) {
     if (key->empty() || key->size() > 255) bad_request("Idempotency-Key must be 1 to 255 characters");
     r.idempotency_key = *key;
@@ -320,12 +346,13 @@ void create_job(const Context& ctx, const Http::Request& req, const CallPtr& cal
 
 // POST /v1/jobs/{id}/<action>
 void transition(const Context& ctx, const Http::Request& req, const CallPtr& call,
-                const JobId& id, std::string_view action) {
+                const JobId& id, std::string_view action, const Caller& caller) {
   auto cmd = transition_from_body(action, json_body(req));
   if (!cmd) bad_request(cmd.error().message);
   auto expected = if_match(req, "If-Match");
   if (refuse_write_if_stopping(ctx, *call)) return;
   CommandRequest r{id, std::move(*cmd), expected, std::nullopt, {}};
+  r.by = caller.by();
   // A worker's reports carry its attempt's lease; a start makes a new one.
   if (action != "cancel")
     if (auto lease = header_text(req, "Job-Lease")) {
@@ -520,6 +547,7 @@ void feed(const Context& ctx, const Http::Request& req, const CallPtr& call) {
 struct ClaimSpec {
   std::vector<std::string> types;
   std::string worker;
+  std::optional<std::string> by;
   std::chrono::steady_clock::time_point until;
 };
 
@@ -527,6 +555,7 @@ void try_claim(const Context& ctx, const CallPtr& call, std::shared_ptr<const Cl
   if (refuse_write_if_stopping(ctx, *call)) return;
   CommandRequest r;
   r.claim_types = spec->types;
+  r.by = spec->by;
   const std::string lease = new_lease();
   r.command = StartJob{spec->worker, lease_hash(lease)};
   ctx.writer.submit(std::move(r), [&ctx, call, spec, lease](Result<CommandOutcome> out) {
@@ -558,9 +587,12 @@ void try_claim(const Context& ctx, const CallPtr& call, std::shared_ptr<const Cl
   });
 }
 
-void claim_job(const Context& ctx, const Http::Request& req, const CallPtr& call) {
+void claim_job(const Context& ctx, const Http::Request& req, const CallPtr& call,
+               const Caller& caller) {
   auto claim = claim_from_body(json_body(req));
   if (!claim) bad_request(claim.error().message);
+  for (const auto& type : claim->types)
+    if (!caller.may_touch(type)) forbidden_type(caller, type);
   for (const auto& type : claim->types)
     for (const auto& e : ctx.options.executor_types)
       if (e == type)
@@ -568,6 +600,7 @@ void claim_job(const Context& ctx, const Http::Request& req, const CallPtr& call
   auto spec = std::make_shared<ClaimSpec>();
   spec->types = std::move(claim->types);
   spec->worker = std::move(claim->worker);
+  spec->by = caller.by();
   spec->until = std::chrono::steady_clock::now() +
                 std::chrono::seconds(std::min(claim->wait_s, ctx.options.max_wait_s));
   try_claim(ctx, call, std::move(spec));
@@ -619,6 +652,45 @@ bool is_transition(std::string_view action) {
   return false;
 }
 
+// The token of an `Authorization: Bearer <token>` value (scheme in any
+// case), or nullopt when the header is something else.
+std::optional<std::string_view> bearer_token(std::string_view header) {
+  constexpr std::string_view kScheme = "bearer ";
+  if (header.size() <= kScheme.size()) return std::nullopt;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != kScheme[i]) return std::nullopt;
+  auto token = header.substr(kScheme.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  if (token.empty()) return std::nullopt;
+  return token;
+}
+
+// With tokens: who the request comes from, or nullopt with a 401 sent.
+std::optional<Caller> authenticate(const Context& ctx, const Http::Request& req, Call& call) {
+  auto header = header_text(req, "Authorization");
+  auto token = header ? bearer_token(*header) : std::nullopt;
+  if (!token) {
+    call.header("WWW-Authenticate", "Bearer realm=\"jobstate\"");
+    call.problem(problem("unauthorized", "send a token: Authorization: Bearer <token>"));
+    return std::nullopt;
+  }
+  auto entry = ctx.options.tokens->authenticate(*token);
+  if (!entry) {
+    call.header("WWW-Authenticate", "Bearer realm=\"jobstate\", error=\"invalid_token\"");
+    call.problem(problem("unauthorized", "this token is not one the server knows (or it was revoked)"));
+    return std::nullopt;
+  }
+  return Caller{std::move(entry)};
+}
+
+// The 403 detail when the caller's role does not allow `action`, or nullopt.
+std::optional<std::string> role_refusal(const Caller& caller, identity::Action action) {
+  if (!caller.token || identity::role_allows(caller.token->role, action)) return std::nullopt;
+  return "this request needs the " + identity::roles_allowing(action) + " role; token '" +
+         caller.token->name + "' has role " + identity::role_name(caller.token->role);
+}
+
 // Routes a request. Returns the Allow value when the path exists but the
 // method does not fit ("" for unknown paths), after answering otherwise.
 void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call) {
@@ -636,30 +708,68 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (p[0] == "healthz") return call->send(200, "{\"status\":\"ok\"}");
     return readiness(ctx, call);
   }
-  // Open access (no tokens): the probes above answer anyone who reaches
-  // them; everything else only what no browser page could have sent.
-  OpenAccessRequest open;
-  open.changes_state = !get && m != Http::Method::Options;
-  open.host = header_text(req, "Host");
-  open.origin = header_text(req, "Origin");
-  open.content_type = header_text(req, "Content-Type");
-  open.content_type_is_json = has_json_content_type(req);
-  open.has_body = !req.body().empty();
-  if (auto why = open_access_refusal(open, ctx.options.any_host))
-    return call->problem(problem("forbidden", *why));
+  Caller caller;
+  if (ctx.options.tokens) {
+    auto who = authenticate(ctx, req, *call);
+    if (!who) return;
+    caller = std::move(*who);
+  } else {
+    // Open access (no tokens): the probes above answer anyone who reaches
+    // them; everything else only what no browser page could have sent.
+    OpenAccessRequest open;
+    open.changes_state = !get && m != Http::Method::Options;
+    open.host = header_text(req, "Host");
+    open.origin = header_text(req, "Origin");
+    open.content_type = header_text(req, "Content-Type");
+    open.content_type_is_json = has_json_content_type(req);
+    open.has_body = !req.body().empty();
+    if (auto why = open_access_refusal(open, ctx.options.any_host))
+      return call->problem(problem("forbidden", *why));
+  }
+  // True when the caller may do `action`; else answers 403.
+  auto permitted = [&](identity::Action action) {
+    auto why = role_refusal(caller, action);
+    if (why) call->problem(problem("forbidden", *why));
+    return !why;
+  };
+  // A token limited to some types touches a job only if its type fits; an
+  // unknown job is left to the handler's 404.
+  auto job_in_reach = [&](const JobId& id) {
+    if (!caller.limited_to_types()) return;
+    auto row = ctx.jobs.shared_row(id);
+    if (!row || !*row) return;
+    // Types are plain A-Za-z0-9._:- : the member's text is the type in quotes.
+    auto text = member_text((*row)->json_text, "type");
+    const std::string type = text && text->size() >= 2 ? std::string(text->substr(1, text->size() - 2))
+                                                       : nlohmann::json::parse((*row)->json_text).value("type", "");
+    if (!caller.may_touch(type)) forbidden_type(caller, type);
+  };
+  using identity::Action;
   if (n >= 2 && p[0] == "v1") {
     if (n == 2 && p[1] == "jobs") {
-      if (post) return create_job(ctx, req, call);
-      if (get) return list_jobs(ctx, req, call);
+      if (post) return permitted(Action::kSubmit) ? create_job(ctx, req, call, caller) : void();
+      if (get) {
+        if (caller.limited_to_types()) {
+          auto type = query_text(req, "type");
+          if (!type) bad_request("token '" + caller.token->name + "' may only list jobs of types '" +
+                                 caller.token->types + "': add ?type=");
+          if (!caller.may_touch(*type)) forbidden_type(caller, *type);
+        }
+        return list_jobs(ctx, req, call);
+      }
       return not_allowed("GET, HEAD, POST");
     }
     if (n == 2 && p[1] == "events") {
       if (!get) return not_allowed("GET, HEAD");
+      if (caller.limited_to_types())
+        return call->problem(problem("forbidden", "token '" + caller.token->name +
+                                                      "' is limited to some job types: the "
+                                                      "whole event feed is not for it"));
       return feed(ctx, req, call);
     }
     if (n == 2 && p[1] == "claims") {
       if (!post) return not_allowed("POST");
-      return claim_job(ctx, req, call);
+      return permitted(Action::kWork) ? claim_job(ctx, req, call, caller) : void();
     }
     if (n == 3 && p[1] == "audit" && p[2] == "head") {
       if (!get) return not_allowed("GET, HEAD");
@@ -672,16 +782,22 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (p[1] == "jobs" && (n == 3 || n == 4)) {
       if (n == 3) {
         if (!get) return not_allowed("GET, HEAD");
-        return get_job(ctx, req, call, path_job_id(p[2]));
+        const JobId id = path_job_id(p[2]);
+        job_in_reach(id);
+        return get_job(ctx, req, call, id);
       }
       if (p[3] == "wait" || p[3] == "events") {
         if (!get) return not_allowed("GET, HEAD");
         const JobId id = path_job_id(p[2]);
+        job_in_reach(id);
         return p[3] == "wait" ? wait_job(ctx, req, call, id) : job_events(ctx, req, call, id);
       }
       if (is_transition(p[3])) {
         if (!post) return not_allowed("POST");
-        return transition(ctx, req, call, path_job_id(p[2]), p[3]);
+        const JobId id = path_job_id(p[2]);
+        if (!permitted(p[3] == "cancel" ? Action::kSubmit : Action::kWork)) return;
+        job_in_reach(id);
+        return transition(ctx, req, call, id, p[3], caller);
       }
     }
   }

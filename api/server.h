@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "api/long_poll.h"
+#include "identity/tokens.h"
 #include "store/store.h"
 #include "watchdog/watchdog.h"
 
@@ -49,6 +50,10 @@ struct ServerOptions {
   // Host names, no writes a browser page could make. true: any Host
   // (`serve --insecure-no-auth`); the browser checks stay.
   bool any_host = false;
+  // `serve --tokens FILE`: every request but /healthz and /readyz needs
+  // `Authorization: Bearer <token>` of a role that allows it (API.md
+  // "Identity"), and open access's checks are off. nullptr: open access.
+  std::shared_ptr<const identity::TokenSet> tokens;
 };
 
 class ApiServer {

@@ -22,5 +22,6 @@ void add_backup_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_work_command(CLI::App& app);
 void add_copy_command(CLI::App& app);
+void add_token_command(CLI::App& app);
 
 }  // namespace jobstate::app

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add_copy_command(app);
   add_run_command(app);
   add_work_command(app);
+  add_token_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

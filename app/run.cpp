@@ -47,7 +47,9 @@ void add_run_command(CLI::App& app) {
       ->required();
   cmd->footer(
       "Exit status: the command's; 128+N when signal N killed it; 127 when it could not be "
-      "started; 125 when the job could not be created or started (the command did not run).");
+      "started; 125 when the job could not be created or started (the command did not run). A "
+      "server started with --tokens needs a token that may create and start jobs (admin) in "
+      "$JOBSTATE_TOKEN.");
   cmd->callback([flags] {
     // A closed stdout must end the command's output, not the runner.
     signal(SIGPIPE, SIG_IGN);

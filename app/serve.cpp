@@ -1,6 +1,6 @@
 // jobstate serve: parses its flags, starts the Service (service/service.h:
 // the store, the watchdog, the executors, the webhooks and the HTTP API), and stops it
-// cleanly on SIGTERM/SIGINT.
+// cleanly on SIGTERM/SIGINT; SIGHUP reloads the --tokens file.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -29,6 +29,7 @@ struct ServeFlags {
   std::string log_level = "info";
   std::string config_file;  // --config: built-in executors (docs/executors.md)
   bool insecure_no_auth = false;  // --insecure-no-auth: listen beyond loopback without tokens
+  std::string tokens_file;        // --tokens: bearer tokens and their roles
 };
 
 bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -47,14 +48,28 @@ int serve(const ServeFlags& f) {
     std::fprintf(stderr, "jobstate serve: --listen must be HOST:PORT, got '%s'\n", f.listen.c_str());
     return kExitUsage;
   }
+  std::shared_ptr<identity::TokenSet> tokens;  // reloaded below on SIGHUP
+  if (!f.tokens_file.empty()) {
+    if (f.insecure_no_auth) {
+      std::fprintf(stderr, "jobstate serve: --insecure-no-auth and --tokens exclude each other\n");
+      return kExitUsage;
+    }
+    auto opened = identity::TokenSet::open(f.tokens_file);
+    if (!opened) {
+      std::fprintf(stderr, "jobstate serve: --tokens: %s\n", opened.error().message.c_str());
+      return kExitUsage;
+    }
+    tokens = std::move(*opened);
+    server_options.tokens = tokens;
+  }
   // Without tokens anyone who reaches the server may change any job: only
   // this machine may, unless the operator says otherwise in so many words.
   const bool loopback = api::is_loopback_listen_host(server_options.host);
-  if (!loopback && !f.insecure_no_auth) {
+  if (!loopback && !f.insecure_no_auth && !server_options.tokens) {
     std::fprintf(stderr,
                  "jobstate serve: --listen %s is not a loopback address, and without tokens "
-                 "anyone who reaches it could change any job; listen on 127.0.0.1 (behind a "
-                 "proxy that authenticates) or pass --insecure-no-auth\n",
+                 "anyone who reaches it could change any job; give --tokens FILE, listen on "
+                 "127.0.0.1 (behind a proxy that authenticates) or pass --insecure-no-auth\n",
                  f.listen.c_str());
     return kExitUsage;
   }
@@ -71,6 +86,7 @@ int serve(const ServeFlags& f) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);  // reload the tokens file
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   ServiceOptions options;
@@ -103,7 +119,16 @@ int serve(const ServeFlags& f) {
   std::fflush(stdout);
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+    if (!tokens) {
+      spdlog::info("SIGHUP: no --tokens file to reload");
+      continue;
+    }
+    if (auto n = tokens->reload())
+      spdlog::info("SIGHUP: reloaded {} ({} tokens)", tokens->path(), *n);
+    else
+      spdlog::error("SIGHUP: kept the tokens loaded before: {}", n.error().message);
+  }
   spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   (*service)->stop();
   std::printf("jobstate stopped\n");
@@ -137,6 +162,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--config", flags->config_file,
                   "JSON file of built-in executors (docs/executors.md) and webhooks "
                   "(docs/operations.md#webhooks)");
+  cmd->add_option("--tokens", flags->tokens_file,
+                  "Tokens file (jobstate token add): every request but /healthz and /readyz "
+                  "needs a bearer token of a role that allows it; reloaded on SIGHUP");
   cmd->add_flag("--insecure-no-auth", flags->insecure_no_auth,
                "Serve a non-loopback --listen without tokens, to any Host (anyone who "
                "reaches it may change any job; browser pages still may not)");

@@ -33,7 +33,8 @@ void add_work_command(CLI::App& app) {
       "work",
       "Claim jobs of the given types and run a command for each: params as JSON on stdin and in "
       "$JOBSTATE_PARAMS, heartbeats while it runs, 'PROGRESS <fraction> <message>' lines as "
-      "progress, its exit status as the outcome. SIGTERM drains (a second one stops the commands).");
+      "progress, its exit status as the outcome. SIGTERM drains (a second one stops the commands). "
+      "A server started with --tokens needs a worker token in $JOBSTATE_TOKEN.");
   cmd->add_option("--server", flags->server, "Server URL (default: $JOBSTATE_SERVER or this)")
       ->capture_default_str();
   // One value per --type, collected occurrence by occurrence: a list option

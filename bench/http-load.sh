@@ -5,7 +5,8 @@
 #   durable heartbeats/s on 1,000 running jobs, status reads/s, /healthz/s.
 # Usage: bench/http-load.sh [connections=64] [seconds=10] [--no-baselines]
 #   JOBSTATE_STORE=postgresql://... serves that PostgreSQL store (the postgres
-#   backend) instead of a fresh RocksDB directory; JOBSTATE_BIN picks the binary.
+#   backend) instead of a fresh RocksDB directory; JOBSTATE_BIN picks the binary;
+#   JOBSTATE_BENCH_TOKENS=1 serves with --tokens (every request sends a bearer token).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-64}; T=${2:-10}; BASELINES=${3:-}
@@ -15,15 +16,15 @@ source bench/lib/serve.sh
 # 1,000 running jobs with a long heartbeat timeout.
 IDS=$D/ids.txt
 python3 - "$URL" "$IDS" <<'PY'
-import http.client, json, sys, urllib.parse
+import http.client, json, os, sys, urllib.parse
 u = urllib.parse.urlparse(sys.argv[1]); c = http.client.HTTPConnection(u.hostname, u.port)
+H = {"Content-Type": "application/json"}
+if os.environ.get("JOBSTATE_TOKEN"): H["Authorization"] = "Bearer " + os.environ["JOBSTATE_TOKEN"]
 ids = []
 for i in range(1000):
-    c.request("POST", "/v1/jobs", json.dumps({"type": "bench", "heartbeat_timeout_s": 3600}),
-              {"Content-Type": "application/json"})
+    c.request("POST", "/v1/jobs", json.dumps({"type": "bench", "heartbeat_timeout_s": 3600}), H)
     r = c.getresponse(); job = json.loads(r.read()); assert r.status == 202, job
-    c.request("POST", f"/v1/jobs/{job['id']}/start", json.dumps({"worker": "bench"}),
-              {"Content-Type": "application/json"})
+    c.request("POST", f"/v1/jobs/{job['id']}/start", json.dumps({"worker": "bench"}), H)
     r = c.getresponse(); r.read(); assert r.status == 200
     ids.append(job["id"] + " " + r.getheader("Job-Lease"))
 open(sys.argv[2], "w").write("\n".join(ids) + "\n")

@@ -1,6 +1,8 @@
 #include "jobstate/client.h"
 
 #include <curl/curl.h>
+
+#include <cstdlib>
 #include <unistd.h>
 
 #include <cctype>
@@ -187,6 +189,7 @@ bool Job::terminal() const {
 struct Client::Impl {
   ClientOptions options;
   std::string base;  // base_url without a trailing '/'
+  std::string authorization;  // the Authorization header line, or ""
   std::atomic<bool> aborted{false};
   std::mutex mu;
   std::vector<CURL*> idle;  // guarded by mu; each keeps its connection alive
@@ -228,6 +231,7 @@ struct Client::Impl {
     list = curl_slist_append(list, "Expect:");
     list = curl_slist_append(list, "Accept: application/json, application/problem+json");
     if (body) list = curl_slist_append(list, "Content-Type: application/json");
+    if (!authorization.empty()) list = curl_slist_append(list, authorization.c_str());
     for (const auto& hdr : headers)
       if (!hdr.empty()) list = curl_slist_append(list, hdr.c_str());
 
@@ -340,6 +344,11 @@ struct Client::Impl {
   }
 };
 
+std::string ClientOptions::token_from_environment() {
+  const char* t = std::getenv("JOBSTATE_TOKEN");
+  return t ? std::string(t) : std::string();
+}
+
 namespace {
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -350,6 +359,7 @@ Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
   global_init_once();
   impl_->options = std::move(options);
   impl_->base = impl_->options.base_url;
+  if (!impl_->options.token.empty()) impl_->authorization = "Authorization: Bearer " + impl_->options.token;
   while (!impl_->base.empty() && impl_->base.back() == '/') impl_->base.pop_back();
 }
 

@@ -273,8 +273,9 @@ const char* command_name(const Command& c) {
   return kNames[c.index()];
 }
 
-Result<std::vector<NewEvent>> decide(const JobState* state, const Command& command,
-                                     const DecideContext& ctx) {
+namespace {
+Result<std::vector<NewEvent>> decide_events(const JobState* state, const Command& command,
+                                            const DecideContext& ctx) {
   if (auto* create = std::get_if<CreateJob>(&command)) return decide_create(state, *create);
   if (!state) return make_error(ErrorCode::kJobNotFound, "no such job");
   if (is_terminal(state->status))
@@ -302,6 +303,15 @@ Result<std::vector<NewEvent>> decide(const JobState* state, const Command& comma
                                                        std::to_string(state->version) + ", not " +
                                                        std::to_string(*ctx.expected_version));
   return std::visit(Decider{*state, ctx}, command);
+}
+}  // namespace
+
+Result<std::vector<NewEvent>> decide(const JobState* state, const Command& command,
+                                     const DecideContext& ctx) {
+  auto events = decide_events(state, command, ctx);
+  if (events && ctx.by)
+    for (auto& e : *events) e.data["by"] = *ctx.by;
+  return events;
 }
 
 namespace {

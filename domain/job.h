@@ -145,6 +145,10 @@ struct DecideContext {
   // In [0, 1): where a retry's backoff falls between half and all of its
   // exponential step. The caller draws it; decide() stays pure.
   double jitter = 0.5;
+  // Who asks: the name of the token that authenticated the request. Every
+  // event the command produces records it as data.by (the audit trail's
+  // "who"); none for open access and for the server's own commands.
+  std::optional<std::string> by = {};
 };
 
 // An event decide() wants appended; the store assigns seq, version and hash.
@@ -160,6 +164,8 @@ struct NewEvent {
 // running attempt's, any lease on a queued job, or none on a report to an
 // attempt started with one); kVersionMismatch; kInvalidRequest (bad command
 // content); kInvalidTransition.
+//
+// With ctx.by, every event's data carries "by": ctx.by.
 //
 // Retries: a failure with code heartbeat_timeout, abandoned or
 // execution_timeout, or a fail whose error says "retryable": true, of a

@@ -15,6 +15,7 @@ DecideContext decide_context(const CommandRequest& req, TimeMs now_ms, TimeMs se
   ctx.server_start_ms = server_start_ms;
   ctx.expected_version = req.expected_version;
   ctx.lease_hash = req.lease_hash;
+  ctx.by = req.by;
   ctx.jitter = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
   return ctx;
 }
@@ -55,7 +56,7 @@ Result<DecidedCommand> decide_command(const JobState* before, const JobId& job_i
     // (A heartbeat without progress keeps the job's previous progress.)
     out.progress_text.clear();
     if (e.type == EventType::kHeartbeat)
-      if (auto p = only_member_text(data_text, "progress"); p && *p != "null")
+      if (auto p = member_text(data_text, "progress"); p && *p != "null")
         out.progress_text = *p;
     cur = std::move(*next);
     out.events.push_back(std::move(e));

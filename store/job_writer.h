@@ -48,6 +48,8 @@ struct CommandRequest {
   // passed) and runs `command`, a StartJob, on it, atomically with the
   // choice. The outcome has no job when none was claimable.
   std::optional<std::vector<std::string>> claim_types = {};
+  // The name of the token that made the request (DecideContext::by).
+  std::optional<std::string> by = {};
 };
 
 struct CommandOutcome {

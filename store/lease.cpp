@@ -1,7 +1,6 @@
 #include "store/lease.h"
 
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include <stdexcept>
 
@@ -15,10 +14,6 @@ std::string new_lease() {
   return raw_to_hex(std::string_view(reinterpret_cast<const char*>(raw), sizeof raw));
 }
 
-std::string lease_hash(std::string_view lease) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(lease.data()), lease.size(), md);
-  return raw_to_hex(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
-}
+std::string lease_hash(std::string_view lease) { return sha256_hex(lease); }
 
 }  // namespace jobstate

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -23,6 +24,7 @@
 
 #include "api/long_poll.h"
 #include "domain/clock.h"
+#include "identity/tokens.h"
 #include "service/service.h"
 #include "http_client.h"
 #include "postgres_fixture.h"
@@ -31,10 +33,19 @@
 
 namespace jobstate::testing {
 
+// A token the server is started with (TestServer::token(name) gives it).
+struct TestToken {
+  std::string name;
+  identity::Role role = identity::Role::kReader;
+  std::string types;  // "" : every type
+};
+
 struct TestServerOptions {
   size_t max_parked = 1000;  // long-polls parked at once before 503
   int threads = 2;
   int64_t watchdog_interval_ms = 100;
+  // Non-empty: `serve --tokens` with a tokens file holding these.
+  std::vector<TestToken> tokens = {};
 };
 
 class TestServer {
@@ -52,6 +63,18 @@ class TestServer {
     so.server.host = "127.0.0.1";
     so.server.port = 0;
     so.server.threads = o.threads;
+    if (!o.tokens.empty()) {
+      tokens_path_ = dir_.sub("tokens.json");
+      for (const auto& t : o.tokens) {
+        auto token = identity::add_token(tokens_path_, t.name, t.role, t.types, clock_.now_ms());
+        if (!token) throw std::runtime_error("adding a test token: " + token.error().message);
+        tokens_[t.name] = *token;
+      }
+      auto set = identity::TokenSet::open(tokens_path_);
+      if (!set) throw std::runtime_error("opening the test tokens: " + set.error().message);
+      token_set_ = *set;
+      so.server.tokens = token_set_;
+    }
     // The store's own durable write, unless a test asks the disk to fail.
     so.fail_writes_for_test = [this] { return fail_writes_.load(); };
     auto service = Service::start(std::move(so));
@@ -70,6 +93,11 @@ class TestServer {
   Store& store() { return service_->store(); }
   api::LongPollRegistry& registry() { return service_->registry(); }
   Watchdog& watchdog() { return service_->watchdog(); }
+  // The token named `name` (TestServerOptions::tokens), and the tokens file
+  // and set the server reads (reload() is what SIGHUP does).
+  const std::string& token(const std::string& name) const { return tokens_.at(name); }
+  const std::string& tokens_path() const { return tokens_path_; }
+  identity::TokenSet& token_set() { return *token_set_; }
   // While true, every batch the writer commits fails as if the disk did.
   void set_fail_writes(bool fail) { fail_writes_ = fail; }
 
@@ -77,6 +105,9 @@ class TestServer {
   TempDir dir_;
   SystemClock clock_;
   std::atomic<bool> fail_writes_{false};
+  std::string tokens_path_;
+  std::map<std::string, std::string> tokens_;
+  std::shared_ptr<identity::TokenSet> token_set_;
   std::unique_ptr<TestPostgres> postgres_;  // JOBSTATE_TEST_STORE=postgres only
   std::unique_ptr<Service> service_;
   std::string url_;

@@ -199,6 +199,34 @@ TEST(DomainDecideTable, EveryStateAndCommand) {
   }
 }
 
+// With ctx.by, the same table holds, and every event records who asked
+// (data.by) on top of exactly the data it has without.
+TEST(DomainDecideTable, EveryEventRecordsWhoAsked) {
+  const auto table = expected_table();
+  const auto commands = all_commands();
+  DecideContext by = late_context();
+  by.by = "webapp";
+  for (int st = kNone; st <= kCancelled; ++st) {
+    const auto state = state_named(static_cast<StateName>(st));
+    for (size_t c = 0; c < commands.size(); ++c) {
+      SCOPED_TRACE(std::string(kStateNames[st]) + " × " + command_name(commands[c]));
+      check_outcome(state, commands[c], by, table[st][c]);
+      auto with = decide(state ? &*state : nullptr, commands[c], by);
+      auto without = decide(state ? &*state : nullptr, commands[c], late_context());
+      ASSERT_EQ(with.ok(), without.ok());
+      if (!with.ok()) continue;
+      ASSERT_EQ(with->size(), without->size());
+      for (size_t i = 0; i < with->size(); ++i) {
+        json data = (*with)[i].data;
+        EXPECT_EQ(data["by"], "webapp");
+        data.erase("by");
+        // Retry jitter aside (none here: no retry policy), the rest is unchanged.
+        EXPECT_EQ(data, (*without)[i].data);
+      }
+    }
+  }
+}
+
 TEST(DomainDecideTable, MatchingExpectedVersionChangesNothing) {
   const auto table = expected_table();
   const auto commands = all_commands();

@@ -77,6 +77,10 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
+  // Every request then carries `Authorization: Bearer <token>` (unless it
+  // passes its own Authorization header); "" for none.
+  void set_token(std::string token) { token_ = std::move(token); }
+
   // Longest a single request may take, in seconds (long-polls need more than the default).
   void set_timeout_s(long seconds) { timeout_s_ = seconds; }
   const std::string& base_url() const { return base_url_; }
@@ -112,11 +116,15 @@ class HttpClient {
     curl_slist* list = nullptr;
     bool has_content_type = false;
     bool has_lease = false;
+    bool has_authorization = false;
     for (const auto& h : headers) {
       list = curl_slist_append(list, h.c_str());
       has_content_type = has_content_type || starts_with_ci(h, "content-type:");
       has_lease = has_lease || starts_with_ci(h, "job-lease:");
+      has_authorization = has_authorization || starts_with_ci(h, "authorization:");
     }
+    if (!token_.empty() && !has_authorization)
+      list = curl_slist_append(list, ("Authorization: Bearer " + token_).c_str());
     // Like a worker, a report carries the lease its attempt was started with
     // (unless the test passes its own Job-Lease, or "Job-Lease:" for none).
     const std::string report_of = reported_job(method, path);
@@ -246,6 +254,7 @@ class HttpClient {
   std::string base_url_;
   CURL* curl_ = nullptr;
   long timeout_s_ = 20;
+  std::string token_;
 };
 
 // An RFC 9457 problem response with this status and slug.

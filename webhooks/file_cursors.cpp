@@ -11,21 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "store/durable_file.h"
+
 namespace jobstate::webhooks {
 
 namespace {
 
 Error io_error(const std::string& what, const std::string& path) {
   return make_error(ErrorCode::kUnavailable, what + " " + path + ": " + std::strerror(errno));
-}
-
-Status fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return io_error("open", path);
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return io_error("fsync", path);
-  return ok_status();
 }
 
 }  // namespace
@@ -71,17 +64,8 @@ Result<std::optional<uint64_t>> FileWebhookCursors::load_locked(const std::strin
 }
 
 Status FileWebhookCursors::write_locked(const std::string& url, uint64_t seq) {
-  const std::string path = path_of(url);
-  const std::string tmp = path + ".tmp";
   const std::string text = nlohmann::json{{"seq", seq}, {"url", url}}.dump() + "\n";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error("open", tmp);
-  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  const bool synced = written && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return io_error(written ? "fsync" : "write", tmp);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error("rename", tmp);
-  if (auto s = fsync_path(dir_, O_RDONLY | O_DIRECTORY); !s) return s;
+  if (auto s = write_file_durably(path_of(url), text, 0644); !s) return s;
   saved_[url] = seq;
   return ok_status();
 }

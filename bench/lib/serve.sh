@@ -3,7 +3,9 @@
 # directory under /var/tmp (a real disk: fsync must cost what it costs), or
 # on JOBSTATE_STORE (a postgresql:// URI) when set. Sets D (the run's
 # directory), PID and URL; the server stops and D goes when the script exits.
-# JOBSTATE_BIN picks the binary.
+# JOBSTATE_BIN picks the binary. JOBSTATE_BENCH_TOKENS=1 starts it with
+# --tokens and an admin token, exported as JOBSTATE_TOKEN for the clients
+# (bench/wrk/*.lua send it).
 BIN=${JOBSTATE_BIN:-build/app/jobstate}
 [ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -11,7 +13,15 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 D=$(mktemp -d /var/tmp/jobstate-bench.XXXXXX)
 LOG=$D/serve.log
 if [ -n "${JOBSTATE_STORE:-}" ]; then STORE=(--store "$JOBSTATE_STORE"); else STORE=(--data-dir "$D/data"); fi
-"$BIN" serve "${STORE[@]}" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
+AUTH=()
+if [ -n "${JOBSTATE_BENCH_TOKENS:-}" ]; then
+  "$BIN" token add --tokens "$D/tokens.json" --role admin --name bench >"$D/token.out"
+  JOBSTATE_TOKEN=$(tail -n1 "$D/token.out"); export JOBSTATE_TOKEN
+  AUTH=(--tokens "$D/tokens.json")
+else
+  unset JOBSTATE_TOKEN
+fi
+"$BIN" serve "${STORE[@]}" "${AUTH[@]}" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
 for _ in $(seq 100); do grep -q "serving on" "$LOG" && break; sleep 0.05; done

@@ -1,7 +1,10 @@
 -- POST /v1/claims for the type JOBSTATE_CLAIM_TYPE names, without waiting:
 -- 200 is a claim, 204 means the queue ran dry. Prints claims_per_s and empty.
 local body = '{"types":["' .. os.getenv("JOBSTATE_CLAIM_TYPE") .. '"],"worker":"bench","wait_s":0}'
-local headers = { ["Content-Type"] = "application/json" }
+-- With JOBSTATE_TOKEN set (a server with --tokens), requests carry it.
+local token = os.getenv("JOBSTATE_TOKEN")
+local auth = token and token ~= "" and ("Bearer " .. token) or nil
+local headers = { ["Content-Type"] = "application/json", ["Authorization"] = auth }
 local threads = {}
 setup = function(thread) table.insert(threads, thread) end
 init = function() claims = 0; empty = 0; other = 0 end

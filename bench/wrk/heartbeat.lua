@@ -8,11 +8,15 @@ for line in io.lines(os.getenv("JOBSTATE_IDS")) do
   ids[#ids + 1] = id
   leases[#leases + 1] = lease
 end
+-- With JOBSTATE_TOKEN set (a server with --tokens), requests carry it.
+local token = os.getenv("JOBSTATE_TOKEN")
+local auth = token and token ~= "" and ("Bearer " .. token) or nil
 local body = '{"progress":{"fraction":0.5,"message":"half way"}}'
 math.randomseed(os.time())
 request = function()
   local i = math.random(#ids)
-  local headers = { ["Content-Type"] = "application/json", ["Job-Lease"] = leases[i] }
+  local headers = { ["Content-Type"] = "application/json", ["Job-Lease"] = leases[i],
+                    ["Authorization"] = auth }
   return wrk.format("POST", "/v1/jobs/" .. ids[i] .. "/heartbeat", headers, body)
 end
 -- Count non-2xx answers so a failing run cannot pass as fast.

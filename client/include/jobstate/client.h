@@ -184,6 +184,11 @@ struct ClientOptions {
   // top of this. Default 10 s.
   int64_t request_timeout_ms = 10000;
   std::string user_agent = "jobstate-client/0.1";
+  // The bearer token for a server started with --tokens (sent as
+  // `Authorization: Bearer <token>`). Default: $JOBSTATE_TOKEN, or none.
+  std::string token = token_from_environment();
+
+  static std::string token_from_environment();
 };
 
 class Client {
