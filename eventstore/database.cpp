@@ -183,6 +183,11 @@ Result<std::unique_ptr<Database>> Database::open(const DatabaseOptions& o) {
   // replays them all: 20 s for 1.5 GiB here. Past this size RocksDB flushes
   // the families holding the oldest WAL instead.
   dbo.max_total_wal_size = 256u << 20;
+  // Opening replays the WAL into memtables and keeps them there (its WAL
+  // files stay until a normal flush) instead of writing them out as new
+  // files first: a store whose disk filled up can be opened again, and
+  // serve reads, without the room for that flush.
+  dbo.avoid_flush_during_recovery = true;
   if (o.mode == OpenMode::kSecondary) dbo.max_open_files = -1;  // required by secondaries
 
   std::vector<std::string> names;

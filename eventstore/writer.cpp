@@ -323,7 +323,7 @@ bool Writer::commit(Batch& b) {
     else
       set_health(WriteHealth::State::kWriteFailed,
                  "the store failed a write (I/O error); writes are refused, and retried "
-                 "every few seconds until one succeeds");
+                 "every second until one succeeds");
     for (size_t i = 0; i < b.results.size(); ++i)
       if (b.results[i].ok() || b.rests_on_batch[i]) b.results[i] = err;
     return false;
@@ -336,8 +336,11 @@ bool Writer::commit(Batch& b) {
 }
 
 namespace {
+// "1.9 MiB", "180 MiB": rounded down, so that less free never reads as equal.
 std::string mib(uint64_t bytes) {
-  return std::to_string((bytes + (1u << 19)) >> 20) + " MiB";
+  if (bytes >= (10u << 20)) return std::to_string(bytes >> 20) + " MiB";
+  const uint64_t tenths = bytes * 10 >> 20;
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " MiB";
 }
 }  // namespace
 

@@ -202,7 +202,8 @@ void fill_fail_free_resume(const Scenario& scenario) {
   // ...the log verifies offline (hash chain, projections)...
   auto verified = run_jobstate({"verify", "--data-dir", data}, 120);
   EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
-  // ...and a restarted server has them all.
+  // ...and a server restarted on the still nearly full disk comes up and
+  // has them all (opening writes no flush: there is no room for one).
   ServeProcess restarted({.data_dir = data,
                           .output_path = dir.sub("serve2.log"),
                           .flags = flags,
