@@ -93,6 +93,7 @@ class Database {
   OpenMode mode_ = OpenMode::kReadWrite;
   std::string path_;
   size_t block_cache_bytes_ = 0;
+  int dir_fd_ = -1;  // kReadWrite: the directory, for free_bytes()
   mutable std::mutex mu_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
 };

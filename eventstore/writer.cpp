@@ -378,8 +378,12 @@ void Writer::probe_recovery() {
 void Writer::set_health(WriteHealth::State state, std::string reason) {
   std::lock_guard lock(health_mu_);
   if (health_.state != state) {
-    if (state == WriteHealth::State::kOk)
+    if (state == WriteHealth::State::kOk) {
+      // Workers' heartbeats were refused too: a deadline that passed meanwhile
+      // gets the grace it would get after a restart (effective_deadline_ms).
+      server_start_ms_ = clock_.now_ms();
       spdlog::warn("store: writes resumed");
+    }
     else
       spdlog::error("store: not taking writes ({}): {}", write_health_name(state), reason);
   }

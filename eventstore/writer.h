@@ -130,7 +130,9 @@ class Writer final : public JobWriter {
 
   LogHead committed_head() const override;
   // When this writer started: the watchdog's grace after a restart counts from here.
-  TimeMs server_start_ms() const override { return server_start_ms_; }
+  // Also moves to when writes resume after the store refused them (a full
+  // disk): workers' heartbeats were refused meanwhile, as if it were down.
+  TimeMs server_start_ms() const override { return server_start_ms_.load(std::memory_order_relaxed); }
   // Commands submitted and not yet handed to the committer.
   size_t queued() const;
   // Of those, the ones the sequencer has already taken into the batch it is
@@ -184,7 +186,7 @@ class Writer final : public JobWriter {
   BatchProjector& projector_;
   const Clock& clock_;
   WriterOptions options_;
-  TimeMs server_start_ms_ = 0;
+  std::atomic<TimeMs> server_start_ms_{0};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;         // the sequencer waits on it

@@ -114,8 +114,9 @@ class JobWriter {
   // so far is at or below it.
   virtual LogHead committed_head() const = 0;
 
-  // When this writer started: after a restart, a running job whose deadline
-  // passed gets one heartbeat_timeout of grace from here
+  // When this writer started (or, for a store that refused writes for a
+  // while, as on a full disk, when it took them again): a running job whose
+  // deadline passed before it gets one heartbeat_timeout of grace from here
   // (effective_deadline_ms in domain/job.h).
   virtual TimeMs server_start_ms() const = 0;
 

@@ -671,10 +671,14 @@ TEST_F(WriterTest, TheFreeSpaceGuardRefusesBelowTheReserveAndRecoversByItself) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     EXPECT_EQ(w.write_health().state, WriteHealth::State::kDiskFull);
 
-    // Space returns: ready again without a write, then writes are taken.
+    // Space returns a minute later: ready again without a write, then
+    // writes are taken. Heartbeats were refused meanwhile: deadlines get the
+    // grace of a restart from now (server_start_ms).
+    clock_.advance_ms(60'000);
     free_bytes = 1ull << 30;
     EXPECT_TRUE(wait_for_health(w, WriteHealth::State::kOk)) << w.write_health().reason;
     EXPECT_TRUE(w.write_health().reason.empty());
+    EXPECT_EQ(w.server_start_ms(), clock_.now_ms());
     auto created = must(create_request(b));
     ASSERT_EQ(created.events.size(), 1u);
     EXPECT_EQ(created.events[0].seq, head.seq + 1) << "no gap where the refused writes were";
