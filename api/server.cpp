@@ -625,11 +625,19 @@ void webhooks_status(const Context& ctx, const CallPtr& call) {
 
 void readiness(const Context& ctx, const CallPtr& call) {
   const bool watchdog_ok = ctx.watchdog && ctx.watchdog->running();
-  const bool ready = watchdog_ok && ctx.accepting_writes.load();
+  const bool accepting = ctx.accepting_writes.load();
+  const WriteHealth store = ctx.writer.write_health();
+  const bool ready = watchdog_ok && accepting && store.ok();
   nlohmann::json body = {{"status", ready ? "ready" : "not-ready"},
-                         {"store", "open"},
+                         {"store", write_health_name(store.state)},
                          {"watchdog", watchdog_ok ? "running" : "stopped"},
-                         {"accepting_writes", ctx.accepting_writes.load()}};
+                         {"accepting_writes", accepting && store.ok()}};
+  if (!ready) {
+    std::string reason = !store.ok() ? store.reason
+                         : !accepting ? "the server is shutting down"
+                                      : "the watchdog is not running";
+    body["reason"] = std::move(reason);
+  }
   call->send(ready ? 200 : 503, body.dump());
 }
 

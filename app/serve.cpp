@@ -30,6 +30,7 @@ struct ServeFlags {
   std::string config_file;  // --config: built-in executors (docs/executors.md)
   bool insecure_no_auth = false;  // --insecure-no-auth: listen beyond loopback without tokens
   std::string tokens_file;        // --tokens: bearer tokens and their roles
+  uint64_t disk_reserve_mb = 256;  // --disk-reserve-mb: the free-space guard (RocksDB)
 };
 
 bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -94,6 +95,7 @@ int serve(const ServeFlags& f) {
   options.server = server_options;
   options.max_parked = f.max_parked;
   options.watchdog.interval_ms = f.watchdog_interval_ms;
+  options.disk_reserve_bytes = f.disk_reserve_mb << 20;
   if (!f.config_file.empty()) {
     auto loaded = executors::load_executor_config(f.config_file);
     if (!loaded) {
@@ -165,6 +167,11 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--tokens", flags->tokens_file,
                   "Tokens file (jobstate token add): every request but /healthz and /readyz "
                   "needs a bearer token of a role that allows it; reloaded on SIGHUP");
+  cmd->add_option("--disk-reserve-mb", flags->disk_reserve_mb,
+                  "Free disk space kept in reserve (RocksDB store): below it writes get 503 "
+                  "and /readyz says disk-full, until space is freed (0: no guard)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 30))
+      ->capture_default_str();
   cmd->add_flag("--insecure-no-auth", flags->insecure_no_auth,
                "Serve a non-loopback --listen without tokens, to any Host (anyone who "
                "reaches it may change any job; browser pages still may not)");

@@ -71,6 +71,14 @@ class Database {
   Result<rocksdb::ColumnFamilyHandle*> create_column_family(const std::string& name);
   Status drop_column_family(const std::string& name);
 
+  // Bytes an unprivileged writer may still use on the filesystem holding
+  // the store (statvfs f_bavail): what the writer's free-space guard checks.
+  Result<uint64_t> free_bytes() const;
+  // kReadWrite: asks RocksDB to resume after a write failure stopped it
+  // (DB::Resume; nothing when it did not stop), then makes one small synced
+  // write that changes nothing. ok when the store takes durable writes again.
+  Status probe_write();
+
   // kSecondary: reads what the primary has written since. No-op otherwise.
   Status catch_up();
 
@@ -85,6 +93,7 @@ class Database {
   OpenMode mode_ = OpenMode::kReadWrite;
   std::string path_;
   size_t block_cache_bytes_ = 0;
+  int dir_fd_ = -1;  // kReadWrite: the directory, for free_bytes()
   mutable std::mutex mu_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
 };

@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <future>
 
@@ -239,7 +241,19 @@ void Writer::run_committer() {
       bool queue_waits;
       {
         std::unique_lock lock(mu_);
-        commit_cv_.wait(lock, [&] { return (ready_ && !commit_failed_) || committer_exit_; });
+        const auto has_work = [&] { return (ready_ && !commit_failed_) || committer_exit_; };
+        if (unhealthy_.load()) {
+          // Writes fail: look now and then whether they would work again,
+          // so /readyz recovers without waiting for a client's write.
+          if (!commit_cv_.wait_for(lock, std::chrono::milliseconds(options_.recovery_probe_ms),
+                                   has_work)) {
+            lock.unlock();
+            probe_recovery();
+            continue;
+          }
+        } else {
+          commit_cv_.wait(lock, has_work);
+        }
         if (!ready_ || commit_failed_) return;
         b = take_ready();
         queue_waits = !queue_.empty();
@@ -269,6 +283,22 @@ bool Writer::commit(Batch& b) {
   b.wb.Put(meta, kMetaHeadSeq, u64_be(b.head.seq));
   b.wb.Put(meta, kMetaHeadHash, hex_to_raw(b.head.hash));
   rocksdb::Status ws;
+  if (auto room = check_free_space(); !room) {
+    // Refused before RocksDB sees it: a write that fails for want of space
+    // leaves RocksDB stopped (and, in Debian's 7.8, its files' writers one
+    // append away from an assertion), and recovering from that takes a
+    // flush of every memtable.
+    projector_.batch_finished(b.number, false, b.head.seq);
+    for (size_t i = 0; i < b.results.size(); ++i)
+      if (b.results[i].ok() || b.rests_on_batch[i]) b.results[i] = room.error();
+    return false;
+  }
+  if (unhealthy_.load()) {
+    // A write failed before: RocksDB may have stopped taking writes until
+    // it is asked to resume (nothing when it did not stop, or recovers by itself).
+    if (auto s = db_.db()->Resume(); !s.ok() && !s.IsBusy())
+      spdlog::debug("store: resuming writes: {}", s.ToString());
+  }
   if (options_.fail_write_for_test && options_.fail_write_for_test()) {
     ws = rocksdb::Status::IOError("injected failure at /secret/disk/path");
   } else if (options_.write_for_test) {
@@ -283,14 +313,88 @@ bool Writer::commit(Batch& b) {
     // Nothing of this batch is acknowledged, and nothing that rests on it.
     Error err = rocksdb_error(ws, "writing to the store");
     err.code = ErrorCode::kUnavailable;
+    const bool no_space =
+        ws.IsNoSpace() || ws.ToString().find("No space left") != std::string::npos;
+    if (!unhealthy_.load()) spdlog::error("store: a write failed: {}", err.message);
+    if (no_space)
+      set_health(WriteHealth::State::kDiskFull,
+                 "the disk holding the store is full (RocksDB could not write); writes "
+                 "resume by themselves once space is freed");
+    else
+      set_health(WriteHealth::State::kWriteFailed,
+                 "the store failed a write (I/O error); writes are refused, and retried "
+                 "every second until one succeeds");
     for (size_t i = 0; i < b.results.size(); ++i)
       if (b.results[i].ok() || b.rests_on_batch[i]) b.results[i] = err;
     return false;
   }
   b.durable = true;
+  if (unhealthy_.load()) set_health(WriteHealth::State::kOk, {});
   std::lock_guard lock(mu_);
   head_ = b.head;
   return true;
+}
+
+namespace {
+// "1.9 MiB", "180 MiB": rounded down, so that less free never reads as equal.
+std::string mib(uint64_t bytes) {
+  if (bytes >= (10u << 20)) return std::to_string(bytes >> 20) + " MiB";
+  const uint64_t tenths = bytes * 10 >> 20;
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " MiB";
+}
+}  // namespace
+
+Status Writer::check_free_space() {
+  if (options_.min_free_bytes == 0) return ok_status();
+  auto free = options_.free_bytes_for_test ? options_.free_bytes_for_test() : db_.free_bytes();
+  // statvfs itself failing is no reason to refuse: RocksDB's write will tell.
+  if (!free || *free >= options_.min_free_bytes) return ok_status();
+  set_health(WriteHealth::State::kDiskFull,
+             "the disk holding the store has " + mib(*free) + " free, less than the " +
+                 mib(options_.min_free_bytes) +
+                 " kept in reserve: writes are refused until space is freed, then "
+                 "resume by themselves");
+  return make_error(ErrorCode::kUnavailable,
+                    "the disk holding the store is full: " + mib(*free) + " free, reserve " +
+                        mib(options_.min_free_bytes));
+}
+
+void Writer::probe_recovery() {
+  if (!check_free_space()) return;
+  Status s = ok_status();
+  if (options_.fail_write_for_test && options_.fail_write_for_test())
+    s = make_error(ErrorCode::kUnavailable, "injected failure");
+  else if (!options_.write_for_test)
+    s = db_.probe_write();
+  if (s) {
+    set_health(WriteHealth::State::kOk, {});
+    return;
+  }
+  // Space is back (the guard passed) but RocksDB does not write yet: its own
+  // recovery may still be running. The next probe looks again.
+  spdlog::debug("store: writes still fail: {}", s.error().message);
+}
+
+void Writer::set_health(WriteHealth::State state, std::string reason) {
+  std::lock_guard lock(health_mu_);
+  if (health_.state != state) {
+    if (state == WriteHealth::State::kOk) {
+      // Workers' heartbeats were refused too: a deadline that passed meanwhile
+      // gets the grace it would get after a restart (effective_deadline_ms).
+      server_start_ms_ = clock_.now_ms();
+      spdlog::warn("store: writes resumed");
+    }
+    else
+      spdlog::error("store: not taking writes ({}): {}", write_health_name(state), reason);
+  }
+  health_.state = state;
+  health_.reason = std::move(reason);
+  unhealthy_.store(state != WriteHealth::State::kOk);
+}
+
+WriteHealth Writer::write_health() const {
+  std::lock_guard lock(health_mu_);
+  return health_;
 }
 
 void Writer::answer(Batch& b) {

@@ -31,6 +31,7 @@
 
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -93,6 +94,18 @@ struct WriterOptions {
   // Test seam: while it returns true, each batch's write fails with an I/O
   // error instead of being written. Default: none.
   std::function<bool()> fail_write_for_test;
+  // The free-space guard: a batch is written only while the filesystem
+  // holding the store has at least this many bytes free (statvfs, once per
+  // batch); below it the batch's commands get kUnavailable before RocksDB
+  // sees them, and write_health() says disk-full. 0: no guard. Default 256 MiB,
+  // room for RocksDB's own flushes and compactions.
+  uint64_t min_free_bytes = 256u << 20;
+  // While writes fail: how often the idle committer looks whether they would
+  // work again (free space, DB::Resume, one small synced write), so the store
+  // becomes ready again without a client's write. Default 1000 ms.
+  int64_t recovery_probe_ms = 1000;
+  // Test seam: the free bytes instead of statvfs. Default: none.
+  std::function<Result<uint64_t>()> free_bytes_for_test;
 };
 
 // The RocksDB backend's JobWriter (store/job_writer.h). Beyond that contract:
@@ -117,12 +130,17 @@ class Writer final : public JobWriter {
 
   LogHead committed_head() const override;
   // When this writer started: the watchdog's grace after a restart counts from here.
-  TimeMs server_start_ms() const override { return server_start_ms_; }
+  // Also moves to when writes resume after the store refused them (a full
+  // disk): workers' heartbeats were refused meanwhile, as if it were down.
+  TimeMs server_start_ms() const override { return server_start_ms_.load(std::memory_order_relaxed); }
   // Commands submitted and not yet handed to the committer.
   size_t queued() const;
   // Of those, the ones the sequencer has already taken into the batch it is
   // building (tests use it to know which commands share a batch).
   size_t building() const;
+  // disk-full while the free-space guard refuses writes; write-failed after
+  // RocksDB failed one, until a write (or the committer's probe) succeeds.
+  WriteHealth write_health() const override;
   // CPU time the writer's two threads have used (for benchmarks).
   int64_t cpu_time_ns() const;
 
@@ -154,6 +172,13 @@ class Writer final : public JobWriter {
   std::unique_ptr<Batch> take_ready();
   // Committer: writes `b`; false when the write failed (the results then say so).
   bool commit(Batch& b);
+  // Committer: kUnavailable when the free-space guard refuses a write now.
+  Status check_free_space();
+  // Committer, while writes fail and nothing is to be written: whether they
+  // would work again (see recovery_probe_ms).
+  void probe_recovery();
+  // Committer: records the write health, with a log line when it changes.
+  void set_health(WriteHealth::State state, std::string reason);
   // Sequencer: runs the callbacks of a written batch, then on_commit.
   void answer(Batch& b);
 
@@ -161,7 +186,7 @@ class Writer final : public JobWriter {
   BatchProjector& projector_;
   const Clock& clock_;
   WriterOptions options_;
-  TimeMs server_start_ms_ = 0;
+  std::atomic<TimeMs> server_start_ms_{0};
 
   mutable std::mutex mu_;
   std::condition_variable cv_;         // the sequencer waits on it
@@ -197,6 +222,10 @@ class Writer final : public JobWriter {
   std::vector<StatePtr> committing_states_;
   std::thread thread_;
   std::thread commit_thread_;
+
+  mutable std::mutex health_mu_;
+  WriteHealth health_;                   // under health_mu_; set by the committer
+  std::atomic<bool> unhealthy_{false};   // !health_.ok(), read without the lock
 };
 
 // The idempotency record for a key: job id bytes + fingerprint.

@@ -23,6 +23,7 @@ Result<std::unique_ptr<Store>> open_store(StoreOptions options) {
   o.clock = options.clock;
   o.writer.on_commit = std::move(options.on_commit);
   o.writer.fail_write_for_test = std::move(options.fail_writes_for_test);
+  o.writer.min_free_bytes = options.disk_reserve_bytes;
   auto store = JobStore::open(std::move(o));
   if (!store) return store.error();
   return std::unique_ptr<Store>(std::move(*store));

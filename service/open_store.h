@@ -27,6 +27,10 @@ struct StoreOptions {
   // Test seam: while it returns true, every batch's durable write fails as a
   // full or broken disk would (its commands get kUnavailable). Default: none.
   std::function<bool()> fail_writes_for_test;
+  // RocksDB: the free space kept in reserve on the store's disk; below it
+  // writes get kUnavailable before RocksDB sees them (WriterOptions::
+  // min_free_bytes; 0: no guard). Default 256 MiB. Not used by postgres.
+  uint64_t disk_reserve_bytes = 256u << 20;
 };
 
 // kInvalidRequest for a location no backend takes; otherwise the backend's

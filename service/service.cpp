@@ -29,6 +29,7 @@ Result<std::unique_ptr<Service>> Service::start(ServiceOptions options) {
     w->on_commit(info);
   };
   so.fail_writes_for_test = std::move(options.fail_writes_for_test);
+  so.disk_reserve_bytes = options.disk_reserve_bytes;
   auto store = open_store(std::move(so));
   if (!store) return store.error();
   s->store_ = std::move(*store);

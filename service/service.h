@@ -46,6 +46,8 @@ struct ServiceOptions {
   // The clock of events and deadlines; must outlive the service. Default:
   // the system clock.
   const Clock* clock = nullptr;
+  // RocksDB: free space kept in reserve (StoreOptions::disk_reserve_bytes).
+  uint64_t disk_reserve_bytes = 256u << 20;
   // Test seam: see StoreOptions::fail_writes_for_test.
   std::function<bool()> fail_writes_for_test;
 };

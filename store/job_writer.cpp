@@ -9,6 +9,18 @@ const JobState& CommandOutcome::state() const {
   return job ? *job : kNone;
 }
 
+const char* write_health_name(WriteHealth::State state) {
+  switch (state) {
+    case WriteHealth::State::kOk:
+      return "open";
+    case WriteHealth::State::kDiskFull:
+      return "disk-full";
+    case WriteHealth::State::kWriteFailed:
+      return "write-failed";
+  }
+  return "open";
+}
+
 Result<CommandOutcome> JobWriter::execute(CommandRequest request) {
   std::promise<Result<CommandOutcome>> promise;
   auto future = promise.get_future();

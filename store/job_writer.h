@@ -78,6 +78,22 @@ struct CommitInfo {
 // store's; must be quick and must not wait on a command.
 using CommitListener = std::function<void(const CommitInfo&)>;
 
+// Whether the store takes writes now, and if not, why (GET /readyz).
+struct WriteHealth {
+  enum class State {
+    kOk,           // writes are taken
+    kDiskFull,     // refused before writing: the disk is (nearly) full
+    kWriteFailed,  // the store failed a write; retried until it takes one again
+  };
+  State state = State::kOk;
+  // When not ok: one line for an operator (what is wrong, what happens next).
+  std::string reason;
+  bool ok() const { return state == State::kOk; }
+};
+
+// "open", "disk-full", "write-failed": the name /readyz shows.
+const char* write_health_name(WriteHealth::State state);
+
 class JobWriter {
  public:
   virtual ~JobWriter() = default;
@@ -100,10 +116,15 @@ class JobWriter {
   // so far is at or below it.
   virtual LogHead committed_head() const = 0;
 
-  // When this writer started: after a restart, a running job whose deadline
-  // passed gets one heartbeat_timeout of grace from here
+  // When this writer started (or, for a store that refused writes for a
+  // while, as on a full disk, when it took them again): a running job whose
+  // deadline passed before it gets one heartbeat_timeout of grace from here
   // (effective_deadline_ms in domain/job.h).
   virtual TimeMs server_start_ms() const = 0;
+
+  // Whether writes are taken now. A store that cannot tell says ok (its
+  // writes then fail one by one, each with kUnavailable).
+  virtual WriteHealth write_health() const { return {}; }
 };
 
 }  // namespace jobstate

@@ -905,6 +905,7 @@ TEST_F(Api, StorageFailureIs503UnavailableAndNothingIsAcknowledged) {
   srv().set_fail_writes(true);
   auto create = c.post_json("/v1/jobs", {{"type", type}});
   auto beat = c.post(job_path(j) + "/heartbeat");
+  auto ready = c.get("/readyz");
   srv().set_fail_writes(false);
   for (const auto* r : {&create, &beat}) {
     EXPECT_TRUE(is_problem(*r, 503, "unavailable"));
@@ -917,6 +918,16 @@ TEST_F(Api, StorageFailureIs503UnavailableAndNothingIsAcknowledged) {
   EXPECT_EQ(act(c, j, "heartbeat")["version"], 3);
   EXPECT_EQ(create_job(c, type)["version"], 1);
   EXPECT_TRUE(log_is_intact(srv().store().log()));
+  // The embedded store knows when it does not take writes: /readyz says
+  // so and why, until a write succeeds again (postgres: each write fails alone).
+  if (!testing_postgres()) {
+    EXPECT_TRUE(is_json_response(ready, 503)) << ready.body;
+    EXPECT_EQ(ready.json()["store"], "write-failed");
+    EXPECT_EQ(ready.json()["accepting_writes"], false);
+    EXPECT_FALSE(ready.json().value("reason", "").empty()) << ready.body;
+    EXPECT_EQ(ready.body.find("secret"), std::string::npos) << ready.body;
+  }
+  EXPECT_EQ(c.get("/readyz").status, 200);
 }
 
 // ---- connections -----------------------------------------------------------------

@@ -620,5 +620,108 @@ TEST_F(WriterTest, CommitListenerSeesDurableBatches) {
   EXPECT_EQ(commits[1].changed_jobs[0]->status, JobStatus::kRunning);
 }
 
+// Waits (bounded: 10 s) until the writer's health is `state`.
+bool wait_for_health(const Writer& w, WriteHealth::State state) {
+  for (int i = 0; i < 1000; ++i) {
+    if (w.write_health().state == state) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// The free-space guard: below the reserve a batch is refused before RocksDB
+// sees it (kUnavailable, nothing written), the writer says disk-full and
+// why, and once space returns it is ready again by itself (its probe) and
+// takes writes, with no gap in the log. Three rounds.
+TEST_F(WriterTest, TheFreeSpaceGuardRefusesBelowTheReserveAndRecoversByItself) {
+  std::atomic<uint64_t> free_bytes{1ull << 30};
+  WriterOptions writer;
+  writer.min_free_bytes = 64u << 20;
+  writer.recovery_probe_ms = 10;
+  writer.free_bytes_for_test = [&]() -> Result<uint64_t> { return free_bytes.load(); };
+  StoreTest::open_store(std::move(writer));
+  ASSERT_TRUE(store_);
+  Writer& w = store_->writer();
+  const JobId a = JobId::generate();
+  must(create_request(a));
+  must(request(a, StartJob{"w"}));
+  EXPECT_TRUE(w.write_health().ok());
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const LogHead head = w.committed_head();
+    free_bytes = 10u << 20;
+    const JobId b = JobId::generate();
+    EXPECT_ERROR_CODE(exec(create_request(b)), ErrorCode::kUnavailable);
+    EXPECT_ERROR_CODE(exec(request(a, Heartbeat{nullptr})), ErrorCode::kUnavailable);
+    // A refusal on its own merits still says so.
+    EXPECT_ERROR_CODE(exec(request(JobId::generate(), Heartbeat{nullptr})),
+                      ErrorCode::kJobNotFound);
+    const WriteHealth full = w.write_health();
+    EXPECT_EQ(full.state, WriteHealth::State::kDiskFull);
+    EXPECT_STREQ(write_health_name(full.state), "disk-full");
+    EXPECT_NE(full.reason.find("10 MiB free"), std::string::npos) << full.reason;
+    EXPECT_NE(full.reason.find("64 MiB"), std::string::npos) << full.reason;
+    // Nothing written; reads answer.
+    EXPECT_EQ(w.committed_head(), head);
+    EXPECT_EQ(head_seq(), head.seq);
+    auto row_b = store_->projection().row(b);
+    ASSERT_OK(row_b);
+    EXPECT_FALSE(row_b->has_value());
+    // Still full after a while: still not ok (the probe looks, and refuses).
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(w.write_health().state, WriteHealth::State::kDiskFull);
+
+    // Space returns a minute later: ready again without a write, then
+    // writes are taken. Heartbeats were refused meanwhile: deadlines get the
+    // grace of a restart from now (server_start_ms).
+    clock_.advance_ms(60'000);
+    free_bytes = 1ull << 30;
+    EXPECT_TRUE(wait_for_health(w, WriteHealth::State::kOk)) << w.write_health().reason;
+    EXPECT_TRUE(w.write_health().reason.empty());
+    EXPECT_EQ(w.server_start_ms(), clock_.now_ms());
+    auto created = must(create_request(b));
+    ASSERT_EQ(created.events.size(), 1u);
+    EXPECT_EQ(created.events[0].seq, head.seq + 1) << "no gap where the refused writes were";
+    must(request(a, Heartbeat{nullptr}));
+  }
+  close_store();
+  open_store();
+  EXPECT_TRUE(testing::log_is_intact(store_->db()));
+}
+
+// A write RocksDB fails (here: the test seam) marks the writer write-failed
+// until one succeeds again; the probe finds out without a client's write.
+TEST_F(WriterTest, AFailedWriteMarksTheStoreNotWritableUntilWritesWorkAgain) {
+  std::atomic<bool> fail{false};
+  WriterOptions writer;
+  writer.recovery_probe_ms = 10;
+  writer.fail_write_for_test = [&] { return fail.load(); };
+  StoreTest::open_store(std::move(writer));
+  ASSERT_TRUE(store_);
+  Writer& w = store_->writer();
+  const JobId a = JobId::generate();
+  must(create_request(a));
+  fail = true;
+  EXPECT_ERROR_CODE(exec(request(a, StartJob{"w"})), ErrorCode::kUnavailable);
+  EXPECT_EQ(w.write_health().state, WriteHealth::State::kWriteFailed);
+  EXPECT_FALSE(w.write_health().reason.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(w.write_health().state, WriteHealth::State::kWriteFailed) << "the probe fails too";
+  fail = false;
+  EXPECT_TRUE(wait_for_health(w, WriteHealth::State::kOk));
+  must(request(a, StartJob{"w"}));
+}
+
+// 0: no guard, whatever the free space says.
+TEST_F(WriterTest, AReserveOfZeroTurnsTheGuardOff) {
+  WriterOptions writer;
+  writer.min_free_bytes = 0;
+  writer.free_bytes_for_test = []() -> Result<uint64_t> { return uint64_t{0}; };
+  StoreTest::open_store(std::move(writer));
+  ASSERT_TRUE(store_);
+  must(create_request(JobId::generate()));
+  EXPECT_TRUE(store_->writer().write_health().ok());
+}
+
 }  // namespace
 }  // namespace jobstate

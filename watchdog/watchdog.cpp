@@ -81,9 +81,19 @@ size_t Watchdog::sweep_once() {
       req.job_id = d.job_id;
       req.command = ExpireDeadlines{};
       req.expected_version = (*row)->version;
-      writer_.submit(std::move(req), [done, id = d.job_id](Result<CommandOutcome> r) {
+      writer_.submit(std::move(req), [this, done, id = d.job_id](Result<CommandOutcome> r) {
         if (r && !r->events.empty())
           spdlog::info("watchdog: job {} failed: heartbeat_timeout", id.to_string());
+        // The store not taking writes (a full disk): one line, not one per
+        // job per sweep; the next sweeps try again.
+        if (!r && r.error().code == ErrorCode::kUnavailable) {
+          if (!writes_refused_.exchange(true))
+            spdlog::warn("watchdog: the store refuses writes ({}); overdue jobs are failed once "
+                         "it takes them again",
+                         r.error().message);
+        } else if (writes_refused_.exchange(false)) {
+          spdlog::info("watchdog: the store takes writes again");
+        }
         done->set_value();
       });
     }

@@ -60,6 +60,7 @@ class Watchdog {
   const Clock& clock_;
   WatchdogOptions options_;
   std::atomic<bool> running_{false};
+  std::atomic<bool> writes_refused_{false};  // the last expiry failed with kUnavailable
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_requested_ = false;
