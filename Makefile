@@ -1,11 +1,13 @@
 # jobstate: the two commands are `make run` and `make test`.
 BUILD_DIR ?= build
 SAN_DIR ?= build-sanitize
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 20
 JOBS ?= 2
 DATA_DIR ?= ./jobstate-data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-sanitize test-failover bench format clean
+.PHONY: all deps build run test test-sanitize test-failover fuzz bench format clean
 
 all: build
 
@@ -38,6 +40,15 @@ test-sanitize: deps $(SAN_DIR)/CMakeCache.txt
 test-failover: build
 	JOBSTATE_BIN=$(BUILD_DIR)/app/jobstate tests/failover/run
 
+# libFuzzer targets (fuzz/, clang): built alone in $(FUZZ_DIR), each run for
+# FUZZ_SECONDS from its seed corpus; fails on any crash (docs/operations.md).
+$(FUZZ_DIR)/CMakeCache.txt:
+	cmake -S . -B $(FUZZ_DIR) -DJOBSTATE_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+fuzz: deps $(FUZZ_DIR)/CMakeCache.txt
+	cmake --build $(FUZZ_DIR) -j$(JOBS) --target fuzzers
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzzers $(FUZZ_DIR)
+
 bench: build
 	bench/run-all.sh
 
@@ -45,4 +56,4 @@ format:
 	git ls-files '*.h' '*.cpp' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(SAN_DIR)
+	rm -rf $(BUILD_DIR) $(SAN_DIR) $(FUZZ_DIR)

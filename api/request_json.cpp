@@ -260,7 +260,9 @@ std::string create_fingerprint(const CreateJob& c) {
 }
 
 std::optional<int64_t> parse_int64(std::string_view text) {
-  if (text.empty() || text.size() > 20) return std::nullopt;
+  // No length cap: leading zeros are allowed ("0010"), and from_chars
+  // reports a value beyond int64 as out of range (fuzz_query_ids).
+  if (text.empty()) return std::nullopt;
   int64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || p != text.data() + text.size()) return std::nullopt;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <stdexcept>
 
 namespace jobstate {
 
@@ -546,7 +547,10 @@ Result<JobState> job_from_json(const json& j, uint64_t created_seq) {
     if (it->is_null()) return true;
     if (!it->is_string()) return false;
     out = parse_rfc3339_ms(it->get_ref<const std::string&>());
-    return out.has_value();
+    // Before 1970 no job had a time (decide refuses such a not_before), and
+    // job_to_json(s, 0) would show such a deadline moved by the restart
+    // grace: not the inverse (fuzz_codecs).
+    return out.has_value() && *out >= 0;
   };
   try {
     JobState s;
@@ -566,7 +570,18 @@ Result<JobState> job_from_json(const json& j, uint64_t created_seq) {
         !time_field("last_heartbeat_at", s.last_heartbeat_at_ms) ||
         !time_field("finished_at", s.finished_at_ms) || !time_field("deadline_at", s.deadline_ms))
       return corrupt("bad timestamp");
-    s.heartbeat_timeout_s = j.at("heartbeat_timeout_s").get<int64_t>();
+    // Integers in the ranges decide() allows: a corrupt row must not carry
+    // a value whose arithmetic overflows (a float cast to int64, a timeout
+    // times 1000), found by fuzz_codecs.
+    auto int_in = [&](const json& v, int64_t lo, int64_t hi, const char* key) -> int64_t {
+      if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX) ||
+          v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+        throw std::out_of_range(std::string("bad ") + key);
+      return v.get<int64_t>();
+    };
+    if (!j.at("version").is_number_unsigned()) return corrupt("bad version");
+    s.heartbeat_timeout_s =
+        int_in(j.at("heartbeat_timeout_s"), 1, kMaxHeartbeatTimeoutS, "heartbeat_timeout_s");
     s.progress = j.at("progress");
     s.params = j.at("params");
     s.labels = j.at("labels");
@@ -576,23 +591,28 @@ Result<JobState> job_from_json(const json& j, uint64_t created_seq) {
     s.error = j.at("error");
     // Rows written before issue 13 lack these members: their defaults.
     auto opt_int_field = [&](const char* key, std::optional<int64_t>& out) {
-      if (auto it = j.find(key); it != j.end() && !it->is_null()) out = it->get<int64_t>();
+      if (auto it = j.find(key); it != j.end() && !it->is_null())
+        out = int_in(*it, 1, kMaxJobTimeoutS, key);
     };
     opt_int_field("execution_timeout_s", s.execution_timeout_s);
     opt_int_field("queue_timeout_s", s.queue_timeout_s);
     if (j.contains("not_before") && !time_field("not_before", s.not_before_ms))
       return corrupt("bad not_before");
-    s.priority = j.value("priority", int64_t{0});
+    if (auto p = j.find("priority"); p != j.end())
+      s.priority = int_in(*p, -kMaxPriority, kMaxPriority, "priority");
     if (auto r = j.find("retry"); r != j.end() && !r->is_null())
-      s.retry = RetryPolicy{r->at("max_attempts").get<int64_t>(),
-                            r->at("initial_backoff_s").get<int64_t>(),
-                            r->at("max_backoff_s").get<int64_t>()};
-    s.attempt = j.value("attempt", int64_t{1});
+      s.retry = RetryPolicy{int_in(r->at("max_attempts"), 1, kMaxAttempts, "max_attempts"),
+                            int_in(r->at("initial_backoff_s"), 0, kMaxBackoffS, "initial_backoff_s"),
+                            int_in(r->at("max_backoff_s"), 1, kMaxBackoffS, "max_backoff_s")};
+    if (auto a = j.find("attempt"); a != j.end())
+      s.attempt = int_in(*a, 1, kMaxAttempts, "attempt");
     s.last_error = j.value("last_error", json());
     if (auto l = j.find("lease_hash"); l != j.end() && !l->is_null())
       s.lease_hash = l->get<std::string>();
     return s;
   } catch (const json::exception& e) {
+    return corrupt(e.what());
+  } catch (const std::out_of_range& e) {
     return corrupt(e.what());
   }
 }

@@ -166,6 +166,9 @@ Result<StatusRow> decode_status_row(std::string_view v) {
   r.created_seq = get_u64_be(v.substr(10));
   r.deadline_ms = static_cast<TimeMs>(get_u64_be(v.substr(18)));
   r.heartbeat_timeout_s = static_cast<int64_t>(get_u64_be(v.substr(26)));
+  // The watchdog adds it (in ms) to a time: only what decide() allows.
+  if (r.heartbeat_timeout_s < 1 || r.heartbeat_timeout_s > kMaxHeartbeatTimeoutS)
+    return make_error(ErrorCode::kCorruption, "status row: bad heartbeat timeout");
   r.json_text = std::string(v.substr(kRowHeader));
   return r;
 }

@@ -296,6 +296,12 @@ TEST_F(Malformed, QueryValuesArePercentDecoded) {
   auto all = c.get("/v1/jobs?limit=%31%30&type=" + type);  // limit=10
   ASSERT_EQ(all.status, 200) << all.body;
   EXPECT_EQ(all.json()["jobs"].size(), 3u);
+  // Leading zeros, however many (fuzz_query_ids: 21 characters were refused).
+  auto zeros = c.get("/v1/jobs?limit=0000000000000000000000002&type=" + type);
+  ASSERT_EQ(zeros.status, 200) << zeros.body;
+  EXPECT_EQ(zeros.json()["jobs"].size(), 2u);
+  EXPECT_TRUE(is_problem(c.get("/v1/jobs?limit=00000000000000000000099999999999999999999"), 400,
+                         "invalid-request"));
   for (const char* bad : {"/v1/jobs?limit=%3", "/v1/jobs?limit=%", "/v1/jobs?limit=%zz1",
                           "/v1/jobs?state=queue%64%"})
     EXPECT_TRUE(is_problem(c.get(bad), 400, "invalid-request")) << bad;

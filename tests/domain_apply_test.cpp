@@ -347,6 +347,23 @@ TEST(DomainJobJson, FromJsonRejectsBrokenRowsWithoutThrowing) {
   EXPECT_ERROR_CODE(broken("worker", 5), ErrorCode::kCorruption);
   EXPECT_ERROR_CODE(broken("labels", gone), ErrorCode::kCorruption);
   EXPECT_ERROR_CODE(job_from_json(json::array(), 1), ErrorCode::kCorruption);
+  // Numbers outside what decide() allows, which the watchdog's arithmetic
+  // would overflow on (found by fuzz_codecs: a float cast to int64, a
+  // timeout times 1000 past INT64_MAX).
+  EXPECT_ERROR_CODE(broken("heartbeat_timeout_s", 1e20), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("heartbeat_timeout_s", 0), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("heartbeat_timeout_s", INT64_MAX), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("heartbeat_timeout_s", 1.5), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("execution_timeout_s", 9'000'000'000'000'000'000u), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("queue_timeout_s", -1), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("priority", 1001), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("attempt", 0), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("retry", json{{"max_attempts", 2}, {"initial_backoff_s", 1e300},
+                                         {"max_backoff_s", 10}}),
+                    ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("version", -1), ErrorCode::kCorruption);
+  EXPECT_ERROR_CODE(broken("created_at", "1969-12-31T23:59:59.999Z"), ErrorCode::kCorruption);
+  ASSERT_OK(broken("heartbeat_timeout_s", 86400));
 }
 
 TEST(DomainStatusNames, RoundTrip) {
