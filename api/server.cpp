@@ -25,6 +25,15 @@ namespace jobstate::api {
 
 using namespace Pistache;
 
+// Connections open now, the most allowed (set by start()), and whether the
+// limit was logged since the count was last below it. Shared: connections
+// may be let go after the server.
+struct ConnectionGauge {
+  std::atomic<int64_t> open{0};
+  int64_t max = 1 << 30;
+  std::atomic<bool> at_cap{false};
+};
+
 struct ApiServer::Context {
   JobWriter& writer;
   const ReadModel& jobs;
@@ -37,9 +46,7 @@ struct ApiServer::Context {
   std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
   // Connections open now, the most allowed (set by start()), and whether the
   // limit was logged since the count was last below it.
-  std::atomic<int64_t> connections{0};
-  int64_t max_connections = 1 << 30;
-  std::atomic<bool> at_connection_cap{false};
+  std::shared_ptr<ConnectionGauge> gauge = std::make_shared<ConnectionGauge>();
 
   TimeMs server_start_ms() const { return writer.server_start_ms(); }
 };
@@ -65,6 +72,7 @@ const char* const kProblemType = "application/problem+json";
 thread_local bool t_in_handler = false;
 
 const char* const kLinkData = "jobstate.link";
+const char* const kGuardData = "jobstate.guard";
 
 // A request in flight: answered exactly once, from whichever thread finishes it.
 class Call {
@@ -856,7 +864,12 @@ void refuse(const Context& ctx, const std::shared_ptr<Connection>& conn,
 void handle_request(const Context& ctx, const std::shared_ptr<Connection>& conn,
                     const std::shared_ptr<Tcp::Peer>& peer, Http::RequestParser& parser,
                     std::string_view bytes) {
-  parser.reset();
+  // Afterwards the parser lets go of the request (an idle connection keeps
+  // no buffer), and its clock restarts (Pistache's idle and 408 timeouts).
+  struct Reset {
+    Http::RequestParser& p;
+    ~Reset() { p.reset(); }
+  } reset{parser};
   Http::Private::State state = Http::Private::State::Again;
   try {
     if (parser.feed(bytes.data(), bytes.size())) state = parser.parse();
@@ -980,6 +993,25 @@ void Connection::resume(const std::shared_ptr<Link>& self) {
   serve_requests(*ctx, conn, peer.lock(), *own_parser, storage, storage);
 }
 
+// Lives in the peer's data, so it dies with Pistache's peer, however the
+// connection ends: the client's close (onDisconnection), or Pistache's idle
+// and 408 reapers, which close the descriptor without telling the handler
+// (the peer goes just before its descriptor is closed).
+struct PeerGuard {  // (never copied: made in place)
+  std::shared_ptr<ConnectionGauge> gauge;
+  std::shared_ptr<Link> link;
+  ~PeerGuard() {
+    {
+      std::lock_guard lock(link->mu);
+      link->open = false;
+      if (!link->owns_fd) link->fd = -1;  // never write to a descriptor Pistache closed
+    }
+    const int64_t n = --gauge->open;
+    if (n < gauge->max * 9 / 10 && gauge->at_cap.exchange(false))
+      spdlog::info("{} connections open: below the limit again", n);
+  }
+};
+
 class Handler : public Http::Handler {
  public:
   HTTP_PROTOTYPE(Handler)
@@ -997,13 +1029,14 @@ class Handler : public Http::Handler {
     conn->peer = peer;
     conn->fd = peer->fd();
     peer->putData(kLinkData, conn);
+    ++ctx_->gauge->open;
+    peer->putData(kGuardData, std::shared_ptr<PeerGuard>(new PeerGuard{ctx_->gauge, conn}));
     // Not in a request: the idle (keep-alive) timeout applies, not the 408 one.
     peer->setIdle(true);
-    const int64_t n = ++ctx_->connections;
-    if (n <= ctx_->max_connections) return;
-    if (!ctx_->at_connection_cap.exchange(true))
+    if (ctx_->gauge->open.load() <= ctx_->gauge->max) return;
+    if (!ctx_->gauge->at_cap.exchange(true))
       spdlog::warn("{} connections open, the limit (--max-connections): new connections get 503 until some close",
-                   ctx_->max_connections);
+                   ctx_->gauge->max);
     // Refused at once: a 503 if the socket takes it, and the descriptor back.
     static const std::string wire = [] {
       const std::string body =
@@ -1059,9 +1092,6 @@ class Handler : public Http::Handler {
       conn->fd = own;
       conn->owns_fd = own >= 0;
     }
-    const int64_t n = --ctx_->connections;
-    if (n < ctx_->max_connections * 9 / 10 && ctx_->at_connection_cap.exchange(false))
-      spdlog::info("{} connections open: below the limit again", n);
     Http::Handler::onDisconnection(peer);
   }
 
@@ -1105,10 +1135,10 @@ Status ApiServer::start() {
   const uint64_t descriptors = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
                                    ? static_cast<uint64_t>(rl.rlim_cur)
                                    : uint64_t{1} << 20;
-  ctx_->max_connections = connection_limit(options_.max_connections, descriptors);
-  if (options_.max_connections > ctx_->max_connections)
+  ctx_->gauge->max = connection_limit(options_.max_connections, descriptors);
+  if (options_.max_connections > ctx_->gauge->max)
     spdlog::warn("--max-connections {} does not fit the descriptor limit ({}): at most {} connections",
-                 options_.max_connections, descriptors, ctx_->max_connections);
+                 options_.max_connections, descriptors, ctx_->gauge->max);
   try {
     Address addr(options_.host, Port(options_.port));
     endpoint_ = std::make_unique<Http::Endpoint>(addr);

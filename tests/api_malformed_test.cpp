@@ -428,11 +428,12 @@ TEST_F(Malformed, PipelinedRequestsAreEachAnsweredInOrder) {
   // The connection is still usable; requests split at odd places too.
   const std::string next = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + raw_post("/v1/jobs", "{\"type\":\"" + type + "\"}");
   s.send(next.substr(0, 7));
-  s.read_for(50);
+  std::string got = s.read_for(50);
   s.send(next.substr(7, 50));
-  s.read_for(50);
+  got += s.read_for(50);
   s.send(next.substr(57));
-  answers = parse_responses(s.read_responses(2, 10000));
+  got += s.read_responses(2 - parse_responses(got).size(), 10000);
+  answers = parse_responses(got);
   ASSERT_EQ(answers.size(), 2u);
   EXPECT_EQ(answers[0].status, 200);
   EXPECT_EQ(answers[1].status, 202);
@@ -517,8 +518,8 @@ TEST_F(Malformed, EventPagesAreBoundedByBytes) {
   act(c, j, "start");
   // Eight heartbeats of about 900 KB: 7 MB of events in all.
   for (int i = 0; i < 8; ++i)
-    ASSERT_EQ(c.post(job_path(j) + "/heartbeat",
-                     json{{"progress", {{"message", std::string(900000, static_cast<char>('a' + i))}}}})
+    ASSERT_EQ(c.post_json(job_path(j) + "/heartbeat",
+                          json{{"progress", {{"message", std::string(900000, static_cast<char>('a' + i))}}}})
                   .status,
               200);
   const size_t total = 10;  // created, started, eight heartbeats
