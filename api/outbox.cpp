@@ -78,6 +78,7 @@ namespace {
 // resume the connection's next requests. Under link.mu.
 bool answered_locked(Link& link, bool close) {
   link.unanswered = false;
+  link.parked = false;
   if (close && !link.closed) {
     link.closed = true;
     link.pending.clear();

@@ -39,8 +39,9 @@ namespace jobstate::api {
 // Descriptor: `fd` is Pistache's descriptor while Pistache has the
 // connection (`open`). When the client closes or half-closes it, Pistache
 // closes that descriptor right after the handler's onDisconnection(); if an
-// answer is still owed then (a request in hand, `busy`), onDisconnection
-// first swaps in a dup() of it that the Link owns and closes when it dies,
+// answer is still owed then (a request in hand, `busy`, and not a parked
+// long-poll, which a leaving client gives up), onDisconnection first swaps
+// in a dup() of it that the Link owns and closes when it dies,
 // so a half-closed request is still answered, and an answer never reaches a
 // descriptor that was closed and reused by another client.
 //
@@ -64,6 +65,7 @@ struct Link {
   bool busy = false;        // a thread handles the requests, or one awaits its answer
   bool unanswered = false;  // the request in hand has no complete answer on the wire yet
   bool waiting = false;     // busy only for that answer: whoever completes it resumes
+  bool parked = false;      // that answer is a parked long-poll's (its client leaving frees it)
   std::string pending;      // bytes received after the request in hand
 };
 

@@ -141,7 +141,12 @@ class Call {
 
   bool sent() const { return sent_.load(); }
   // For Waiter::gone: whether the client's connection has closed.
+  // Called when the request parks: a client that leaves now gives it up.
   std::function<bool()> gone_check() const {
+    {
+      std::lock_guard lock(link_->mu);
+      link_->parked = true;
+    }
     return [link = link_] {
       std::lock_guard lock(link->mu);
       return !link->open;
@@ -1088,7 +1093,9 @@ class Handler : public Http::Handler {
       std::lock_guard lock(conn->mu);
       conn->open = false;
       // An answer still owed (a half-closed request): keep a descriptor of our own.
-      int own = conn->busy && !conn->closed && conn->fd >= 0 ? ::fcntl(conn->fd, F_DUPFD_CLOEXEC, 0) : -1;
+      int own = conn->busy && !conn->parked && !conn->closed && conn->fd >= 0
+                    ? ::fcntl(conn->fd, F_DUPFD_CLOEXEC, 0)
+                    : -1;
       conn->fd = own;
       conn->owns_fd = own >= 0;
     }
