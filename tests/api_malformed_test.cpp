@@ -4,6 +4,9 @@
 // answers it) and the server keeps serving afterwards.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <thread>
+
 #include "api/problem.h"
 #include "api_test_server.h"
 #include "raw_socket.h"
@@ -494,6 +497,32 @@ TEST_F(Malformed, AHalfClosedRequestIsStillAnswered) {
     EXPECT_EQ(answers[1].status, 200);
   }
   EXPECT_EQ(jobs_of_type(c, type), 5u);
+}
+
+size_t open_descriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// A long-poll whose client goes away holds no descriptor of ours while it
+// stays parked (only an owed answer to a write keeps one: see above).
+TEST_F(Malformed, AbandonedLongPollsHoldNoDescriptors) {
+  json j = create_job(c, unique_type("abandoned"));
+  const size_t before = open_descriptors();
+  for (int i = 0; i < 50; ++i) {
+    RawSocket s(srv().port());
+    s.send("GET " + job_path(j) + "/wait?timeout_s=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    s.read_for(20);
+    s.shutdown_write();
+  }
+  // The server takes a moment to see the 50 ends (bounded wait).
+  size_t after = open_descriptors();
+  for (int i = 0; i < 100 && after > before + 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    after = open_descriptors();
+  }
+  EXPECT_LE(after, before + 10) << "abandoned long-polls kept descriptors";
 }
 
 TEST_F(Malformed, BadMethodsAndVersionsGetProblems) {
