@@ -11,6 +11,8 @@
 //   work too (about 12 µs here); done on the writer's sequencer, 32 of them
 //   per batch held up the next batch.
 // What the socket does not take at once goes through Pistache's write queue.
+// Once an answer is wholly on the wire, its connection's next request (if one
+// is waiting, see Link) is dispatched on the same thread.
 //
 // Thread-safe.
 #pragma once
@@ -31,17 +33,40 @@ class Peer;
 
 namespace jobstate::api {
 
-// One client connection as the threads that answer see it. Answers are
-// sent under `mu`, and only while `open`: Pistache closes a connection's
-// descriptor on its reactor thread right after the handler's
-// onDisconnection() clears `open` under the same lock, so an answer can
-// never reach a descriptor that was closed and reused by another client.
-// (The rest of an answer the socket did not take is Pistache's to write,
-// with Pistache's own check.)
+// One client connection as the threads that answer see it, and the order of
+// its requests. Everything here is under `mu`.
+//
+// Descriptor: `fd` is Pistache's descriptor while Pistache has the
+// connection (`open`). When the client closes or half-closes it, Pistache
+// closes that descriptor right after the handler's onDisconnection(); if an
+// answer is still owed then (a request in hand, `busy`, and not a parked
+// long-poll, which a leaving client gives up), onDisconnection first swaps
+// in a dup() of it that the Link owns and closes when it dies,
+// so a half-closed request is still answered, and an answer never reaches a
+// descriptor that was closed and reused by another client.
+//
+// Order: requests are handled one at a time, in order. `busy` is held by
+// whoever frames and dispatches the connection's requests (its reactor
+// thread, or the thread that resumes it); bytes that arrive meanwhile wait in
+// `pending`. When a request's answer comes later (a write, a long-poll), the
+// dispatching thread leaves with `waiting` set, and the thread that puts that
+// answer on the wire calls resume() to go on with `pending`.
 struct Link {
+  virtual ~Link();
+  // Frames and dispatches `pending` (called outside `mu`, with `busy` held
+  // for the caller).
+  virtual void resume(const std::shared_ptr<Link>& self) { (void)self; }
+
   std::mutex mu;
   int fd = -1;
-  bool open = true;
+  bool owns_fd = false;     // fd is our dup, closed with the Link
+  bool open = true;         // Pistache still has the connection
+  bool closed = false;      // an answer shut the write side: nothing more is written or read
+  bool busy = false;        // a thread handles the requests, or one awaits its answer
+  bool unanswered = false;  // the request in hand has no complete answer on the wire yet
+  bool waiting = false;     // busy only for that answer: whoever completes it resumes
+  bool parked = false;      // that answer is a parked long-poll's (its client leaving frees it)
+  std::string pending;      // bytes received after the request in hand
 };
 
 struct Answer {

@@ -2,14 +2,18 @@
 
 #include <pistache/endpoint.h>
 #include <pistache/http.h>
+#include <fcntl.h>
 #include <pistache/peer.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <cctype>
 #include <sstream>
 #include <string_view>
 #include <vector>
 
+#include "api/http_framing.h"
 #include "api/open_access.h"
 #include "api/outbox.h"
 #include "api/problem.h"
@@ -21,6 +25,15 @@ namespace jobstate::api {
 
 using namespace Pistache;
 
+// Connections open now, the most allowed (set by start()), and whether the
+// limit was logged since the count was last below it. Shared: connections
+// may be let go after the server.
+struct ConnectionGauge {
+  std::atomic<int64_t> open{0};
+  int64_t max = 1 << 30;
+  std::atomic<bool> at_cap{false};
+};
+
 struct ApiServer::Context {
   JobWriter& writer;
   const ReadModel& jobs;
@@ -31,6 +44,9 @@ struct ApiServer::Context {
   const std::atomic<bool>& accepting_writes;
   // Writes the answers. Shared: a late answer may come after the server is gone.
   std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
+  // Connections open now, the most allowed (set by start()), and whether the
+  // limit was logged since the count was last below it.
+  std::shared_ptr<ConnectionGauge> gauge = std::make_shared<ConnectionGauge>();
 
   TimeMs server_start_ms() const { return writer.server_start_ms(); }
 };
@@ -42,11 +58,11 @@ constexpr size_t kDefaultListLimit = 50;
 constexpr size_t kDefaultEventLimit = 100;
 constexpr size_t kMaxLimit = 1000;
 constexpr int64_t kDefaultWaitS = 30;
-// Pistache's own buffer per request. Bodies up to this reach our handler,
-// which answers 413 problem+json and closes the connection; beyond it Pistache
-// answers a plain 413 itself and misreads the rest of the body as requests
-// (documented: put a proxy with client_max_body_size in front).
-constexpr size_t kMaxRequestBytes = 4 * kMaxBodyBytes + (64u << 10);
+// An event page stops growing once its body passes this (docs/api.md).
+constexpr size_t kPageBytes = 4u << 20;
+// The longest request: its head (api/http_framing.h) and the longest body.
+// Longer ones are refused from their head (413 or 400) before being read.
+constexpr size_t kMaxRequestBytes = (64u << 10) + kMaxBodyBytes;
 
 const char* const kJsonType = "application/json";
 const char* const kProblemType = "application/problem+json";
@@ -56,6 +72,7 @@ const char* const kProblemType = "application/problem+json";
 thread_local bool t_in_handler = false;
 
 const char* const kLinkData = "jobstate.link";
+const char* const kGuardData = "jobstate.guard";
 
 // A request in flight: answered exactly once, from whichever thread finishes it.
 class Call {
@@ -124,7 +141,12 @@ class Call {
 
   bool sent() const { return sent_.load(); }
   // For Waiter::gone: whether the client's connection has closed.
+  // Called when the request parks: a client that leaves now gives it up.
   std::function<bool()> gone_check() const {
+    {
+      std::lock_guard lock(link_->mu);
+      link_->parked = true;
+    }
     return [link = link_] {
       std::lock_guard lock(link->mu);
       return !link->open;
@@ -480,23 +502,24 @@ void job_events(const Context& ctx, const Http::Request& req, const CallPtr& cal
   const uint64_t after = query_non_negative(req, "after_version", 0);
   const size_t limit = query_limit(req, kDefaultEventLimit);
   if (!row_or_404(ctx, *call, id)) return;
-  std::vector<std::string> texts;
+  // Bounded by bytes as well as count: events may be up to 1 MiB each.
+  std::string body = "{\"events\":[";
   uint64_t last_version = after;
-  size_t seen = 0;
+  size_t taken = 0;
+  bool more = false;
   Status s = ctx.log.scan_job(id, after, limit + 1, [&](const StoredEventView& v) {
-    if (++seen > limit) return false;
-    texts.push_back(v.json_text());
+    if (taken == limit || (taken > 0 && body.size() >= kPageBytes)) {
+      more = true;
+      return false;
+    }
+    if (taken++) body += ',';
+    body += v.json_text();
     last_version = v.version;
     return true;
   });
   if (!s) return call->error(s.error());
-  std::string body = "{\"events\":[";
-  for (size_t i = 0; i < texts.size(); ++i) {
-    if (i) body += ',';
-    body += texts[i];
-  }
   body += "],\"next_after_version\":";
-  body += seen > limit ? std::to_string(last_version) : "null";
+  body += more ? std::to_string(last_version) : "null";
   body += '}';
   call->send(200, body);
 }
@@ -508,6 +531,9 @@ Result<std::string> feed_page(const Context& ctx, uint64_t after_seq, size_t lim
   bool first = true;
   const uint64_t until = after_seq + limit;
   Status s = ctx.log.scan(after_seq, until, [&](const StoredEventView& v) {
+    // Bounded by bytes as well as count (at least one event a page): the
+    // client goes on from next_after_seq.
+    if (!first && body.size() >= kPageBytes) return false;
     if (!first) body += ',';
     first = false;
     body += v.json_text();
@@ -812,61 +838,280 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
   call->problem(problem("not-found", "no resource at this path"));
 }
 
+// A connection: its Link, plus what its requests need off the reactor thread.
+struct Connection : Link {
+  const Context* ctx = nullptr;
+  std::weak_ptr<Tcp::Peer> peer;
+  // The parser for requests resumed off the reactor thread (Pistache's own
+  // parser for the peer is read by its reaper on the reactor thread).
+  std::unique_ptr<Http::RequestParser> own_parser;
+
+  void resume(const std::shared_ptr<Link>& self) override;
+};
+
+bool is_connection_close(const Http::Request& req) {
+  auto c = req.headers().tryGet<Http::Header::Connection>();
+  if (c) return c->control() == Http::ConnectionControl::Close;
+  return req.version() == Http::Version::Http10;
+}
+
+// The problem for a request Pistache's parser refused (its text is not ours
+// to show).
+Problem parse_refusal(int code) {
+  if (code == 415) return problem("unsupported-media-type", "the Content-Type header could not be read");
+  if (code == 413) return problem("payload-too-large", "request bodies are limited to 1 MiB");
+  return problem("invalid-request",
+                 "the request line or a header is malformed (methods: GET, HEAD, POST, ...; versions: "
+                 "HTTP/1.0, HTTP/1.1)");
+}
+
+// Answers a refusal that ends the connection (nothing after it can be framed).
+void refuse(const Context& ctx, const std::shared_ptr<Connection>& conn,
+            const std::shared_ptr<Tcp::Peer>& peer, const Problem& p) {
+  auto call = std::make_shared<Call>(peer, conn, Http::Version::Http11, false, false,
+                                     std::chrono::seconds(ctx.options.request_timeout_s), ctx.outbox);
+  call->problem(p);
+}
+
+// One whole request: parse it with Pistache's parser and dispatch it.
+void handle_request(const Context& ctx, const std::shared_ptr<Connection>& conn,
+                    const std::shared_ptr<Tcp::Peer>& peer, Http::RequestParser& parser,
+                    std::string_view bytes) {
+  // Afterwards the parser lets go of the request (an idle connection keeps
+  // no buffer), and its clock restarts (Pistache's idle and 408 timeouts).
+  struct Reset {
+    Http::RequestParser& p;
+    ~Reset() { p.reset(); }
+  } reset{parser};
+  Http::Private::State state = Http::Private::State::Again;
+  try {
+    if (parser.feed(bytes.data(), bytes.size())) state = parser.parse();
+  } catch (const Http::HttpError& e) {
+    return refuse(ctx, conn, peer, parse_refusal(e.code()));
+  } catch (const std::exception&) {
+    return refuse(ctx, conn, peer, parse_refusal(400));
+  }
+  if (state != Http::Private::State::Done) return refuse(ctx, conn, peer, parse_refusal(400));
+  const Http::Request& req = parser.request;
+  if (peer) peer->setIdle(false);
+  auto call = std::make_shared<Call>(peer, conn, req.version(), req.method() == Http::Method::Head,
+                                     !is_connection_close(req),
+                                     std::chrono::seconds(ctx.options.request_timeout_s), ctx.outbox);
+  // The one place where anything thrown while handling becomes a response.
+  try {
+    dispatch(ctx, req, call);
+  } catch (const BadRequest& e) {
+    call->problem(e.problem);
+  } catch (const std::exception& e) {
+    spdlog::error("{} {}: {}", Http::methodString(req.method()), req.resource(), e.what());
+    call->problem(problem("internal-error", "the server failed to handle this request"));
+  } catch (...) {
+    call->problem(problem("internal-error", "the server failed to handle this request"));
+  }
+}
+
+// Frames and dispatches the requests in `in` (then in conn->pending), one at
+// a time. REQUIRES: the caller holds conn->busy. `in` may point into
+// `storage`, which this may reuse.
+void serve_requests(const Context& ctx, const std::shared_ptr<Connection>& conn,
+                    const std::shared_ptr<Tcp::Peer>& peer, Http::RequestParser& parser, std::string_view in,
+                    std::string& storage) {
+  // Answers given while this runs are written at once, on this thread.
+  struct InHandler {
+    bool before = t_in_handler;
+    InHandler() { t_in_handler = true; }
+    ~InHandler() { t_in_handler = before; }
+  } in_handler;
+  FramingLimits limits;
+  limits.max_body = kMaxBodyBytes;
+  for (;;) {
+    const Frame f = next_request(in, limits);
+    if (f.kind == Frame::Kind::kIncomplete) {
+      std::lock_guard lock(conn->mu);
+      if (conn->closed) {
+        conn->pending.clear();
+        conn->busy = false;
+        return;
+      }
+      if (conn->pending.empty()) {
+        // Keep the bytes without copying them again when they are storage's tail.
+        if (!storage.empty() && in.data() >= storage.data() && in.data() <= storage.data() + storage.size()) {
+          storage.erase(0, static_cast<size_t>(in.data() - storage.data()));
+          conn->pending.swap(storage);
+        } else {
+          conn->pending.assign(in);
+        }
+        conn->busy = false;
+        return;
+      }
+      // More arrived while we were busy: go on with it.
+      std::string more;
+      more.reserve(in.size() + conn->pending.size());
+      more.append(in);
+      more.append(conn->pending);
+      conn->pending.clear();
+      storage.swap(more);
+      in = storage;
+      continue;
+    }
+    if (f.kind == Frame::Kind::kRefused) {
+      {
+        std::lock_guard lock(conn->mu);
+        conn->unanswered = true;
+      }
+      Problem p = f.status == 413 ? problem("payload-too-large", f.detail) : problem("invalid-request", f.detail);
+      refuse(ctx, conn, peer, p);
+      std::lock_guard lock(conn->mu);
+      conn->pending.clear();
+      if (conn->unanswered && !conn->closed) {
+        conn->waiting = true;  // its writer closes the connection
+        return;
+      }
+      conn->busy = false;
+      return;
+    }
+    {
+      std::lock_guard lock(conn->mu);
+      conn->unanswered = true;
+    }
+    handle_request(ctx, conn, peer, parser, in.substr(0, f.size));
+    in.remove_prefix(f.size);
+    std::lock_guard lock(conn->mu);
+    if (conn->closed) {
+      conn->pending.clear();
+      conn->busy = false;
+      return;
+    }
+    if (conn->unanswered) {
+      // Answered later: the rest waits for that answer (Outbox, Link::resume).
+      if (!in.empty()) conn->pending.insert(0, in);
+      conn->waiting = true;
+      return;
+    }
+    if (in.empty() && conn->pending.empty()) {
+      conn->busy = false;
+      return;
+    }
+  }
+}
+
+void Connection::resume(const std::shared_ptr<Link>& self) {
+  auto conn = std::static_pointer_cast<Connection>(self);
+  std::string storage;
+  {
+    std::lock_guard lock(mu);
+    storage.swap(pending);
+  }
+  if (!own_parser) own_parser = std::make_unique<Http::RequestParser>(kMaxRequestBytes);
+  serve_requests(*ctx, conn, peer.lock(), *own_parser, storage, storage);
+}
+
+// Lives in the peer's data, so it dies with Pistache's peer, however the
+// connection ends: the client's close (onDisconnection), or Pistache's idle
+// and 408 reapers, which close the descriptor without telling the handler
+// (the peer goes just before its descriptor is closed).
+struct PeerGuard {  // (never copied: made in place)
+  std::shared_ptr<ConnectionGauge> gauge;
+  std::shared_ptr<Link> link;
+  ~PeerGuard() {
+    {
+      std::lock_guard lock(link->mu);
+      link->open = false;
+      if (!link->owns_fd) link->fd = -1;  // never write to a descriptor Pistache closed
+    }
+    const int64_t n = --gauge->open;
+    if (n < gauge->max * 9 / 10 && gauge->at_cap.exchange(false))
+      spdlog::info("{} connections open: below the limit again", n);
+  }
+};
+
 class Handler : public Http::Handler {
  public:
   HTTP_PROTOTYPE(Handler)
-  explicit Handler(const Context* ctx) : ctx_(ctx) {}
+  explicit Handler(Context* ctx) : ctx_(ctx) {}
 
-  void onRequest(const Http::Request& req, Http::ResponseWriter response) override {
-    bool keep_alive = true;
-    if (auto c = req.headers().tryGet<Http::Header::Connection>())
-      keep_alive = c->control() != Http::ConnectionControl::Close;
-    if (req.version() == Http::Version::Http10 && !req.headers().tryGet<Http::Header::Connection>())
-      keep_alive = false;
-    auto peer = response.peer();
-    auto call = std::make_shared<Call>(
-        peer, link_of(*peer), req.version(), req.method() == Http::Method::Head, keep_alive,
-        std::chrono::seconds(ctx_->options.request_timeout_s), ctx_->outbox);
-    struct InHandler {
-      InHandler() { t_in_handler = true; }
-      ~InHandler() { t_in_handler = false; }
-    } in_handler;
-    // The one place where anything thrown while handling becomes a response.
-    try {
-      dispatch(*ctx_, req, call);
-    } catch (const BadRequest& e) {
-      call->problem(e.problem);
-    } catch (const std::exception& e) {
-      spdlog::error("{} {}: {}", Http::methodString(req.method()), req.resource(), e.what());
-      call->problem(problem("internal-error", "the server failed to handle this request"));
-    } catch (...) {
-      call->problem(problem("internal-error", "the server failed to handle this request"));
+  // Requests never reach Pistache's own framing (onInput below).
+  void onRequest(const Http::Request&, Http::ResponseWriter) override {}
+
+  // On the reactor thread that owns the connection, before it is polled.
+  void onConnection(const std::shared_ptr<Tcp::Peer>& peer) override {
+    // What Pistache's own onConnection does: its reaper reads every peer's parser.
+    peer->putData(ParserData, std::make_shared<Http::RequestParser>(kMaxRequestBytes));
+    auto conn = std::make_shared<Connection>();
+    conn->ctx = ctx_;
+    conn->peer = peer;
+    conn->fd = peer->fd();
+    peer->putData(kLinkData, conn);
+    ++ctx_->gauge->open;
+    peer->putData(kGuardData, std::shared_ptr<PeerGuard>(new PeerGuard{ctx_->gauge, conn}));
+    // Not in a request: the idle (keep-alive) timeout applies, not the 408 one.
+    peer->setIdle(true);
+    if (ctx_->gauge->open.load() <= ctx_->gauge->max) return;
+    if (!ctx_->gauge->at_cap.exchange(true))
+      spdlog::warn("{} connections open, the limit (--max-connections): new connections get 503 until some close",
+                   ctx_->gauge->max);
+    // Refused at once: a 503 if the socket takes it, and the descriptor back.
+    static const std::string wire = [] {
+      const std::string body =
+          problem("unavailable", "too many connections are open; retry later").body();
+      return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nRetry-After: "
+             "1\r\nConnection: Close\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body;
+    }();
+    (void)!::send(peer->fd(), wire.data(), wire.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::shutdown(peer->fd(), SHUT_RDWR);
+    std::lock_guard lock(conn->mu);
+    conn->closed = true;
+  }
+
+  // On the reactor thread: the bytes Pistache read from the connection.
+  void onInput(const char* buffer, size_t len, const std::shared_ptr<Tcp::Peer>& peer) override {
+    auto conn = std::static_pointer_cast<Connection>(peer->tryGetData(kLinkData));
+    if (!conn) return;
+    std::string_view in(buffer, len);
+    std::string storage;
+    {
+      std::lock_guard lock(conn->mu);
+      if (conn->closed) return;  // refused: what follows is not read
+      if (conn->busy) {
+        // A request is in hand: this waits for its answer. Bounded like one
+        // request (beyond that the client is not waiting for answers).
+        if (conn->pending.size() + len > kMaxRequestBytes) {
+          conn->pending.clear();
+          conn->closed = true;
+          if (conn->fd >= 0) ::shutdown(conn->fd, SHUT_RDWR);
+          return;
+        }
+        conn->pending.append(in);
+        return;
+      }
+      conn->busy = true;
+      if (!conn->pending.empty()) {
+        storage.swap(conn->pending);
+        storage.append(in);
+        in = storage;
+      }
     }
+    serve_requests(*ctx_, conn, peer, *getParser(peer), in, storage);
   }
 
   // On the reactor thread, just before Pistache closes the descriptor.
   void onDisconnection(const std::shared_ptr<Tcp::Peer>& peer) override {
-    if (auto link = std::static_pointer_cast<Link>(peer->tryGetData(kLinkData))) {
-      std::lock_guard lock(link->mu);
-      link->open = false;
+    if (auto conn = std::static_pointer_cast<Link>(peer->tryGetData(kLinkData))) {
+      std::lock_guard lock(conn->mu);
+      conn->open = false;
+      // An answer still owed (a half-closed request): keep a descriptor of our own.
+      int own = conn->busy && !conn->parked && !conn->closed && conn->fd >= 0
+                    ? ::fcntl(conn->fd, F_DUPFD_CLOEXEC, 0)
+                    : -1;
+      conn->fd = own;
+      conn->owns_fd = own >= 0;
     }
     Http::Handler::onDisconnection(peer);
   }
 
  private:
-  // The connection's Link, made on its first request (on the reactor thread
-  // that owns the connection, like every other use of the peer's data).
-  static std::shared_ptr<Link> link_of(Tcp::Peer& peer) {
-    auto link = std::static_pointer_cast<Link>(peer.tryGetData(kLinkData));
-    if (!link) {
-      link = std::make_shared<Link>();
-      link->fd = peer.fd();
-      peer.putData(kLinkData, link);
-    }
-    return link;
-  }
-
-  const Context* ctx_;
+  Context* ctx_;
 };
 
 }  // namespace
@@ -880,7 +1125,35 @@ ApiServer::ApiServer(Store& store, LongPollRegistry& registry, const Watchdog* w
 
 ApiServer::~ApiServer() { shutdown(); }
 
+uint64_t raise_descriptor_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : static_cast<uint64_t>(rl.rlim_cur);
+}
+
+int64_t connection_limit(int64_t requested, uint64_t descriptor_limit) {
+  // Descriptors kept for the store, its files, clients, webhooks and timers.
+  const uint64_t reserve = std::max<uint64_t>(128, descriptor_limit / 4);
+  const int64_t fit =
+      descriptor_limit > reserve + 16 ? static_cast<int64_t>(descriptor_limit - reserve) : 16;
+  if (requested <= 0) return std::min<int64_t>(fit, 10000);
+  return std::min(requested, fit);
+}
+
 Status ApiServer::start() {
+  rlimit rl{};
+  const uint64_t descriptors = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                                   ? static_cast<uint64_t>(rl.rlim_cur)
+                                   : uint64_t{1} << 20;
+  ctx_->gauge->max = connection_limit(options_.max_connections, descriptors);
+  if (options_.max_connections > ctx_->gauge->max)
+    spdlog::warn("--max-connections {} does not fit the descriptor limit ({}): at most {} connections",
+                 options_.max_connections, descriptors, ctx_->gauge->max);
   try {
     Address addr(options_.host, Port(options_.port));
     endpoint_ = std::make_unique<Http::Endpoint>(addr);
@@ -890,7 +1163,8 @@ Status ApiServer::start() {
                     .maxRequestSize(kMaxRequestBytes)
                     .maxResponseSize(64u << 20)
                     .headerTimeout(std::chrono::seconds(options_.request_timeout_s))
-                    .bodyTimeout(std::chrono::seconds(options_.request_timeout_s));
+                    .bodyTimeout(std::chrono::seconds(options_.request_timeout_s))
+                    .keepaliveTimeout(std::chrono::seconds(options_.idle_timeout_s));
     endpoint_->init(opts);
     endpoint_->setHandler(Http::make_handler<Handler>(ctx_.get()));
     endpoint_->serveThreaded();

@@ -44,6 +44,13 @@ struct ServerOptions {
   // A request that has not fully arrived after this is answered 408; also
   // bounds how long a response may stay pending. Must exceed max_wait_s.
   int64_t request_timeout_s = 75;
+  // A connection with no request in flight is closed this long after its
+  // last request arrived (or after it was opened).
+  int64_t idle_timeout_s = 90;
+  // Connections open at once; beyond, a new one gets 503 and is closed.
+  // 0: as many as the descriptor limit allows (at most 10000). Always kept
+  // below RLIMIT_NOFILE's soft limit (a quarter, at least 128, stays free).
+  int64_t max_connections = 0;
   // Types run by built-in executors: claims never take them.
   std::vector<std::string> executor_types;
   // Without tokens, every request passes api/open_access.h: only loopback
@@ -55,6 +62,12 @@ struct ServerOptions {
   // "Identity"), and open access's checks are off. nullptr: open access.
   std::shared_ptr<const identity::TokenSet> tokens;
 };
+
+// Raises RLIMIT_NOFILE's soft limit to its hard limit (once, at start);
+// returns the soft limit in force.
+uint64_t raise_descriptor_limit();
+// The connection cap for `requested` (0: automatic) under a descriptor limit.
+int64_t connection_limit(int64_t requested, uint64_t descriptor_limit);
 
 class ApiServer {
  public:

@@ -31,6 +31,8 @@ struct ServeFlags {
   bool insecure_no_auth = false;  // --insecure-no-auth: listen beyond loopback without tokens
   std::string tokens_file;        // --tokens: bearer tokens and their roles
   uint64_t disk_reserve_mb = 256;  // --disk-reserve-mb: the free-space guard (RocksDB)
+  int64_t max_connections = 0;    // --max-connections (0: from the descriptor limit)
+  int64_t idle_timeout_s = 90;    // --idle-timeout
 };
 
 bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -78,7 +80,14 @@ int serve(const ServeFlags& f) {
   // rebinding's name is still refused.
   server_options.any_host = f.insecure_no_auth && !loopback;
   server_options.threads = f.threads;
+  server_options.max_connections = f.max_connections;
+  server_options.idle_timeout_s = f.idle_timeout_s;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
+  // Every connection takes a descriptor: use all the hard limit allows (the
+  // connection cap stays below it, so accept() never runs out).
+  const uint64_t descriptors = api::raise_descriptor_limit();
+  spdlog::info("descriptor limit {}: at most {} connections", descriptors,
+               api::connection_limit(f.max_connections, descriptors));
 
   // Signals are taken by sigwait() below, never by a random thread; a client
   // that hangs up must not kill the server with SIGPIPE.
@@ -152,6 +161,16 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads", flags->threads, "HTTP reactor threads")
       ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--max-connections", flags->max_connections,
+                  "Most client connections open at once (503 and close beyond); 0: from the "
+                  "descriptor limit, at most 10000")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", flags->idle_timeout_s,
+                  "Seconds after its last request arrived that a connection with no request in "
+                  "flight is closed")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
   cmd->add_option("--max-waiting", flags->max_parked,
                   "Most long-poll requests parked at once (503 beyond)")

@@ -46,6 +46,8 @@ struct TestServerOptions {
   int64_t watchdog_interval_ms = 100;
   // Non-empty: `serve --tokens` with a tokens file holding these.
   std::vector<TestToken> tokens = {};
+  int64_t idle_timeout_s = 90;   // ServerOptions::idle_timeout_s
+  int64_t max_connections = 0;   // ServerOptions::max_connections
 };
 
 class TestServer {
@@ -75,6 +77,8 @@ class TestServer {
       token_set_ = *set;
       so.server.tokens = token_set_;
     }
+    so.server.idle_timeout_s = o.idle_timeout_s;
+    so.server.max_connections = o.max_connections;
     // The store's own durable write, unless a test asks the disk to fail.
     so.fail_writes_for_test = [this] { return fail_writes_.load(); };
     auto service = Service::start(std::move(so));
