@@ -180,10 +180,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (in.ConsumeBool())
       ctx.lease_hash = s && s->lease_hash && in.ConsumeBool() ? *s->lease_hash
                                                               : pick(in, std::vector<std::string>{kLeaseA, kLeaseB});
+    if (in.ConsumeBool()) ctx.by = "webapp";
 
     const JobState* before = s ? &*s : nullptr;
     const auto out = decide(before, cmd, ctx);
     FUZZ_CHECK(same(out, decide(before, cmd, ctx)), "decide is not deterministic");
+    if (out && ctx.by)
+      for (const auto& ne : *out)
+        FUZZ_CHECK(ne.data.is_object() && ne.data.value("by", "") == *ctx.by, "an event lacks data.by");
 
     // Refusals in their documented order.
     const bool create = std::holds_alternative<CreateJob>(cmd);

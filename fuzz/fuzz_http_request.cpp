@@ -1,13 +1,13 @@
-// The bytes of a connection as Pistache 0.0.5 sees them: fed, in segments
-// the input chooses, to Http::RequestParser (ParserImpl<Http::Request>) as
-// Pistache's Http::Handler::onInput does (feed, parse, reset after a request
-// or an error), and for each request parsed, everything api/server.cpp reads
+// The bytes of a connection as the server sees them: framed by
+// api/http_framing (next_request), each framed request fed whole to
+// Http::RequestParser (ParserImpl<Http::Request>) as api/server.cpp's
+// handle_request does (feed, parse, reset), and for each request parsed, everything api/server.cpp reads
 // from it: method, resource and its path segments, version, the headers it
 // looks up raw and typed, the query values it decodes, and the body through
 // parse_body and the endpoint's mapping.
 //
-// Input: one byte choosing the segment size (1–256 bytes: a request split
-// across reads), then the connection's bytes.
+// Input: one byte (unused; it chose read sizes before), then the
+// connection's bytes.
 #include <pistache/http.h>
 
 #include <cctype>
@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/http_framing.h"
 #include "api/open_access.h"
 #include "api/request_json.h"
 #include "domain/job.h"
@@ -29,61 +30,17 @@ using namespace Pistache;
 
 namespace {
 
-// As api/server.cpp: the parser's limit (maxRequestSize) and the body limit.
-constexpr size_t kMaxRequestBytes = 4 * api::kMaxBodyBytes + (64u << 10);
+// As api/server.cpp: the parser's limit, a whole request at most.
+constexpr size_t kMaxRequestBytes = (64u << 10) + api::kMaxBodyBytes;
 
-// ---------------------------------------------------------------------------
-// The HTTP framing module (api/http_framing.{h,cpp}, issue 14 item 3) is
-// written on another branch. When it lands, run the input through it here
-// first: the bytes it refuses (with its 400/413) must never reach Pistache,
-// and each request it frames should parse as exactly one request below —
-// e.g. feed `framed.bytes` per request instead of the raw segments, and
-// FUZZ_CHECK that the parser reaches State::Done on each.
-// Until then a stand-in refuses what the edge must refuse anyway and what
-// Pistache 0.0.5 cannot parse safely:
-// - any Transfer-Encoding header (issue 14: "unsupported Transfer-Encoding
-//   gets 400"). Pistache's chunked decoder (BodyStep::Chunk::parse) spins
-//   for ever on some inputs: this target found one within a minute, the
-//   regression seed fuzz/corpus/fuzz_http_request/pistache-chunked-hang
-//   (with the stand-in removed it hangs; docs/operations.md, "Fuzzing").
-// - a Content-Length that is not 0–1 MiB in plain digits (issue 14:
-//   "conflicting, signed, negative or oversized Content-Length gets 400").
-//   Pistache reserves the announced length before reading a byte:
-//   `Content-Length: 999999999999999` is a petabyte operator new (found by
-//   the long run; regression seed pistache-content-length-reserve), and a
-//   few gigabytes would be granted.
-// Replace stand_in_framing_refuses() with the framing module's verdict.
-// ---------------------------------------------------------------------------
-// Where `name` starts in `bytes`, case-insensitively, from `from`; npos if nowhere.
-size_t find_name(std::string_view bytes, std::string_view name, size_t from) {
-  for (size_t i = from; i + name.size() <= bytes.size(); ++i) {
-    size_t k = 0;
-    while (k < name.size() && std::tolower(static_cast<unsigned char>(bytes[i + k])) == name[k]) ++k;
-    if (k == name.size()) return i;
-  }
-  return std::string_view::npos;
-}
-
-bool stand_in_framing_refuses(std::string_view bytes) {
-  if (find_name(bytes, "transfer-encoding", 0) != std::string_view::npos) return true;
-  static constexpr std::string_view kLength = "content-length";
-  for (size_t at = find_name(bytes, kLength, 0); at != std::string_view::npos;
-       at = find_name(bytes, kLength, at + 1)) {
-    size_t i = at + kLength.size();
-    while (i < bytes.size() && bytes[i] != '\r' && bytes[i] != '\n' && bytes[i] != ':') ++i;
-    if (i < bytes.size() && bytes[i] == ':') ++i;
-    while (i < bytes.size() && (bytes[i] == ' ' || bytes[i] == '\t')) ++i;
-    size_t digits = 0;
-    uint64_t value = 0;
-    for (; i < bytes.size() && bytes[i] >= '0' && bytes[i] <= '9'; ++i, ++digits)
-      if (digits < 10) value = value * 10 + static_cast<uint64_t>(bytes[i] - '0');
-    while (i < bytes.size() && (bytes[i] == ' ' || bytes[i] == '\t')) ++i;
-    const bool line_ends = i >= bytes.size() || bytes[i] == '\r' || bytes[i] == '\n';
-    if (digits == 0 || digits > 7 || value > api::kMaxBodyBytes || !line_ends) return true;
-  }
-  return false;
-}
-
+// The server frames every request itself (api/http_framing.h) and feeds
+// Pistache's parser exactly one whole request at a time; what the framing
+// refuses (400/413, then the connection closes) never reaches Pistache.
+// That is what keeps Pistache 0.0.5's own framing bugs out of reach: its
+// chunked decoder spins for ever on some inputs (regression seed
+// fuzz/corpus/fuzz_http_request/pistache-chunked-hang: no Transfer-Encoding
+// passes the framing), and it reserves whatever Content-Length announces
+// (pistache-content-length-reserve: over 1 MiB is a 413 from the head).
 std::vector<std::string_view> split_path(std::string_view path) {  // as api/server.cpp
   std::vector<std::string_view> parts;
   if (path.empty() || path[0] != '/') return parts;
@@ -163,54 +120,41 @@ void read_like_the_server(const Http::Request& req) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // The first byte chose read sizes before the server framed requests
+  // itself; it is skipped so the corpus stays valid.
   if (size < 1) return 0;
-  const size_t segment = 1 + data[0];
-  const char* bytes = reinterpret_cast<const char*>(data + 1);
-  size_t left = size - 1;
-  if (stand_in_framing_refuses(std::string_view(bytes, left))) return -1;  // not kept in the corpus
-
-  Http::RequestParser parser(kMaxRequestBytes);
+  std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
   // Pistache 0.0.5 reads one byte past what it was fed (its cursor peeks at
   // the end of its buffer: valgrind, "Invalid read of size 1 ... 0 bytes
-  // after a block of size 128" in StreamCursor::next from HeadersStep, and
-  // an uninitialised read in RequestLineStep). Within the buffer's capacity
-  // that read is invisible; the buffer is a vector grown by push_back, so
-  // the byte is outside the allocation exactly when the bytes fed since the
-  // last reset are a power of two, and under ASan's allocator that sometimes
-  // is an unmapped page (a SEGV in the long run). Nothing of ours can fix
-  // it, so reads never end there: such a read takes one more byte, and a
-  // last byte that would end there is not fed.
+  // after a block" in StreamCursor::next). The buffer is a vector grown by
+  // push_back, so the byte is outside the allocation exactly when the bytes
+  // fed are a power of two; under ASan that is sometimes an unmapped page.
+  // In the server it is a harmless read of the allocator's padding; here
+  // such requests are framed and checked, but not fed.
   auto power_of_two = [](size_t x) { return x != 0 && (x & (x - 1)) == 0; };
-  size_t fed = 0;
-  while (left > 0) {
-    size_t n = std::min(segment, left);
-    while (power_of_two(fed + n) && n < left) ++n;
-    if (power_of_two(fed + n)) break;
-    fed += n;
-    // Http::Handler::onInput, minus the response.
+  Http::RequestParser parser(kMaxRequestBytes);
+  while (!in.empty()) {
+    const api::Frame f = api::next_request(in);
+    if (f.kind != api::Frame::Kind::kRequest) break;  // incomplete, or refused and closed
+    FUZZ_CHECK(f.size <= in.size() && f.head_size <= f.size, "frame beyond the bytes");
+    FUZZ_CHECK(f.size - f.head_size <= api::kMaxBodyBytes, "a body over the limit was framed");
+    const std::string_view request = in.substr(0, f.size);
+    in.remove_prefix(f.size);
+    if (power_of_two(request.size())) continue;
+    // api/server.cpp handle_request: feed, parse, read; any error is a 4xx.
     try {
-      if (!parser.feed(bytes, n)) {
-        fed = 0;
-        parser.reset();  // 413 "Request exceeded maximum buffer size"
-      } else if (parser.parse() == Http::Private::State::Done) {
-        // Anything thrown here would be a 500 internal-error for bad input.
+      if (parser.feed(request.data(), request.size()) &&
+          parser.parse() == Http::Private::State::Done) {
         try {
           read_like_the_server(parser.request);
         } catch (const std::exception& e) {
-          FUZZ_CHECK(false, e.what());
+          FUZZ_CHECK(false, e.what());  // would be a 500 internal-error for bad input
         }
-        fed = 0;
-        parser.reset();
       }
-    } catch (const std::exception&) {
-      fed = 0;
-      parser.reset();  // HttpError (400, 405, 505, ...) or anything else: an error response
     } catch (...) {
-      fed = 0;
-      parser.reset();
+      // HttpError (400, 405, 415, 505, ...): answered as problem+json.
     }
-    bytes += n;
-    left -= n;
+    parser.reset();
   }
   return 0;
 }
