@@ -45,7 +45,7 @@ test-tsan: deps $(TSAN_DIR)/CMakeCache.txt
 	cmake --build $(TSAN_DIR) -j$(JOBS)
 	rm -rf $(TSAN_DIR)/tsan-reports && mkdir -p $(TSAN_DIR)/tsan-reports
 	cd $(TSAN_DIR) && rc=0; \
-	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 second_deadlock_stack=1 log_path=$(CURDIR)/$(TSAN_DIR)/tsan-reports/report" \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 second_deadlock_stack=1 log_path=$(abspath $(TSAN_DIR))/tsan-reports/report" \
 	  ctest --output-on-failure -j$(JOBS) || rc=$$?; \
 	  if [ -n "$$(ls tsan-reports)" ]; then cat tsan-reports/*; \
 	    echo "ThreadSanitizer: reports in $(TSAN_DIR)/tsan-reports: $$(ls tsan-reports | tr '\n' ' ')"; rc=1; fi; \
