@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every benchmark, one step after another. `make bench` calls it after
-# building. Numbers and how to read them: docs/performance.md.
+# Runs every benchmark, one step after another, then the crash loop. `make
+# bench` calls it after building. Numbers and how to read them:
+# docs/performance.md.
 #
 # Environment:
 #   BUILD_DIR           where the binaries are (default: build)
@@ -30,3 +31,8 @@ fi
   --benchmark_repetitions=3 --benchmark_report_aggregates_only=true --benchmark_min_time=2 \
   --benchmark_out="$RESULTS_DIR/append_bench.json" --benchmark_out_format=json \
   ${APPEND_BENCH_ARGS:-}
+
+step "crash loop: 100 SIGKILLs of serve under 16 writers, nothing acknowledged lost (about 5 min)"
+rm -rf "$JOBSTATE_BENCH_DIR/crash-loop"
+CRASH_DIR="$JOBSTATE_BENCH_DIR/crash-loop" JOBSTATE_BIN="$BUILD_DIR/app/jobstate" \
+  bench/crash-loop.sh | tee "$RESULTS_DIR/crash-loop.txt"

@@ -241,19 +241,19 @@ void JobRun::heartbeat_loop() {
       wake_.wait_until(lock, due);
       continue;
     }
-    // Take the sender's turn before the progress (lock order send_mu_ →
-    // mu_), so an outcome's flush cannot overtake it with newer progress.
-    lock.unlock();
-    std::unique_lock<std::timed_mutex> sending(send_mu_);
-    lock.lock();
+    // Take the sender's turn with the progress, so an outcome's flush
+    // cannot overtake it with newer progress.
+    send_done_.wait(lock, [&] { return !sending_ || stopping_; });
     if (stopping_) break;
     std::optional<Progress> progress = std::move(pending_progress_);
     pending_progress_.reset();
     if (progress) pacer.progress_sent(Clock::now());
+    sending_ = true;
     lock.unlock();
     auto r = heartbeat_client_.heartbeat(job_id_, progress);
-    sending.unlock();
     lock.lock();
+    sending_ = false;
+    send_done_.notify_all();
     if (r) {
       if (r->version >= last_job_.version) last_job_ = *r;
       heartbeat_problem_.reset();
@@ -292,15 +292,23 @@ void JobRun::flush_progress(int64_t timeout_ms) {
   // After a heartbeat in flight (it may carry older progress); it ends
   // within its own timeout, or at once when the heartbeat client was aborted.
   const auto deadline = Clock::now() + milliseconds(timeout_ms);
-  std::unique_lock<std::timed_mutex> sending(send_mu_, std::defer_lock);
-  if (!sending.try_lock_until(deadline)) return;
   std::optional<Progress> progress;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!send_done_.wait_until(lock, deadline, [&] { return !sending_; })) return;
     progress = std::move(pending_progress_);
     pending_progress_.reset();
+    if (!progress) return;
+    sending_ = true;
   }
-  if (!progress) return;
+  struct TurnDone {  // gives the turn back, on every way out
+    JobRun& run;
+    ~TurnDone() {
+      std::lock_guard<std::mutex> lock(run.mu_);
+      run.sending_ = false;
+      run.send_done_.notify_all();
+    }
+  } turn_done{*this};
   ClientOptions o = client_options_;
   o.request_timeout_ms = std::clamp<int64_t>(ms_until(deadline), 1, o.request_timeout_ms);
   o.connect_timeout_ms = std::min(o.connect_timeout_ms, o.request_timeout_ms);
@@ -372,6 +380,7 @@ void JobRun::stop_heartbeats() {
     stopping_ = true;
   }
   wake_.notify_all();
+  send_done_.notify_all();
   heartbeat_client_.abort_calls();  // a heartbeat stuck on a hanging server ends now
   std::call_once(join_once_, [this] {
     if (heartbeat_thread_.joinable()) heartbeat_thread_.join();

@@ -191,9 +191,12 @@ class JobRun {
   std::string exception_message_;  // from note_exception
   bool exception_noted_ = false;
 
-  // Held while a heartbeat is sent (by the heartbeat thread or a flush), so
-  // progress reaches the server in the order it was set.
-  std::timed_mutex send_mu_;
+  // Set (under mu_) while a heartbeat is sent, by the heartbeat thread or a
+  // flush, so progress reaches the server in the order it was set; send_done_
+  // tells when it clears. (Not a std::timed_mutex: its try_lock_until uses
+  // pthread_mutex_clocklock, which GCC 12's ThreadSanitizer does not see.)
+  bool sending_ = false;
+  std::condition_variable send_done_;
 
   std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> lost_{false};
