@@ -17,6 +17,7 @@
 #include "api/open_access.h"
 #include "api/outbox.h"
 #include "api/problem.h"
+#include "api/request_parts.h"
 #include "domain/json_text.h"
 #include "api/request_json.h"
 #include "store/lease.h"
@@ -197,16 +198,6 @@ struct Caller {
                                             caller.token->types + "', not '" + std::string(type) + "'")};
 }
 
-std::optional<std::string> header_text(const Http::Request& req, const std::string& name) {
-  if (auto raw = req.headers().tryGetRaw(name)) return raw->value();
-  if (auto typed = req.headers().tryGet(name)) {
-    std::ostringstream os;
-    typed->write(os);
-    return os.str();
-  }
-  return std::nullopt;
-}
-
 // A query parameter's value, its %XX escapes decoded; 400 for a bad escape.
 std::optional<std::string> query_text(const Http::Request& req, const std::string& name) {
   auto raw = req.query().get(name);
@@ -304,13 +295,6 @@ std::shared_ptr<const StatusRow> row_or_404(const Context& ctx, Call& call, cons
     return nullptr;
   }
   return std::move(*row);
-}
-
-// Content-Type: application/json, with or without parameters.
-bool has_json_content_type(const Http::Request& req) {
-  auto ct = req.headers().tryGet<Http::Header::ContentType>();
-  return ct && ct->mime().top() == Http::Mime::Type::Application &&
-         ct->mime().sub() == Http::Mime::Subtype::Json;
 }
 
 std::optional<nlohmann::json> json_body(const Http::Request& req) {
@@ -665,19 +649,6 @@ void readiness(const Context& ctx, const CallPtr& call) {
     body["reason"] = std::move(reason);
   }
   call->send(ready ? 200 : 503, body.dump());
-}
-
-std::vector<std::string_view> split_path(std::string_view path) {
-  std::vector<std::string_view> parts;
-  if (path.empty() || path[0] != '/') return parts;
-  path.remove_prefix(1);
-  while (true) {
-    size_t slash = path.find('/');
-    parts.push_back(path.substr(0, slash));
-    if (slash == std::string_view::npos) break;
-    path.remove_prefix(slash + 1);
-  }
-  return parts;
 }
 
 bool is_transition(std::string_view action) {

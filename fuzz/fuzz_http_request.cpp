@@ -21,12 +21,16 @@
 #include "api/http_framing.h"
 #include "api/open_access.h"
 #include "api/request_json.h"
+#include "api/request_parts.h"
 #include "domain/job.h"
 #include "domain/job_id.h"
 #include "fuzz_check.h"
 
 using namespace jobstate;
 using namespace Pistache;
+using api::has_json_content_type;
+using api::header_text;
+using api::split_path;
 
 namespace {
 
@@ -41,35 +45,6 @@ constexpr size_t kMaxRequestBytes = (64u << 10) + api::kMaxBodyBytes;
 // fuzz/corpus/fuzz_http_request/pistache-chunked-hang: no Transfer-Encoding
 // passes the framing), and it reserves whatever Content-Length announces
 // (pistache-content-length-reserve: over 1 MiB is a 413 from the head).
-std::vector<std::string_view> split_path(std::string_view path) {  // as api/server.cpp
-  std::vector<std::string_view> parts;
-  if (path.empty() || path[0] != '/') return parts;
-  path.remove_prefix(1);
-  while (true) {
-    size_t slash = path.find('/');
-    parts.push_back(path.substr(0, slash));
-    if (slash == std::string_view::npos) break;
-    path.remove_prefix(slash + 1);
-  }
-  return parts;
-}
-
-std::optional<std::string> header_text(const Http::Request& req, const std::string& name) {
-  if (auto raw = req.headers().tryGetRaw(name)) return raw->value();
-  if (auto typed = req.headers().tryGet(name)) {
-    std::ostringstream os;
-    typed->write(os);
-    return os.str();
-  }
-  return std::nullopt;
-}
-
-bool has_json_content_type(const Http::Request& req) {
-  auto ct = req.headers().tryGet<Http::Header::ContentType>();
-  return ct && ct->mime().top() == Http::Mime::Type::Application &&
-         ct->mime().sub() == Http::Mime::Subtype::Json;
-}
-
 // What the server reads from one request (api/server.cpp: onRequest,
 // dispatch, the handlers' query and header helpers, json_body).
 void read_like_the_server(const Http::Request& req) {
