@@ -180,7 +180,7 @@ struct BadRequest {
 // Who sent the request: the token that authenticated it, or none (open
 // access). Its name goes into every event the request makes (data.by).
 struct Caller {
-  std::optional<identity::TokenEntry> token;
+  std::shared_ptr<const identity::TokenEntry> token;
 
   std::optional<std::string> by() const {
     if (!token) return std::nullopt;

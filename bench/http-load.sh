@@ -6,7 +6,8 @@
 # Usage: bench/http-load.sh [connections=64] [seconds=10] [--no-baselines]
 #   JOBSTATE_STORE=postgresql://... serves that PostgreSQL store (the postgres
 #   backend) instead of a fresh RocksDB directory; JOBSTATE_BIN picks the binary;
-#   JOBSTATE_BENCH_TOKENS=1 serves with --tokens (every request sends a bearer token).
+#   JOBSTATE_BENCH_TOKENS=1 serves with --tokens (every request sends a bearer token);
+#   JOBSTATE_BENCH_TOKENS=header-only sends the header to a server without tokens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-64}; T=${2:-10}; BASELINES=${3:-}

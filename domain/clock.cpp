@@ -58,7 +58,9 @@ TimeMs SystemClock::now_ms() const {
 
 void append_rfc3339_ms(std::string& out, TimeMs t) {
   const int64_t days = floor_div(t, 86'400'000);
-  int64_t ms_of_day = t - days * 86'400'000;
+  // Not t - days * 86'400'000: near INT64_MIN that product overflows.
+  int64_t ms_of_day = t % 86'400'000;
+  if (ms_of_day < 0) ms_of_day += 86'400'000;
   int64_t y;
   unsigned m, d;
   civil_from_days(days, y, m, d);

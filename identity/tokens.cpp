@@ -239,7 +239,7 @@ std::shared_ptr<const std::vector<TokenEntry>> TokenSet::current() const {
   return tokens_;
 }
 
-std::optional<TokenEntry> TokenSet::authenticate(std::string_view token) const {
+std::shared_ptr<const TokenEntry> TokenSet::authenticate(std::string_view token) const {
   const std::string digest = sha256_hex(token);
   auto tokens = current();
   const TokenEntry* found = nullptr;
@@ -250,8 +250,8 @@ std::optional<TokenEntry> TokenSet::authenticate(std::string_view token) const {
         CRYPTO_memcmp(t.sha256.data(), digest.data(), digest.size()) == 0)
       found = &t;
   }
-  if (!found) return std::nullopt;
-  return *found;
+  if (!found) return nullptr;
+  return std::shared_ptr<const TokenEntry>(std::move(tokens), found);  // aliases the set
 }
 
 }  // namespace jobstate::identity

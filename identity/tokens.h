@@ -78,9 +78,10 @@ class TokenSet {
   // Reads the file again; on an error keeps the tokens it had.
   Result<size_t> reload();
 
-  // The entry whose token this is, or nullopt. Hashes the token and
-  // compares with every entry in constant time.
-  std::optional<TokenEntry> authenticate(std::string_view token) const;
+  // The entry whose token this is, or null. Hashes the token and compares
+  // with every entry in constant time. The entry is shared with the set it
+  // was found in (nothing is copied per request) and outlives a reload.
+  std::shared_ptr<const TokenEntry> authenticate(std::string_view token) const;
 
   const std::string& path() const { return path_; }
 

@@ -46,7 +46,9 @@ std::string make_job(const std::string& type, bool start = false) {
   auto r = admin->post_json("/v1/jobs", {{"type", type}});
   EXPECT_EQ(r.status, 202) << r.body;
   const std::string id = r.json().value("id", "");
-  if (start) EXPECT_EQ(admin->post("/v1/jobs/" + id + "/start").status, 200);
+  if (start) {
+    EXPECT_EQ(admin->post("/v1/jobs/" + id + "/start").status, 200);
+  }
   return id;
 }
 

@@ -488,7 +488,9 @@ TEST_F(Malformed, EveryBodyOverTheLimitIs413AndCloses) {
   // The same from a client that sends everything at once (curl).
   HttpClient big(srv().url());
   auto r = big.post("/v1/jobs", std::string(10000000, ' '));
-  if (r.status != 0) EXPECT_TRUE(is_problem(r, 413, "payload-too-large")) << r.body.substr(0, 200);
+  if (r.status != 0) {
+    EXPECT_TRUE(is_problem(r, 413, "payload-too-large")) << r.body.substr(0, 200);
+  }
 }
 
 TEST_F(Malformed, AHalfClosedRequestIsStillAnswered) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
 #include <string>
@@ -136,6 +137,20 @@ TEST(DomainRfc3339, RoundTripsAcrossCenturies) {
   for (TimeMs base : {TimeMs{0}, TimeMs{951'782'400'000}, TimeMs{-58'017'600'000}})
     for (TimeMs t = base - 1500; t <= base + 1500; ++t)
       ASSERT_EQ(parse_rfc3339_ms(format_rfc3339_ms(t)), t);
+}
+
+TEST(DomainRfc3339, FormatsEveryInt64WithoutOverflow) {
+  // A corrupt stored row can carry any time; formatting it must not be
+  // undefined behaviour (the fuzzer found days * 86'400'000 overflowing).
+  const TimeMs lo = std::numeric_limits<TimeMs>::min(), hi = std::numeric_limits<TimeMs>::max();
+  for (TimeMs t : {lo, lo + 1, lo + 86'399'999, hi, hi - 1}) {
+    const std::string text = format_rfc3339_ms(t);
+    EXPECT_EQ(text.back(), 'Z') << t;
+    EXPECT_EQ(parse_rfc3339_ms(text), std::nullopt) << text;  // outside 0000..9999
+  }
+  const std::string low = format_rfc3339_ms(lo), high = format_rfc3339_ms(hi);
+  EXPECT_EQ(low.substr(low.size() - 14), "T16:47:04.192Z") << low;
+  EXPECT_EQ(high.substr(high.size() - 14), "T07:12:55.807Z") << high;
 }
 
 TEST(DomainRfc3339, RejectsOtherSpellingsAndImpossibleDates) {
@@ -380,9 +395,10 @@ TEST(DomainCanonicalJson, EveryDoubleAsPythonPrintsIt) {
     if (mine != python[i] && ++differing <= 10)
       ADD_FAILURE() << "python prints " << python[i] << ", canonical_dump " << mine;
     // Inside a document too, where most numbers are.
-    if (i % 97 == 0)
+    if (i % 97 == 0) {
       EXPECT_EQ(canonical_dump(json{{"progress", {{"fraction", values[i]}, {"n", 3}}}}),
                 R"({"progress":{"fraction":)" + python[i] + R"(,"n":3}})");
+    }
   }
   EXPECT_EQ(differing, 0u) << "of " << values.size();
 }

@@ -94,7 +94,9 @@ class ExecutorPoolTest : public StoreTest {
     WriterOptions writer;
     writer.on_commit = [p = pool_.get()](const CommitInfo& info) { p->on_commit(info); };
     ASSERT_NO_FATAL_FAILURE(open_store(std::move(writer)));
-    if (start) ASSERT_OK(pool_->start(store().read_model(), store().writer()));
+    if (start) {
+      ASSERT_OK(pool_->start(store().read_model(), store().writer()));
+    }
   }
   void close() {
     if (pool_) pool_->stop();

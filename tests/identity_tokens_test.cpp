@@ -75,9 +75,11 @@ TEST(IdentityTokensFile, AddAuthenticateRevoke) {
   EXPECT_EQ((*tokens)[0].created_at_ms, 1000);
 
   ASSERT_TRUE(revoke_token(path, "webapp"));
-  EXPECT_TRUE((*set)->authenticate(*a)) << "still loaded until reload";
+  auto in_flight = (*set)->authenticate(*a);
+  ASSERT_TRUE(in_flight) << "still loaded until reload";
   ASSERT_TRUE((*set)->reload());
   EXPECT_FALSE((*set)->authenticate(*a));
+  EXPECT_EQ(in_flight->name, "webapp") << "a request in flight keeps the entry it was let in by";
   EXPECT_TRUE((*set)->authenticate(*b));
   EXPECT_FALSE(revoke_token(path, "webapp"));
   EXPECT_FALSE(add_token(path, "fleet", Role::kReader, "", 0)) << "names are unique";

@@ -92,7 +92,9 @@ TEST(TokenCommand, ServeRefusesAMissingOrBrokenTokensFile) {
   TempDir dir;
   for (const std::string& content : {std::string(), std::string("{\"tokens\": [{\"name\": \"x\"}]}")}) {
     const std::string file = dir.sub("tokens.json");
-    if (!content.empty()) ASSERT_TRUE(write_file_durably(file, content, 0600));
+    if (!content.empty()) {
+      ASSERT_TRUE(write_file_durably(file, content, 0600));
+    }
     auto out = run_process({JOBSTATE_BIN, "serve", "--data-dir", dir.sub("data"), "--listen",
                             "127.0.0.1:0", "--tokens", file});
     EXPECT_EQ(out.status, 2) << out.err;

@@ -5,7 +5,9 @@
 # directory), PID and URL; the server stops and D goes when the script exits.
 # JOBSTATE_BIN picks the binary. JOBSTATE_BENCH_TOKENS=1 starts it with
 # --tokens and an admin token, exported as JOBSTATE_TOKEN for the clients
-# (bench/wrk/*.lua send it).
+# (bench/wrk/*.lua send it). JOBSTATE_BENCH_TOKENS=header-only has the
+# clients send the same header to a server without --tokens (which ignores
+# it): the cost of carrying the header, apart from checking it.
 BIN=${JOBSTATE_BIN:-build/app/jobstate}
 [ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -17,7 +19,7 @@ AUTH=()
 if [ -n "${JOBSTATE_BENCH_TOKENS:-}" ]; then
   "$BIN" token add --tokens "$D/tokens.json" --role admin --name bench >"$D/token.out"
   JOBSTATE_TOKEN=$(tail -n1 "$D/token.out"); export JOBSTATE_TOKEN
-  AUTH=(--tokens "$D/tokens.json")
+  [ "$JOBSTATE_BENCH_TOKENS" = header-only ] || AUTH=(--tokens "$D/tokens.json")
 else
   unset JOBSTATE_TOKEN
 fi
