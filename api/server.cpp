@@ -18,6 +18,7 @@
 #include "api/outbox.h"
 #include "api/problem.h"
 #include "api/request_parts.h"
+#include "assets/assets.h"
 #include "domain/json_text.h"
 #include "api/request_json.h"
 #include "store/lease.h"
@@ -696,6 +697,28 @@ std::optional<std::string> role_refusal(const Caller& caller, identity::Action a
          caller.token->name + "' has role " + identity::role_name(caller.token->role);
 }
 
+// A file compiled into the binary (the dashboard, the OpenAPI contract):
+// open like the probes (it holds no data; the dashboard's own API calls
+// carry the user's token), revalidated by ETag, never sniffed or framed.
+void send_asset(const Http::Request& req, Call& call) {
+  const assets::Asset* a = assets::find(req.resource());
+  if (!a) return call.problem(problem("not-found", "no resource at this path"));
+  call.header("ETag", a->etag);
+  call.header("Cache-Control", "no-cache");
+  call.header("X-Content-Type-Options", "nosniff");
+  if (a->content_type.starts_with("text/html")) {
+    call.header("Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+                "frame-ancestors 'none'");
+    call.header("X-Frame-Options", "DENY");
+    call.header("Referrer-Policy", "no-referrer");
+  }
+  auto inm = header_text(req, "If-None-Match");
+  if (inm && inm->find(a->etag) != std::string_view::npos) return call.send(304, "");
+  const std::string type(a->content_type);
+  call.send(200, a->body, type.c_str());
+}
+
 // Routes a request. Returns the Allow value when the path exists but the
 // method does not fit ("" for unknown paths), after answering otherwise.
 void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call) {
@@ -712,6 +735,10 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (!get) return not_allowed("GET, HEAD");
     if (p[0] == "healthz") return call->send(200, "{\"status\":\"ok\"}");
     return readiness(ctx, call);
+  }
+  if ((n >= 1 && p[0] == "ui") || (n == 1 && p[0] == "openapi.yaml")) {
+    if (!get) return not_allowed("GET, HEAD");
+    return send_asset(req, *call);
   }
   Caller caller;
   if (ctx.options.tokens) {
