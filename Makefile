@@ -8,12 +8,16 @@ JOBS ?= 2
 DATA_DIR ?= ./jobstate-data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all deps build run test test-sanitize test-tsan test-failover fuzz bench crash-loop format clean
+.PHONY: all deps node-deps build run test test-sanitize test-tsan test-failover fuzz bench crash-loop format clean
 
 all: build
 
 deps:
 	@scripts/install-deps
+
+# The npm test tools (package-lock.json): needs Node.js >= 20.19.
+node-deps:
+	@scripts/install-node-deps
 
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -24,7 +28,7 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 run: build
 	$(BUILD_DIR)/app/jobstate serve --data-dir $(DATA_DIR) --listen $(LISTEN)
 
-test: build
+test: build node-deps
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
 
 $(SAN_DIR)/CMakeCache.txt:
