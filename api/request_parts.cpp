@@ -35,4 +35,39 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
+const char* route_template(const std::vector<std::string_view>& p) {
+  const size_t n = p.size();
+  if (n == 0) return "unmatched";
+  if (n == 1) {
+    if (p[0] == "healthz") return "/healthz";
+    if (p[0] == "readyz") return "/readyz";
+    if (p[0] == "metrics") return "/metrics";
+    if (p[0] == "openapi.yaml") return "/openapi.yaml";
+    if (p[0] == "ui") return "/ui";
+    return "unmatched";
+  }
+  if (p[0] == "ui") return n == 2 ? (p[1].empty() ? "/ui" : "/ui/{file}") : "unmatched";
+  if (p[0] != "v1") return "unmatched";
+  if (n == 2) {
+    if (p[1] == "jobs") return "/v1/jobs";
+    if (p[1] == "events") return "/v1/events";
+    if (p[1] == "claims") return "/v1/claims";
+    if (p[1] == "webhooks") return "/v1/webhooks";
+    return "unmatched";
+  }
+  if (n == 3 && p[1] == "audit" && p[2] == "head") return "/v1/audit/head";
+  if (p[1] != "jobs") return "unmatched";
+  if (n == 3) return "/v1/jobs/{id}";
+  if (n != 4) return "unmatched";
+  static const char* const kActions[][2] = {
+      {"wait", "/v1/jobs/{id}/wait"},           {"events", "/v1/jobs/{id}/events"},
+      {"start", "/v1/jobs/{id}/start"},         {"heartbeat", "/v1/jobs/{id}/heartbeat"},
+      {"succeed", "/v1/jobs/{id}/succeed"},     {"fail", "/v1/jobs/{id}/fail"},
+      {"cancel", "/v1/jobs/{id}/cancel"},       {"cancelled", "/v1/jobs/{id}/cancelled"},
+  };
+  for (const auto& [action, route] : kActions)
+    if (p[3] == action) return route;
+  return "unmatched";
+}
+
 }  // namespace jobstate::api

@@ -22,4 +22,9 @@ bool has_json_content_type(const Pistache::Http::Request& req);
 // "/v1/jobs/x" → {"v1", "jobs", "x"}; empty for a path without a leading '/'.
 std::vector<std::string_view> split_path(std::string_view path);
 
+// The route a split path belongs to, as metrics and access logs name it:
+// "/v1/jobs/{id}/heartbeat", "/ui/{file}", "unmatched" for anything else
+// (so no request can invent a label value). A static string.
+const char* route_template(const std::vector<std::string_view>& parts);
+
 }  // namespace jobstate::api

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <sstream>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "api/http_framing.h"
@@ -19,9 +20,11 @@
 #include "api/problem.h"
 #include "api/request_parts.h"
 #include "assets/assets.h"
+#include "metrics/metrics.h"
 #include "domain/json_text.h"
 #include "api/request_json.h"
 #include "store/lease.h"
+#include "store/write_metrics.h"
 
 namespace jobstate::api {
 
@@ -44,6 +47,7 @@ struct ApiServer::Context {
   const Watchdog* watchdog;
   const ServerOptions& options;
   const std::atomic<bool>& accepting_writes;
+  const Store& store;
   // Writes the answers. Shared: a late answer may come after the server is gone.
   std::shared_ptr<Outbox> outbox = std::make_shared<Outbox>();
   // Connections open now, the most allowed (set by start()), and whether the
@@ -76,6 +80,45 @@ thread_local bool t_in_handler = false;
 const char* const kLinkData = "jobstate.link";
 const char* const kGuardData = "jobstate.guard";
 
+// GET /metrics' HTTP figures. Children are found once per thread and kept:
+// a request pays a thread-local lookup and two atomic adds.
+struct HttpFamilies {
+  metrics::CounterFamily& requests = metrics::process().counter(
+      "jobstate_http_requests_total", "HTTP requests answered, by method, route template and status code",
+      {"method", "route", "code"});
+  metrics::HistogramFamily& durations = metrics::process().histogram(
+      "jobstate_http_request_duration_seconds",
+      "From a request's arrival to its answer (a long-poll's wait included), by method and route template",
+      metrics::request_seconds_buckets(), {"method", "route"});
+};
+HttpFamilies& http_families() {
+  static HttpFamilies* f = new HttpFamilies();  // never destroyed: threads may answer at exit
+  return *f;
+}
+
+void record_http(const char* method, const char* route, int status, double seconds) {
+  auto& [requests, durations] = http_families();
+  struct Key {
+    const char* method;
+    const char* route;
+    int status;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      return std::hash<const void*>()(k.method) * 31 + std::hash<const void*>()(k.route) * 7 + k.status;
+    }
+  };
+  thread_local std::unordered_map<Key, std::pair<metrics::Counter*, metrics::Histogram*>, KeyHash> cache;
+  auto [it, fresh] = cache.try_emplace(Key{method, route, status});
+  if (fresh) {
+    const std::string code = std::to_string(status);
+    it->second = {&requests.with({method, route, code}), &durations.with({method, route})};
+  }
+  it->second.first->inc();
+  it->second.second->observe(seconds);
+}
+
 // A request in flight: answered exactly once, from whichever thread finishes it.
 class Call {
  public:
@@ -99,8 +142,17 @@ class Call {
     headers_ += "\r\n";
   }
 
+  // What GET /metrics files this request under: static strings (the method
+  // as Pistache names it, api/request_parts.h's route_template).
+  void measure_as(const char* method, const char* route) {
+    method_ = method;
+    route_ = route;
+  }
+
   void send(int status, std::string_view body, const char* content_type = kJsonType) {
     if (sent_.exchange(true)) return;
+    record_http(method_, route_, status,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
     Answer a{peer_, link_, {}, !keep_alive_, deadline_};
     std::string& wire = a.wire;
     const std::string_view payload = head_ ? std::string_view() : body;
@@ -167,6 +219,9 @@ class Call {
   std::string headers_;
   std::atomic<bool> sent_{false};
   std::string allow_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  const char* method_ = "unknown";
+  const char* route_ = "unparsed";  // refused before it could be routed
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -634,6 +689,35 @@ void webhooks_status(const Context& ctx, const CallPtr& call) {
   call->send(200, *body);
 }
 
+// GET /metrics: the process' counters and histograms, then gauges read now.
+void send_metrics(const Context& ctx, Call& call) {
+  std::string out = metrics::process().render();
+  metrics::SampleWriter w(out);
+  w.declare("jobstate_jobs", "gauge", "Jobs by state and type, as the status projection has them now");
+  if (auto counts = ctx.jobs.count_jobs()) {
+    for (const JobCount& c : *counts)
+      w.sample("jobstate_jobs", {{"state", job_status_name(c.status)}, {"type", c.type}},
+               static_cast<double>(c.count));
+  } else {
+    spdlog::warn("metrics: counting jobs failed: {}", counts.error().message);
+  }
+  w.declare("jobstate_log_head_seq", "gauge", "seq of the newest durable event (the audit head)");
+  w.sample("jobstate_log_head_seq", {}, static_cast<double>(ctx.writer.committed_head().seq));
+  w.declare("jobstate_store_writable", "gauge",
+            "1 while the store takes writes; 0 while it refuses them (disk full, a failed write)");
+  w.sample("jobstate_store_writable", {},
+           ctx.writer.write_health().state == WriteHealth::State::kOk ? 1.0 : 0.0);
+  w.declare("jobstate_long_polls_parked", "gauge",
+            "Requests parked in a long-poll (/wait, /events?wait_s, claims with wait_s)");
+  w.sample("jobstate_long_polls_parked", {}, static_cast<double>(ctx.registry.parked()));
+  w.declare("jobstate_http_connections_open", "gauge", "HTTP connections open now");
+  w.sample("jobstate_http_connections_open", {}, static_cast<double>(ctx.gauge->open.load()));
+  w.declare("jobstate_http_connections_max", "gauge", "The most HTTP connections served at once (--max-connections)");
+  w.sample("jobstate_http_connections_max", {}, static_cast<double>(ctx.gauge->max));
+  ctx.store.collect_metrics(w);
+  call.send(200, out, "text/plain; version=0.0.4; charset=utf-8");
+}
+
 void readiness(const Context& ctx, const CallPtr& call) {
   const bool watchdog_ok = ctx.watchdog && ctx.watchdog->running();
   const bool accepting = ctx.accepting_writes.load();
@@ -740,6 +824,11 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (!get) return not_allowed("GET, HEAD");
     return send_asset(req, *call);
   }
+  const bool metrics_path = n == 1 && p[0] == "metrics";
+  if (metrics_path && ctx.options.open_metrics) {  // serve --open-metrics: no token needed
+    if (!get) return not_allowed("GET, HEAD");
+    return send_metrics(ctx, *call);
+  }
   Caller caller;
   if (ctx.options.tokens) {
     auto who = authenticate(ctx, req, *call);
@@ -770,13 +859,14 @@ void dispatch(const Context& ctx, const Http::Request& req, const CallPtr& call)
     if (!caller.limited_to_types()) return;
     auto row = ctx.jobs.shared_row(id);
     if (!row || !*row) return;
-    // Types are plain A-Za-z0-9._:- : the member's text is the type in quotes.
-    auto text = member_text((*row)->json_text, "type");
-    const std::string type = text && text->size() >= 2 ? std::string(text->substr(1, text->size() - 2))
-                                                       : nlohmann::json::parse((*row)->json_text).value("type", "");
+    const std::string type = (*row)->type();
     if (!caller.may_touch(type)) forbidden_type(caller, type);
   };
   using identity::Action;
+  if (metrics_path) {  // every role may read
+    if (!get) return not_allowed("GET, HEAD");
+    return send_metrics(ctx, *call);
+  }
   if (n >= 2 && p[0] == "v1") {
     if (n == 2 && p[1] == "jobs") {
       if (post) return permitted(Action::kSubmit) ? create_job(ctx, req, call, caller) : void();
@@ -863,6 +953,20 @@ Problem parse_refusal(int code) {
                  "HTTP/1.0, HTTP/1.1)");
 }
 
+// A static name per method, for labels.
+const char* method_label(Http::Method m) {
+  switch (m) {
+    case Http::Method::Get: return "GET";
+    case Http::Method::Head: return "HEAD";
+    case Http::Method::Post: return "POST";
+    case Http::Method::Put: return "PUT";
+    case Http::Method::Delete: return "DELETE";
+    case Http::Method::Patch: return "PATCH";
+    case Http::Method::Options: return "OPTIONS";
+    default: return "other";
+  }
+}
+
 // Answers a refusal that ends the connection (nothing after it can be framed).
 void refuse(const Context& ctx, const std::shared_ptr<Connection>& conn,
             const std::shared_ptr<Tcp::Peer>& peer, const Problem& p) {
@@ -895,6 +999,7 @@ void handle_request(const Context& ctx, const std::shared_ptr<Connection>& conn,
   auto call = std::make_shared<Call>(peer, conn, req.version(), req.method() == Http::Method::Head,
                                      !is_connection_close(req),
                                      std::chrono::seconds(ctx.options.request_timeout_s), ctx.outbox);
+  call->measure_as(method_label(req.method()), route_template(split_path(req.resource())));
   // The one place where anything thrown while handling becomes a response.
   try {
     dispatch(ctx, req, call);
@@ -1118,7 +1223,10 @@ ApiServer::ApiServer(Store& store, LongPollRegistry& registry, const Watchdog* w
                      ServerOptions options)
     : options_(std::move(options)) {
   ctx_.reset(new Context{store.writer(), store.read_model(), store.log(), registry, watchdog,
-                         options_, accepting_writes_});
+                         options_, accepting_writes_, store});
+  // Every family exists before the first scrape, so a scraper sees them all.
+  http_families();
+  write_metrics::declare();
 }
 
 ApiServer::~ApiServer() { shutdown(); }

@@ -61,6 +61,9 @@ struct ServerOptions {
   // `Authorization: Bearer <token>` of a role that allows it (API.md
   // "Identity"), and open access's checks are off. nullptr: open access.
   std::shared_ptr<const identity::TokenSet> tokens;
+  // `serve --open-metrics`: GET /metrics needs no token (for a Prometheus
+  // that cannot send one). Without tokens it is open anyway, to loopback Hosts.
+  bool open_metrics = false;
 };
 
 // Raises RLIMIT_NOFILE's soft limit to its hard limit (once, at start);

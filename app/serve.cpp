@@ -33,6 +33,7 @@ struct ServeFlags {
   uint64_t disk_reserve_mb = 256;  // --disk-reserve-mb: the free-space guard (RocksDB)
   int64_t max_connections = 0;    // --max-connections (0: from the descriptor limit)
   int64_t idle_timeout_s = 90;    // --idle-timeout
+  bool open_metrics = false;      // --open-metrics: GET /metrics without a token
 };
 
 bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -80,6 +81,7 @@ int serve(const ServeFlags& f) {
   // rebinding's name is still refused.
   server_options.any_host = f.insecure_no_auth && !loopback;
   server_options.threads = f.threads;
+  server_options.open_metrics = f.open_metrics;
   server_options.max_connections = f.max_connections;
   server_options.idle_timeout_s = f.idle_timeout_s;
   spdlog::set_level(spdlog::level::from_str(f.log_level));
@@ -194,6 +196,8 @@ void add_serve_command(CLI::App& app) {
   cmd->add_flag("--insecure-no-auth", flags->insecure_no_auth,
                "Serve a non-loopback --listen without tokens, to any Host (anyone who "
                "reaches it may change any job; browser pages still may not)");
+  cmd->add_flag("--open-metrics", flags->open_metrics,
+               "With --tokens: GET /metrics needs no token (for a Prometheus that cannot send one)");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -7,7 +7,9 @@
 #   JOBSTATE_STORE=postgresql://... serves that PostgreSQL store (the postgres
 #   backend) instead of a fresh RocksDB directory; JOBSTATE_BIN picks the binary;
 #   JOBSTATE_BENCH_TOKENS=1 serves with --tokens (every request sends a bearer token);
-#   JOBSTATE_BENCH_TOKENS=header-only sends the header to a server without tokens.
+#   JOBSTATE_BENCH_TOKENS=header-only sends the header to a server without tokens;
+#   JOBSTATE_BENCH_SCRAPE=1 has a scraper GET /metrics every second throughout
+#   (as a Prometheus would, at a 1 s interval), and checks each scrape was a 200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-64}; T=${2:-10}; BASELINES=${3:-}
@@ -41,9 +43,20 @@ run_wrk() {  # name, wrk args...
   [ "$e" = "0" ] || echo "WARNING: $name had $e non-2xx answers" >&2
   echo "$r"
 }
+SCRAPER=
+if [ -n "${JOBSTATE_BENCH_SCRAPE:-}" ]; then
+  AUTHH=(); [ -n "${JOBSTATE_TOKEN:-}" ] && AUTHH=(-H "Authorization: Bearer $JOBSTATE_TOKEN")
+  ( for _ in $(seq $((3 * T + 30))); do  # bounded: a little longer than the three runs
+      code=$(curl -s -o /dev/null -w '%{http_code}' "${AUTHH[@]}" "$URL/metrics" || true)
+      [ "$code" = 200 ] || echo "WARNING: a scrape answered $code" >&2
+      sleep 1
+    done ) &
+  SCRAPER=$!
+fi
 HB=$(run_wrk heartbeats_per_s -s bench/wrk/heartbeat.lua "$URL")
 RD=$(run_wrk status_reads_per_s -s bench/wrk/status.lua "$URL")
 HZ=$(run_wrk healthz_per_s "$URL/healthz")
+[ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null
 echo "jobstate heartbeats_per_s=$HB status_reads_per_s=$RD healthz_per_s=$HZ connections=$C seconds=$T"
 
 if [ "$BASELINES" != "--no-baselines" ]; then

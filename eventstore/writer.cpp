@@ -6,12 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <future>
 
 #include "domain/json_text.h"
 #include "eventstore/event_codec.h"
 #include "store/decided_command.h"
 #include "store/hash_chain.h"
+#include "store/write_metrics.h"
 #include "store/byte_order.h"
 
 namespace jobstate {
@@ -299,6 +301,7 @@ bool Writer::commit(Batch& b) {
     if (auto s = db_.db()->Resume(); !s.ok() && !s.IsBusy())
       spdlog::debug("store: resuming writes: {}", s.ToString());
   }
+  const auto write_start = std::chrono::steady_clock::now();
   if (options_.fail_write_for_test && options_.fail_write_for_test()) {
     ws = rocksdb::Status::IOError("injected failure at /secret/disk/path");
   } else if (options_.write_for_test) {
@@ -310,6 +313,7 @@ bool Writer::commit(Batch& b) {
   }
   projector_.batch_finished(b.number, ws.ok(), b.head.seq);
   if (!ws.ok()) {
+    write_metrics::failed_write();
     // Nothing of this batch is acknowledged, and nothing that rests on it.
     Error err = rocksdb_error(ws, "writing to the store");
     err.code = ErrorCode::kUnavailable;
@@ -329,6 +333,12 @@ bool Writer::commit(Batch& b) {
     return false;
   }
   b.durable = true;
+  write_metrics::durable_batch(
+      b.pending.size(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start).count());
+  for (const auto& r : b.results)
+    if (r.ok())
+      for (const Event& e : r->events) write_metrics::appended(e.type);
   if (unhealthy_.load()) set_health(WriteHealth::State::kOk, {});
   std::lock_guard lock(mu_);
   head_ = b.head;

@@ -256,11 +256,19 @@ Result<std::vector<std::string>> Connection::wait_notifications(int timeout_ms) 
   return out;
 }
 
+Pool::Stats Pool::stats() const {
+  std::lock_guard lock(mu_);
+  return Stats{open_, open_ - idle_.size(), size_, acquires_, wait_seconds_};
+}
+
 Result<Pool::Lease> Pool::acquire() {
   std::unique_ptr<Connection> c;
   {
+    const auto asked = std::chrono::steady_clock::now();
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
+    ++acquires_;
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
     if (!idle_.empty()) {
       c = std::move(idle_.back());
       idle_.pop_back();

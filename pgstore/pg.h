@@ -129,14 +129,25 @@ class Pool {
   };
   Result<Lease> acquire();
 
+  // For GET /metrics: connections open (idle or lent), lent now, the most
+  // allowed, acquires so far and how long they waited for a connection.
+  struct Stats {
+    size_t open = 0, in_use = 0, size = 0;
+    uint64_t acquires = 0;
+    double wait_seconds = 0;
+  };
+  Stats stats() const;
+
  private:
   void release(std::unique_ptr<Connection> c);
   std::string uri_;
   size_t size_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Connection>> idle_;
   size_t open_ = 0;
+  uint64_t acquires_ = 0;
+  double wait_seconds_ = 0;
 };
 
 // A text parameter from an integer.

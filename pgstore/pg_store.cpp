@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -17,6 +18,7 @@
 #include "pgstore/pg.h"
 #include "store/decided_command.h"
 #include "store/hash_chain.h"
+#include "store/write_metrics.h"
 
 namespace jobstate {
 
@@ -503,6 +505,24 @@ class PgReadModel final : public ReadModel {
 
   uint64_t as_of_seq() const override { return writer_.committed_head().seq; }
 
+  // The table counted (an index-only scan of jobstate_jobs_status_type):
+  // every node of a shared store sees the same figures.
+  Result<std::vector<JobCount>> count_jobs() const override {
+    auto c = pool_.acquire();
+    if (!c) return c.error();
+    auto r = (*c)->exec("SELECT status, type, count(*) FROM jobstate_jobs GROUP BY status, type", {});
+    if (!r) return r.error();
+    std::vector<JobCount> out;
+    for (int i = 0; i < r->size(); ++i) {
+      const int64_t status = r->i64(i, 0);
+      if (status < 1 || status > static_cast<int64_t>(JobStatus::kCancelled))
+        return make_error(ErrorCode::kCorruption, "jobstate_jobs: unknown status " + std::to_string(status));
+      out.push_back(JobCount{static_cast<JobStatus>(status), std::string(r->text(i, 1)),
+                             static_cast<uint64_t>(r->i64(i, 2))});
+    }
+    return out;
+  }
+
  private:
   pg::Pool& pool_;
   const JobWriter& writer_;
@@ -871,7 +891,9 @@ class PgWriter final : public JobWriter {
     std::vector<pg::Connection::Statement> finish;
     if (write_all) finish.push_back(std::move(*write_all));
     finish.push_back({"COMMIT", {}});
+    const auto write_start = std::chrono::steady_clock::now();
     if (auto s = c.exec_pipeline(finish); !s) {
+      write_metrics::failed_write();
       // These seqs were not written (or, after a COMMIT that timed out,
       // perhaps were): either way the listener must not skip them when
       // another node's (or this) commit holds them.
@@ -879,6 +901,10 @@ class PgWriter final : public JobWriter {
       return s.error();
     }
     committed = true;
+    write_metrics::durable_batch(
+        results.size(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start).count());
+    for (const auto& r : event_rows) write_metrics::appended(r.event.type);
     std::vector<std::pair<JobId, std::shared_ptr<const StatusRow>>> rows;
     rows.reserve(changed.size());
     for (auto& [id, st] : changed) {
@@ -1004,6 +1030,23 @@ class PgStore final : public Store {
   const ReadModel& read_model() const override { return read_model_; }
   const Clock& clock() const override { return *options_.clock; }
   Leadership& leadership() override { return leadership_; }
+
+  // The read pool (the writer keeps its own connection).
+  void collect_metrics(metrics::SampleWriter& out) const override {
+    const auto s = pool_.stats();
+    out.declare("jobstate_postgres_pool_connections", "gauge",
+                "Read connections to PostgreSQL, by state (idle or in_use)");
+    out.sample("jobstate_postgres_pool_connections", {{"state", "in_use"}}, static_cast<double>(s.in_use));
+    out.sample("jobstate_postgres_pool_connections", {{"state", "idle"}},
+               static_cast<double>(s.open - s.in_use));
+    out.declare("jobstate_postgres_pool_max_connections", "gauge", "The read pool's size");
+    out.sample("jobstate_postgres_pool_max_connections", {}, static_cast<double>(s.size));
+    out.declare("jobstate_postgres_pool_acquires_total", "counter", "Read connections taken from the pool");
+    out.sample("jobstate_postgres_pool_acquires_total", {}, static_cast<double>(s.acquires));
+    out.declare("jobstate_postgres_pool_wait_seconds_total", "counter",
+                "Time spent waiting for a free read connection");
+    out.sample("jobstate_postgres_pool_wait_seconds_total", {}, s.wait_seconds);
+  }
 
  private:
   bool stopping() {

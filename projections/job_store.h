@@ -45,6 +45,8 @@ class JobStore final : public Store {
   const Clock& clock() const override { return *clock_; }
   // One process per directory: it always leads.
   Leadership& leadership() override { return sole_leader_; }
+  // RocksDB's sizes, compaction debt and write stalls.
+  void collect_metrics(metrics::SampleWriter& out) const override;
 
  private:
   JobStore() = default;

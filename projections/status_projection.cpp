@@ -132,7 +132,53 @@ Result<std::unique_ptr<StatusProjection>> StatusProjection::open(Database& db) {
   p->rule_ = *rule;
   if (p->rule_ != DeadlineRule::kQuarterTimeout && db.mode() == OpenMode::kReadWrite)
     if (auto s = p->convert_deadline_index(); !s) return s.error();
+  if (db.mode() == OpenMode::kReadWrite)
+    if (auto s = p->seed_counts(); !s) return s.error();
   return p;
+}
+
+// One pass over the rows: status from the header, type from the JSON.
+static Result<std::map<std::pair<JobStatus, std::string>, uint64_t>> count_rows(
+    const Database& db, rocksdb::ColumnFamilyHandle* jobs) {
+  std::map<std::pair<JobStatus, std::string>, uint64_t> counts;
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db.db()->NewIterator(ro, jobs));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto row = decode_status_row(std::string_view(it->value().data(), it->value().size()));
+    if (!row) return row.error();
+    ++counts[{row->status, row->type()}];
+  }
+  if (!it->status().ok()) return rocksdb_error(it->status(), "counting the status rows");
+  return counts;
+}
+
+Status StatusProjection::seed_counts() {
+  auto counts = count_rows(db_, jobs_);
+  if (!counts) return counts.error();
+  std::lock_guard lock(staged_mu_);
+  counts_ = std::move(*counts);
+  seeded_ = true;
+  return ok_status();
+}
+
+Result<std::vector<JobCount>> StatusProjection::count_jobs() const {
+  std::map<std::pair<JobStatus, std::string>, uint64_t> counts;
+  bool seeded;
+  {
+    std::lock_guard lock(staged_mu_);
+    seeded = seeded_;
+    if (seeded) counts = counts_;
+  }
+  if (!seeded) {  // a read-only open: nothing moves the counts, so count now
+    auto scanned = count_rows(db_, jobs_);
+    if (!scanned) return scanned.error();
+    counts = std::move(*scanned);
+  }
+  std::vector<JobCount> out;
+  for (auto& [key, n] : counts)
+    if (n) out.push_back(JobCount{key.first, key.second, n});
+  return out;
 }
 
 Status StatusProjection::convert_deadline_index() {
@@ -265,8 +311,20 @@ void StatusProjection::project(rocksdb::WriteBatch& batch, uint64_t batch_no,
 
   // The row always changes.
   batch.Put(jobs_, after.id.bytes(), value);
+  StagedRow staged;
+  staged.batch_no = batch_no;
+  staged.id = after.id;
+  staged.row = std::move(row);
+  if (!before || before->status != after.status || before->type != after.type) {
+    staged.moves_count = true;
+    if (before) {
+      staged.left_status = before->status;
+      staged.left_type = before->type;
+    }
+    staged.joined_type = after.type;
+  }
   std::lock_guard lock(staged_mu_);
-  staged_.push_back({batch_no, after.id, std::move(row)});
+  staged_.push_back(std::move(staged));
 }
 
 void StatusProjection::batch_finished(uint64_t batch_no, bool durable, uint64_t head_seq) {
@@ -276,8 +334,17 @@ void StatusProjection::batch_finished(uint64_t batch_no, bool durable, uint64_t 
   if (durable) {
     std::lock_guard recent_lock(recent_mu_);
     if (recent_.size() + static_cast<size_t>(end - staged_.begin()) > kRecentRows) recent_.clear();
-    for (auto it = staged_.begin(); it != end; ++it)
-      if (it->batch_no == batch_no) recent_[it->id] = std::move(it->row);
+    for (auto it = staged_.begin(); it != end; ++it) {
+      if (it->batch_no != batch_no) continue;
+      if (it->moves_count && seeded_) {
+        if (it->left_status) {
+          auto left = counts_.find({*it->left_status, it->left_type});
+          if (left != counts_.end() && left->second > 0) --left->second;
+        }
+        ++counts_[{it->row->status, it->joined_type}];
+      }
+      recent_[it->id] = std::move(it->row);
+    }
     if (head_seq) as_of_seq_.store(head_seq, std::memory_order_release);
   }
   staged_.erase(staged_.begin(), end);

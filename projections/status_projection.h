@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -96,6 +97,7 @@ class StatusProjection final : public BatchProjector, public ReadModel {
   Result<std::vector<ExpiredDeadline>> expired(TimeMs now_ms, size_t limit,
                                                const ExpiredDeadline* after = nullptr) const override;
   uint64_t as_of_seq() const override { return as_of_seq_.load(std::memory_order_acquire); }
+  Result<std::vector<JobCount>> count_jobs() const override;
   // Where as_of_seq starts: the log's durable head when the store opens.
   void set_as_of_seq(uint64_t seq) { as_of_seq_.store(seq, std::memory_order_release); }
 
@@ -111,6 +113,8 @@ class StatusProjection final : public BatchProjector, public ReadModel {
   rocksdb::ColumnFamilyHandle* family(ProjectionEntry::Family f) const;
   // Read-write open: files every running job by kQuarterTimeout and records it.
   Status convert_deadline_index();
+  // Read-write open, before any write: counts the rows by state and type.
+  Status seed_counts();
   Database& db_;
   uint64_t generation_;
   DeadlineRule rule_ = DeadlineRule::kQuarterTimeout;
@@ -128,11 +132,20 @@ class StatusProjection final : public BatchProjector, public ReadModel {
   std::unordered_map<JobId, std::shared_ptr<const StatusRow>> recent_;
   // Rows of batches not yet durable, oldest batch first.
   struct StagedRow {
-    uint64_t batch_no;
+    uint64_t batch_no = 0;
     JobId id;
     std::shared_ptr<const StatusRow> row;
+    // When the state or type changes: the count this row leaves (nullopt
+    // for a new job) and the one it joins.
+    bool moves_count = false;
+    std::optional<JobStatus> left_status;
+    std::string left_type, joined_type;
   };
-  std::mutex staged_mu_;
+  // Jobs by (state, type): moved by durable batches only, under staged_mu_.
+  // seeded_ is false in read-only opens (count_jobs() then scans).
+  std::map<std::pair<JobStatus, std::string>, uint64_t> counts_;
+  bool seeded_ = false;
+  mutable std::mutex staged_mu_;
   std::deque<StagedRow> staged_;
 };
 

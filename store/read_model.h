@@ -51,6 +51,13 @@ inline TimeMs quarter_timeout_due_ms(TimeMs deadline_ms, int64_t heartbeat_timeo
   return deadline_ms - deadline_ms % step;
 }
 
+// How many jobs are in one state with one type (GET /metrics).
+struct JobCount {
+  JobStatus status;
+  std::string type;
+  uint64_t count = 0;
+};
+
 class ReadModel {
  public:
   virtual ~ReadModel() = default;
@@ -78,6 +85,10 @@ class ReadModel {
   // The seq of the newest event the rows reflect: every row read after this
   // call is at least this new.
   virtual uint64_t as_of_seq() const = 0;
+  // Jobs by state and type, as the rows are now (zero counts left out). The
+  // embedded store keeps the counts in memory (seeded when it opens for
+  // writing, moved with every durable batch); PostgreSQL counts its table.
+  virtual Result<std::vector<JobCount>> count_jobs() const = 0;
 };
 
 }  // namespace jobstate

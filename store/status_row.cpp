@@ -1,6 +1,7 @@
 #include "store/status_row.h"
 
 #include "store/byte_order.h"
+#include "domain/json_text.h"
 
 namespace jobstate {
 
@@ -177,6 +178,15 @@ Result<JobState> StatusRow::to_state() const {
   auto j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return make_error(ErrorCode::kCorruption, "status row: bad JSON");
   return job_from_json(j, created_seq);
+}
+
+std::string StatusRow::type() const {
+  // Types are plain A-Za-z0-9._:- : the member's text is the type in quotes.
+  auto text = member_text(json_text, "type");
+  if (text && text->size() >= 2 && text->find('\\') == std::string_view::npos)
+    return std::string(text->substr(1, text->size() - 2));
+  auto j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() ? j.value("type", std::string()) : std::string();
 }
 
 bool StatusRow::renders_as_stored(TimeMs server_start_ms) const {

@@ -38,6 +38,8 @@ struct StatusRow {
   std::string render(TimeMs server_start_ms) const;
   // True when render() is json_text as it is (no grace deadline to show).
   bool renders_as_stored(TimeMs server_start_ms) const;
+  // The job's type, read from json_text without parsing all of it.
+  std::string type() const;
 };
 
 // Canonical texts standing in for the state's JSON values when a row is

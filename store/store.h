@@ -13,6 +13,7 @@
 #pragma once
 
 #include "domain/clock.h"
+#include "metrics/metrics.h"
 #include "store/event_log.h"
 #include "store/job_writer.h"
 #include "store/leadership.h"
@@ -31,6 +32,9 @@ class Store {
   virtual const Clock& clock() const = 0;
   // Who runs the watchdog's sweep among the nodes sharing this store.
   virtual Leadership& leadership() = 0;
+  // The backend's own figures for GET /metrics (RocksDB's sizes and stalls,
+  // PostgreSQL's connection pool), written at each scrape.
+  virtual void collect_metrics(metrics::SampleWriter& out) const {}
 };
 
 }  // namespace jobstate

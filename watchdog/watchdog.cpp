@@ -2,14 +2,48 @@
 
 #include <spdlog/spdlog.h>
 
+#include "metrics/metrics.h"
+
 #include <future>
 #include <vector>
 
 namespace jobstate {
 
+namespace {
+metrics::CounterFamily& watchdog_failures() {
+  static auto& f = metrics::process().counter(
+      "jobstate_watchdog_failures_total",
+      "Jobs the watchdog failed (or queued for a retry) because a deadline passed, by error code",
+      {"code"});
+  return f;
+}
+metrics::HistogramFamily& detection_lag() {
+  static auto& f = metrics::process().histogram(
+      "jobstate_watchdog_detection_lag_seconds",
+      "From a job's deadline (deadline_at, with a restart's grace) to the watchdog's failure event",
+      metrics::job_seconds_buckets());
+  return f;
+}
+// The error code of a failed or retry_scheduled event: data.error.code.
+std::string failure_code(const Event& e) {
+  if (e.data.is_object()) {
+    auto err = e.data.find("error");
+    if (err != e.data.end() && err->is_object()) {
+      auto code = err->find("code");
+      if (code != err->end() && code->is_string()) return code->get<std::string>();
+    }
+  }
+  return "unknown";
+}
+}  // namespace
+
 Watchdog::Watchdog(const ReadModel& jobs, JobWriter& writer, const Clock& clock,
                    WatchdogOptions options, Leadership* leadership)
-    : jobs_(jobs), writer_(writer), leadership_(leadership), clock_(clock), options_(options) {}
+    : jobs_(jobs), writer_(writer), leadership_(leadership), clock_(clock), options_(options) {
+  // The codes a deadline gives, at zero from the first scrape.
+  for (const char* code : {"heartbeat_timeout", "execution_timeout"}) watchdog_failures().with({code});
+  detection_lag().with({});
+}
 
 Watchdog::~Watchdog() {
   stop();
@@ -72,18 +106,27 @@ size_t Watchdog::sweep_once() {
       // The index files a job up to a quarter timeout before its deadline,
       // and a deadline that passed while the server was down gets its grace:
       // the row decides.
-      if (now <
-          effective_deadline_ms((*row)->deadline_ms, (*row)->heartbeat_timeout_s, server_start))
-        continue;
+      const TimeMs deadline =
+          effective_deadline_ms((*row)->deadline_ms, (*row)->heartbeat_timeout_s, server_start);
+      if (now < deadline) continue;
       auto done = std::make_shared<std::promise<void>>();
       pending.push_back(done->get_future());
       CommandRequest req;
       req.job_id = d.job_id;
       req.command = ExpireDeadlines{};
       req.expected_version = (*row)->version;
-      writer_.submit(std::move(req), [this, done, id = d.job_id](Result<CommandOutcome> r) {
-        if (r && !r->events.empty())
-          spdlog::info("watchdog: job {} failed: heartbeat_timeout", id.to_string());
+      writer_.submit(std::move(req), [this, done, deadline, id = d.job_id](Result<CommandOutcome> r) {
+        if (r) {
+          for (const Event& e : r->events) {
+            if (e.type != EventType::kFailed && e.type != EventType::kRetryScheduled) continue;
+            const std::string code = failure_code(e);
+            watchdog_failures().with({code}).inc();
+            // How late the failure was recorded after the deadline passed.
+            detection_lag().with({}).observe(static_cast<double>(std::max<TimeMs>(e.at_ms - deadline, 0)) / 1000.0);
+            spdlog::info("watchdog: job {} failed: {}{}", id.to_string(), code,
+                         e.type == EventType::kRetryScheduled ? " (a retry is scheduled)" : "");
+          }
+        }
         // The store not taking writes (a full disk): one line, not one per
         // job per sweep; the next sweeps try again.
         if (!r && r.error().code == ErrorCode::kUnavailable) {
