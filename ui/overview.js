@@ -137,8 +137,9 @@ export async function renderOverview(root, route, signal) {
     while (k < times.length && times[k] < cut) k++;
     if (k) times = times.slice(k);
     fill(chartBox, plot(times, from, now));
-    chartNote.textContent = `${times.length} event${times.length === 1 ? '' : 's'} in the last hour` +
-      (from !== null ? '; the grey minutes held more events than the dashboard reads' : '');
+    chartNote.textContent = from === null
+      ? `${times.length} event${times.length === 1 ? '' : 's'} in the last hour`
+      : `More than ${times.length} events in the last hour: the dashboard reads at most ${PLOT_REQUESTS * PLOT_PAGE} back from the head, so the grey minutes are not counted`;
   }
   async function loadChart() {
     let head = currentHead();
