@@ -159,7 +159,7 @@ test('the job list shows created jobs, newest first, and new ones without a relo
 });
 
 test('a job page moves its progress bar with each heartbeat, without a reload', {timeout: TEST_MS}, async () => {
-  const job = await createJob({type: 'thumbnail', params: {src: 'cat.png'}, labels: {team: 'media'}, heartbeat_timeout_s: 60});
+  const job = await createJob({type: 'thumbnail', params: {src: 'cat.png'}, labels: {team: 'media'}, heartbeat_timeout_s: 600});
   const lease = await startJob(job.id);
   const page = await openPage();
   await page.goto(`${server.base}/ui/#/jobs/${job.id}`);
@@ -229,7 +229,7 @@ test('user input is shown as text, never as markup', {timeout: TEST_MS}, async (
 });
 
 test('the cancel button cancels a running job', {timeout: TEST_MS}, async () => {
-  const job = await createJob({type: 'thumbnail', heartbeat_timeout_s: 60});
+  const job = await createJob({type: 'thumbnail', heartbeat_timeout_s: 600});
   const lease = await startJob(job.id);
   const page = await openPage();
   await page.goto(`${server.base}/ui/#/jobs/${job.id}`);
