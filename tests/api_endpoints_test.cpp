@@ -866,6 +866,32 @@ TEST_F(Api, UnknownPathsAre404NotFound) {
   EXPECT_TRUE(is_problem(c.post("/v1/nothing"), 404, "not-found"));
 }
 
+// The contract (docs/openapi.yaml) and the dashboard, compiled in: served
+// with a strong ETag, revalidated, never sniffed; other files under /ui are 404.
+TEST_F(Api, TheContractAndTheDashboardAreServedFromTheBinary) {
+  auto spec = c.get("/openapi.yaml");
+  ASSERT_EQ(spec.status, 200) << spec.body;
+  EXPECT_EQ(spec.header("Content-Type"), "application/yaml");
+  EXPECT_EQ(spec.body.rfind("openapi: 3.1.0\n", 0), 0u) << spec.body.substr(0, 80);
+  EXPECT_EQ(spec.header("Cache-Control"), "no-cache");
+  EXPECT_EQ(spec.header("X-Content-Type-Options"), "nosniff");
+  const std::string tag = spec.header("ETag");
+  ASSERT_FALSE(tag.empty());
+  auto again = c.get("/openapi.yaml", {"If-None-Match: " + tag});
+  EXPECT_EQ(again.status, 304);
+  EXPECT_TRUE(again.body.empty());
+  EXPECT_EQ(c.request("HEAD", "/openapi.yaml").status, 200);
+
+  for (const std::string path : {"/ui", "/ui/", "/ui/index.html"}) {
+    auto page = c.get(path);
+    EXPECT_EQ(page.status, 200) << path;
+    EXPECT_EQ(page.header("Content-Type").rfind("text/html", 0), 0u) << path;
+    EXPECT_FALSE(page.header("Content-Security-Policy").empty()) << path;
+  }
+  EXPECT_TRUE(is_problem(c.get("/ui/no-such-file.js"), 404, "not-found"));
+  EXPECT_TRUE(is_problem(c.post("/openapi.yaml"), 405, "method-not-allowed"));
+}
+
 TEST_F(Api, WrongMethodsAre405WithAllow) {
   const std::string id = create_job(c, unique_type("methods"))["id"];
   struct Case {

@@ -5,6 +5,10 @@
 // server allows it (that is what the keep-alive test checks). Not
 // thread-safe: give each thread its own client.
 //
+// With JOBSTATE_CONTRACT_LOG=<dir> set, every response is also appended to
+// the contract log (see ContractLog below), which the contract test
+// validates against docs/openapi.yaml.
+//
 // Requests never carry `Expect: 100-continue` (Pistache ignores it and the
 // client would stall for a second on large bodies) and carry no Connection
 // header unless the caller adds one: the server must keep the connection open
@@ -12,11 +16,14 @@
 #pragma once
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -61,6 +68,58 @@ struct HttpResponse {
       return nlohmann::json();
     }
     return j;
+  }
+};
+
+// The contract log: when JOBSTATE_CONTRACT_LOG names a directory, one JSON
+// line per response, {test, method, path (without the query), status,
+// content_type, headers (names in lowercase), body}, appended to
+// <dir>/responses-<pid>.jsonl. tests/contract/validate.mjs checks each
+// against docs/openapi.yaml (ctest: contract.responses_match_openapi).
+// Thread-safe and cheap: the file is opened once per process with O_APPEND
+// and each line is one write(2), so lines of concurrent threads and
+// processes never interleave.
+class ContractLog {
+ public:
+  static void record(const std::string& method, const std::string& path, long status,
+                     const HeaderMap& headers, const std::string& body) {
+    const int fd = descriptor();
+    if (fd < 0 || status == 0) return;
+    nlohmann::json line;
+    if (const auto* test = ::testing::UnitTest::GetInstance()->current_test_info())
+      line["test"] = std::string(test->test_suite_name()) + "." + test->name();
+    line["method"] = method;
+    line["path"] = path.substr(0, path.find_first_of("?#"));
+    line["status"] = status;
+    nlohmann::json lower = nlohmann::json::object();
+    std::string content_type;
+    for (const auto& [name, value] : headers) {
+      std::string n = name;
+      for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (n == "content-type") content_type = value;
+      lower[n] = value;
+    }
+    line["content_type"] = content_type;
+    line["headers"] = std::move(lower);
+    line["body"] = body;
+    std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    text += '\n';
+    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+      ADD_FAILURE() << "contract log: short write";
+  }
+
+ private:
+  // The log's descriptor, or -1 when JOBSTATE_CONTRACT_LOG is not set.
+  static int descriptor() {
+    static const int fd = [] {
+      const char* dir = std::getenv("JOBSTATE_CONTRACT_LOG");
+      if (!dir || !*dir) return -1;
+      const std::string file = std::string(dir) + "/responses-" + std::to_string(::getpid()) + ".jsonl";
+      const int f = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (f < 0) ADD_FAILURE() << "contract log: cannot open " << file;
+      return f;
+    }();
+    return fd;
   }
 };
 
@@ -157,6 +216,7 @@ class HttpClient {
     curl_easy_getinfo(curl_, CURLINFO_NUM_CONNECTS, &r.new_connections);
     curl_easy_getinfo(curl_, CURLINFO_LOCAL_PORT, &r.local_port);
     remember_lease(method, path, r);
+    ContractLog::record(method, path, r.status, r.headers, r.body);
     return r;
   }
 
