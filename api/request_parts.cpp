@@ -35,6 +35,28 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
+namespace {
+// Every /v1/jobs/{id}/<action>: its route template, and whether it is a
+// state transition (a POST through the decider) rather than a read.
+struct JobAction {
+  std::string_view name;
+  const char* route;
+  bool transition;
+};
+constexpr JobAction kJobActions[] = {
+    {"wait", "/v1/jobs/{id}/wait", false},          {"events", "/v1/jobs/{id}/events", false},
+    {"start", "/v1/jobs/{id}/start", true},         {"heartbeat", "/v1/jobs/{id}/heartbeat", true},
+    {"succeed", "/v1/jobs/{id}/succeed", true},     {"fail", "/v1/jobs/{id}/fail", true},
+    {"cancel", "/v1/jobs/{id}/cancel", true},       {"cancelled", "/v1/jobs/{id}/cancelled", true},
+};
+}  // namespace
+
+bool is_transition(std::string_view action) {
+  for (const JobAction& a : kJobActions)
+    if (a.transition && action == a.name) return true;
+  return false;
+}
+
 const char* route_template(const std::vector<std::string_view>& p) {
   const size_t n = p.size();
   if (n == 0) return "unmatched";
@@ -59,14 +81,8 @@ const char* route_template(const std::vector<std::string_view>& p) {
   if (p[1] != "jobs") return "unmatched";
   if (n == 3) return "/v1/jobs/{id}";
   if (n != 4) return "unmatched";
-  static const char* const kActions[][2] = {
-      {"wait", "/v1/jobs/{id}/wait"},           {"events", "/v1/jobs/{id}/events"},
-      {"start", "/v1/jobs/{id}/start"},         {"heartbeat", "/v1/jobs/{id}/heartbeat"},
-      {"succeed", "/v1/jobs/{id}/succeed"},     {"fail", "/v1/jobs/{id}/fail"},
-      {"cancel", "/v1/jobs/{id}/cancel"},       {"cancelled", "/v1/jobs/{id}/cancelled"},
-  };
-  for (const auto& [action, route] : kActions)
-    if (p[3] == action) return route;
+  for (const JobAction& a : kJobActions)
+    if (p[3] == a.name) return a.route;
   return "unmatched";
 }
 

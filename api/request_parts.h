@@ -27,4 +27,8 @@ std::vector<std::string_view> split_path(std::string_view path);
 // (so no request can invent a label value). A static string.
 const char* route_template(const std::vector<std::string_view>& parts);
 
+// Whether /v1/jobs/{id}/<action> is a state transition (start, heartbeat,
+// succeed, fail, cancel, cancelled): one table with route_template's.
+bool is_transition(std::string_view action);
+
 }  // namespace jobstate::api

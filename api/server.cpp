@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <cctype>
+#include <cmath>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 #include "api/problem.h"
 #include "api/request_parts.h"
 #include "assets/assets.h"
+#include "logging/logging.h"
 #include "metrics/metrics.h"
 #include "domain/json_text.h"
 #include "api/request_json.h"
@@ -142,17 +144,36 @@ class Call {
     headers_ += "\r\n";
   }
 
-  // What GET /metrics files this request under: static strings (the method
-  // as Pistache names it, api/request_parts.h's route_template).
+  // What GET /metrics and the access line file this request under: static
+  // strings (the method as Pistache names it, api/request_parts.h's
+  // route_template).
   void measure_as(const char* method, const char* route) {
     method_ = method;
     route_ = route;
   }
+  // The request's id (X-Request-Id): echoed on the answer, named by its
+  // access line (written only when `access_log`).
+  void set_request_id(std::string id, bool access_log) {
+    header("X-Request-Id", id);
+    request_id_ = std::move(id);
+    access_log_ = access_log;
+  }
 
   void send(int status, std::string_view body, const char* content_type = kJsonType) {
     if (sent_.exchange(true)) return;
-    record_http(method_, route_, status,
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    record_http(method_, route_, status, seconds);
+    if (access_log_ && logging::enabled(spdlog::level::info)) {
+      // Possibly on another thread than the handler's (a long-poll, a write
+      // answered by the writer): the line names the request itself.
+      logging::RequestScope scope(request_id_);
+      logging::log(spdlog::level::info, "request",
+                   {{"method", method_},
+                    {"route", route_},
+                    {"status", status},
+                    {"duration_ms", std::round(seconds * 1e6) / 1e3},
+                    {"bytes", head_ ? 0 : body.size()}});
+    }
     Answer a{peer_, link_, {}, !keep_alive_, deadline_};
     std::string& wire = a.wire;
     const std::string_view payload = head_ ? std::string_view() : body;
@@ -207,6 +228,7 @@ class Call {
     };
   }
   void set_allow(std::string allow) { allow_ = std::move(allow); }
+  const std::string& request_id() const { return request_id_; }
 
  private:
   std::weak_ptr<Tcp::Peer> peer_;
@@ -222,6 +244,8 @@ class Call {
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   const char* method_ = "unknown";
   const char* route_ = "unparsed";  // refused before it could be routed
+  std::string request_id_;
+  bool access_log_ = false;
 };
 using CallPtr = std::shared_ptr<Call>;
 
@@ -736,12 +760,6 @@ void readiness(const Context& ctx, const CallPtr& call) {
   call->send(ready ? 200 : 503, body.dump());
 }
 
-bool is_transition(std::string_view action) {
-  for (auto a : {"start", "heartbeat", "succeed", "fail", "cancel", "cancelled"})
-    if (action == a) return true;
-  return false;
-}
-
 // The token of an `Authorization: Bearer <token>` value (scheme in any
 // case), or nullopt when the header is something else.
 std::optional<std::string_view> bearer_token(std::string_view header) {
@@ -972,6 +990,7 @@ void refuse(const Context& ctx, const std::shared_ptr<Connection>& conn,
             const std::shared_ptr<Tcp::Peer>& peer, const Problem& p) {
   auto call = std::make_shared<Call>(peer, conn, Http::Version::Http11, false, false,
                                      std::chrono::seconds(ctx.options.request_timeout_s), ctx.outbox);
+  call->set_request_id(logging::new_request_id(), ctx.options.access_log);
   call->problem(p);
 }
 
@@ -1000,6 +1019,10 @@ void handle_request(const Context& ctx, const std::shared_ptr<Connection>& conn,
                                      !is_connection_close(req),
                                      std::chrono::seconds(ctx.options.request_timeout_s), ctx.outbox);
   call->measure_as(method_label(req.method()), route_template(split_path(req.resource())));
+  auto sent_id = header_text(req, "X-Request-Id");
+  auto id = sent_id ? logging::accept_request_id(*sent_id) : std::nullopt;
+  call->set_request_id(id ? std::move(*id) : logging::new_request_id(), ctx.options.access_log);
+  logging::RequestScope scope(call->request_id());
   // The one place where anything thrown while handling becomes a response.
   try {
     dispatch(ctx, req, call);
@@ -1217,6 +1240,19 @@ class Handler : public Http::Handler {
   Context* ctx_;
 };
 
+// What Pistache itself has to say (warnings and worse), as lines of the
+// server's log in its format (logging/logging.h), not raw text on stderr.
+class PistacheLines final : public Pistache::Log::StringLogger {
+ public:
+  void log(Pistache::Log::Level level, const std::string& message) override {
+    logging::log(level >= Pistache::Log::Level::ERROR ? spdlog::level::err : spdlog::level::warn,
+                 "pistache: " + message);
+  }
+  bool isEnabledFor(Pistache::Log::Level level) const override {
+    return level >= Pistache::Log::Level::WARN;
+  }
+};
+
 }  // namespace
 
 ApiServer::ApiServer(Store& store, LongPollRegistry& registry, const Watchdog* watchdog,
@@ -1270,7 +1306,8 @@ Status ApiServer::start() {
                     .maxResponseSize(64u << 20)
                     .headerTimeout(std::chrono::seconds(options_.request_timeout_s))
                     .bodyTimeout(std::chrono::seconds(options_.request_timeout_s))
-                    .keepaliveTimeout(std::chrono::seconds(options_.idle_timeout_s));
+                    .keepaliveTimeout(std::chrono::seconds(options_.idle_timeout_s))
+                    .logger(std::make_shared<PistacheLines>());
     endpoint_->init(opts);
     endpoint_->setHandler(Http::make_handler<Handler>(ctx_.get()));
     endpoint_->serveThreaded();

@@ -64,6 +64,9 @@ struct ServerOptions {
   // `serve --open-metrics`: GET /metrics needs no token (for a Prometheus
   // that cannot send one). Without tokens it is open anyway, to loopback Hosts.
   bool open_metrics = false;
+  // One log line per answered request (method, route, status, duration,
+  // bytes, request id), at info (`serve --no-access-log` turns it off).
+  bool access_log = true;
 };
 
 // Raises RLIMIT_NOFILE's soft limit to its hard limit (once, at start);

@@ -11,6 +11,7 @@
 #include "api/open_access.h"
 #include "api/request_json.h"
 #include "api/server.h"
+#include "logging/logging.h"
 #include "app/commands.h"
 #include "executors/executor_config.h"
 #include "service/service.h"
@@ -34,6 +35,8 @@ struct ServeFlags {
   int64_t max_connections = 0;    // --max-connections (0: from the descriptor limit)
   int64_t idle_timeout_s = 90;    // --idle-timeout
   bool open_metrics = false;      // --open-metrics: GET /metrics without a token
+  std::string log_format = "text";  // --log-format text|json
+  bool access_log = true;           // --access-log / --no-access-log
 };
 
 bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) {
@@ -47,20 +50,27 @@ bool parse_listen(const std::string& listen, std::string& host, uint16_t& port) 
 }
 
 int serve(const ServeFlags& f) {
+  // Every line from here on is in --log-format, the refusals below included.
+  const auto format = logging::parse_format(f.log_format).value_or(logging::Format::kText);
+  logging::configure(format, spdlog::level::from_str(f.log_level));
+  // A refusal to start: one line on stderr ("jobstate serve: ..." in text).
+  auto say_error = [](const std::string& message) {
+    logging::stderr_line(spdlog::level::err, "jobstate serve: " + message);
+  };
   api::ServerOptions server_options;
   if (!parse_listen(f.listen, server_options.host, server_options.port)) {
-    std::fprintf(stderr, "jobstate serve: --listen must be HOST:PORT, got '%s'\n", f.listen.c_str());
+    say_error(fmt::format("--listen must be HOST:PORT, got '{}'", f.listen));
     return kExitUsage;
   }
   std::shared_ptr<identity::TokenSet> tokens;  // reloaded below on SIGHUP
   if (!f.tokens_file.empty()) {
     if (f.insecure_no_auth) {
-      std::fprintf(stderr, "jobstate serve: --insecure-no-auth and --tokens exclude each other\n");
+      say_error("--insecure-no-auth and --tokens exclude each other");
       return kExitUsage;
     }
     auto opened = identity::TokenSet::open(f.tokens_file);
     if (!opened) {
-      std::fprintf(stderr, "jobstate serve: --tokens: %s\n", opened.error().message.c_str());
+      say_error(fmt::format("--tokens: {}", opened.error().message));
       return kExitUsage;
     }
     tokens = std::move(*opened);
@@ -70,11 +80,10 @@ int serve(const ServeFlags& f) {
   // this machine may, unless the operator says otherwise in so many words.
   const bool loopback = api::is_loopback_listen_host(server_options.host);
   if (!loopback && !f.insecure_no_auth && !server_options.tokens) {
-    std::fprintf(stderr,
-                 "jobstate serve: --listen %s is not a loopback address, and without tokens "
+    say_error(fmt::format("--listen {} is not a loopback address, and without tokens "
                  "anyone who reaches it could change any job; give --tokens FILE, listen on "
-                 "127.0.0.1 (behind a proxy that authenticates) or pass --insecure-no-auth\n",
-                 f.listen.c_str());
+                 "127.0.0.1 (behind a proxy that authenticates) or pass --insecure-no-auth",
+                 f.listen));
     return kExitUsage;
   }
   // Any Host only where other machines may send one: on loopback, a
@@ -84,7 +93,7 @@ int serve(const ServeFlags& f) {
   server_options.open_metrics = f.open_metrics;
   server_options.max_connections = f.max_connections;
   server_options.idle_timeout_s = f.idle_timeout_s;
-  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  server_options.access_log = f.access_log;
   // Every connection takes a descriptor: use all the hard limit allows (the
   // connection cap stays below it, so accept() never runs out).
   const uint64_t descriptors = api::raise_descriptor_limit();
@@ -110,26 +119,27 @@ int serve(const ServeFlags& f) {
   if (!f.config_file.empty()) {
     auto loaded = executors::load_executor_config(f.config_file);
     if (!loaded) {
-      std::fprintf(stderr, "jobstate serve: --config: %s\n", loaded.error().message.c_str());
+      say_error(fmt::format("--config: {}", loaded.error().message));
       return kExitUsage;
     }
     options.executors = std::move(*loaded);
     auto webhooks = webhooks::load_webhook_config(f.config_file);
     if (!webhooks) {
-      std::fprintf(stderr, "jobstate serve: --config: %s\n", webhooks.error().message.c_str());
+      say_error(fmt::format("--config: {}", webhooks.error().message));
       return kExitUsage;
     }
     options.webhooks = std::move(*webhooks);
   }
   auto service = Service::start(std::move(options));
   if (!service) {
-    std::fprintf(stderr, "jobstate serve: %s\n", service.error().message.c_str());
+    say_error(service.error().message);
     return kExitFailure;
   }
-  std::printf("jobstate serving on http://%s:%u (%s)\n", server_options.host.c_str(),
-              (*service)->port(),
-              f.store.empty() ? ("data: " + f.data_dir).c_str() : "store: postgres");
-  std::fflush(stdout);
+  const std::string url =
+      "http://" + server_options.host + ":" + std::to_string((*service)->port());
+  const std::string where = f.store.empty() ? "data: " + f.data_dir : "store: postgres";
+  logging::stdout_line("jobstate serving on " + url + " (" + where + ")",
+                       {{"url", url}, {"store", f.store.empty() ? "rocksdb" : "postgres"}});
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
@@ -144,7 +154,7 @@ int serve(const ServeFlags& f) {
   }
   spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   (*service)->stop();
-  std::printf("jobstate stopped\n");
+  logging::stdout_line("jobstate stopped");
   return kExitOk;
 }
 }  // namespace
@@ -198,6 +208,14 @@ void add_serve_command(CLI::App& app) {
                "reaches it may change any job; browser pages still may not)");
   cmd->add_flag("--open-metrics", flags->open_metrics,
                "With --tokens: GET /metrics needs no token (for a Prometheus that cannot send one)");
+  cmd->add_option("--log-format", flags->log_format,
+                  "text (for a terminal) or json (one object per line: time, level, message, "
+                  "fields; every line the server writes)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  cmd->add_flag("--access-log,!--no-access-log", flags->access_log,
+                "One info line per answered request: method, route, status, duration, bytes, "
+                "request id (default on)");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -9,7 +9,8 @@
 #   JOBSTATE_BENCH_TOKENS=1 serves with --tokens (every request sends a bearer token);
 #   JOBSTATE_BENCH_TOKENS=header-only sends the header to a server without tokens;
 #   JOBSTATE_BENCH_SCRAPE=1 has a scraper GET /metrics every second throughout
-#   (as a Prometheus would, at a 1 s interval), and checks each scrape was a 200.
+#   (as a Prometheus would, at a 1 s interval), and checks each scrape was a 200;
+#   JOBSTATE_BENCH_LOG=access|json writes an access line per request (bench/lib/serve.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${1:-64}; T=${2:-10}; BASELINES=${3:-}

@@ -149,14 +149,6 @@ T& Family<T>::with(std::initializer_list<std::string_view> values) {
 }
 
 template <typename T>
-T& Family<T>::with(const std::vector<std::string>& values) {
-  std::vector<std::string> key;
-  key.reserve(values.size());
-  for (const auto& v : values) key.emplace_back(std::string_view(v).substr(0, 128));
-  return find(std::move(key));
-}
-
-template <typename T>
 T& Family<T>::find(std::vector<std::string> key) {
   key.resize(label_names_.size());
   std::lock_guard lock(mu_);

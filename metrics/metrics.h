@@ -93,7 +93,6 @@ class Family {
   // The child for these label values (one per label name, in order),
   // created on first use. The reference stays valid as long as the family.
   T& with(std::initializer_list<std::string_view> values);
-  T& with(const std::vector<std::string>& values);
 
   const std::string& name() const { return name_; }
   const std::string& help() const { return help_; }

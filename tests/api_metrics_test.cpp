@@ -2,11 +2,12 @@
 // the exposition passes promtool, the figures follow what clients did, the
 // job gauges agree with the projection after a SIGKILL and a restart, the
 // watchdog's failures are counted by code with their lag, and the endpoint
-// needs a token once tokens exist (unless --open-metrics). On RocksDB, and on
-// PostgreSQL in pg.api_metrics_test.
+// needs a token once tokens exist (unless --open-metrics); and a real
+// Prometheus scrapes it. On RocksDB, and on PostgreSQL in pg.api_metrics_test.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "child_process.h"
 #include "http_client.h"
 #include "postgres_fixture.h"
 #include "serve_process.h"
@@ -210,6 +212,78 @@ TEST_F(MetricsTest, NeedsAReaderTokenOnceTokensExistUnlessOpened) {
   scrape(open->url());
   HttpClient c(open->url());
   EXPECT_EQ(c.get("/v1/jobs").status, 401) << "--open-metrics opens /metrics only";
+}
+
+// A loopback port for a helper server, from the block registry the
+// PostgreSQL fixtures use (scripts/lib/local-pg.sh: below the ephemeral
+// range, never handed to two tests at once); given back at scope exit.
+class ReservedPort {
+ public:
+  explicit ReservedPort(std::string dir) : dir_(std::move(dir)) {
+    auto r = run_process({"/bin/bash", "-c", ". " + lib() + " && reserve_ports \"$0\"", dir_});
+    EXPECT_EQ(r.status, 0) << r.err;
+    if (r.status == 0) port_ = static_cast<uint16_t>(std::stoi(r.out));
+  }
+  ~ReservedPort() { run_process({"/bin/bash", "-c", ". " + lib() + " && release_ports \"$0\"", dir_}); }
+  uint16_t port() const { return port_; }
+
+ private:
+  static std::string lib() { return std::string(JOBSTATE_SOURCE_DIR) + "/scripts/lib/local-pg.sh"; }
+  std::string dir_;
+  uint16_t port_ = 0;
+};
+
+// Debian's Prometheus, pointed at /metrics with a 1 s scrape interval,
+// scrapes it: the target is up with no scrape error, and a PromQL query
+// gives the job count the API gives.
+TEST_F(MetricsTest, APrometheusScrapesIt) {
+  auto s = serve();
+  HttpClient c(s->url());
+  for (int i = 0; i < 3; ++i) create(c, "report");
+  ASSERT_EQ(c.get("/v1/jobs?type=report&state=queued").json()["jobs"].size(), 3u);
+
+  std::filesystem::create_directories(dir_.sub("prometheus"));
+  ReservedPort port(dir_.sub("prometheus"));
+  ASSERT_NE(port.port(), 0);
+  const std::string config = dir_.sub("prometheus.yml");
+  std::ofstream(config) << "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+                           "scrape_configs:\n"
+                           "  - job_name: jobstate\n"
+                           "    static_configs: [{targets: ['"
+                        << s->url().substr(std::string("http://").size()) << "']}]\n";
+  const std::string api = "http://127.0.0.1:" + std::to_string(port.port()) + "/api/v1/";
+  const pid_t pid = spawn_process({"prometheus", "--config.file=" + config,
+                                   "--storage.tsdb.path=" + dir_.sub("prometheus/tsdb"),
+                                   "--web.listen-address=127.0.0.1:" + std::to_string(port.port())},
+                                  -1, dir_.sub("prometheus.log"));
+  ASSERT_GT(pid, 0);
+  ProcessGroupReaper reaper(pid);
+  // Prometheus' HTTP API through curl (not HttpClient: these answers are not
+  // jobstate's, and stay out of the contract log).
+  auto api_get = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> cmd = {"curl", "-sS", "--max-time", "5", "-G"};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    auto r = run_process(cmd);
+    return r.status == 0 ? json::parse(r.out, nullptr, false) : json();
+  };
+  auto queued = [&] {
+    json r = api_get({"--data-urlencode", R"(query=jobstate_jobs{state="queued",type="report"})", api + "query"});
+    if (!r.is_object() || r.value("status", "") != "success" || r["data"]["result"].empty()) return std::string();
+    return r["data"]["result"][0]["value"][1].get<std::string>();
+  };
+  // Bounded: Prometheus starts in about a second, then scrapes every second.
+  std::string value;
+  for (int i = 0; i < 150 && value.empty(); ++i) {
+    value = queued();
+    if (value.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(value, "3") << read_file(dir_.sub("prometheus.log"));
+  json targets = api_get({api + "targets"});
+  ASSERT_TRUE(targets.is_object()) << read_file(dir_.sub("prometheus.log"));
+  const json& active = targets["data"]["activeTargets"];
+  ASSERT_EQ(active.size(), 1u) << targets.dump();
+  EXPECT_EQ(active[0].value("health", ""), "up") << targets.dump();
+  EXPECT_EQ(active[0].value("lastError", "x"), "") << targets.dump();
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "logging/logging.h"
 #include "metrics/metrics.h"
 
 #include <future>
@@ -123,8 +124,11 @@ size_t Watchdog::sweep_once() {
             watchdog_failures().with({code}).inc();
             // How late the failure was recorded after the deadline passed.
             detection_lag().with({}).observe(static_cast<double>(std::max<TimeMs>(e.at_ms - deadline, 0)) / 1000.0);
-            spdlog::info("watchdog: job {} failed: {}{}", id.to_string(), code,
-                         e.type == EventType::kRetryScheduled ? " (a retry is scheduled)" : "");
+            // The one line per failure (docs/operations.md, "Logs").
+            logging::log(spdlog::level::info, "watchdog: job failed",
+                         {{"job_id", id.to_string()},
+                          {"code", code},
+                          {"retry_scheduled", e.type == EventType::kRetryScheduled}});
           }
         }
         // The store not taking writes (a full disk): one line, not one per

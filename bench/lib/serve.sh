@@ -8,6 +8,9 @@
 # (bench/wrk/*.lua send it). JOBSTATE_BENCH_TOKENS=header-only has the
 # clients send the same header to a server without --tokens (which ignores
 # it): the cost of carrying the header, apart from checking it.
+# JOBSTATE_BENCH_LOG=access serves at --log-level info, so every request
+# writes its access line (to the run's log file); =json does too, in
+# --log-format json. Unset: --log-level warn (no access lines).
 BIN=${JOBSTATE_BIN:-build/app/jobstate}
 [ -x "$BIN" ] || { echo "build first: make build" >&2; exit 1; }
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -23,7 +26,12 @@ if [ -n "${JOBSTATE_BENCH_TOKENS:-}" ]; then
 else
   unset JOBSTATE_TOKEN
 fi
-"$BIN" serve "${STORE[@]}" "${AUTH[@]}" --listen 127.0.0.1:0 --log-level warn >"$LOG" 2>&1 &
+LOGFLAGS=(--log-level warn)
+case "${JOBSTATE_BENCH_LOG:-}" in
+  access) LOGFLAGS=(--log-level info) ;;
+  json) LOGFLAGS=(--log-level info --log-format json) ;;
+esac
+"$BIN" serve "${STORE[@]}" "${AUTH[@]}" --listen 127.0.0.1:0 "${LOGFLAGS[@]}" >"$LOG" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$D"' EXIT
 for _ in $(seq 100); do grep -q "serving on" "$LOG" && break; sleep 0.05; done
