@@ -1,11 +1,13 @@
 #include "logging/logging.h"
 
 #include <openssl/rand.h>
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/formatter.h>
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -17,9 +19,9 @@ namespace {
 
 Format g_format = Format::kText;
 thread_local std::string t_request_id;
-// The fields of the line being written on this thread (set by log(), read by
-// the formatter: spdlog's default logger formats on the calling thread).
-thread_local const Fields* t_fields = nullptr;
+// Set while logging::log hands spdlog a line it has already formatted: the
+// formatter (which runs under the sink's lock) then only copies it.
+thread_local bool t_preformatted = false;
 
 const char* level_name(spdlog::level::level_enum l) {
   switch (l) {
@@ -37,6 +39,46 @@ TimeMs to_ms(spdlog::log_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+// A JSON string: plain printable ASCII is copied as it is; anything else
+// (quotes, control characters, UTF-8, invalid bytes) goes through nlohmann.
+void append_json_string(std::string& out, std::string_view s) {
+  for (char c : s)
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+      out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return;
+    }
+  out += '"';
+  out += s;
+  out += '"';
+}
+
+// Numbers without a temporary string (access lines carry three).
+bool append_number(std::string& out, const nlohmann::json& v) {
+  char buf[32];
+  std::to_chars_result r{};
+  if (v.is_number_unsigned())
+    r = std::to_chars(buf, buf + sizeof buf, v.get<uint64_t>());
+  else if (v.is_number_integer())
+    r = std::to_chars(buf, buf + sizeof buf, v.get<int64_t>());
+  else if (v.is_number_float() && std::isfinite(v.get<double>()))
+    r = std::to_chars(buf, buf + sizeof buf, v.get<double>());
+  else
+    return false;
+  if (r.ec != std::errc()) return false;
+  out.append(buf, r.ptr);
+  return true;
+}
+
+void append_json(std::string& out, const nlohmann::json& v) {
+  if (v.is_string()) return append_json_string(out, v.get_ref<const std::string&>());
+  if (v.is_boolean()) {
+    out += v.get<bool>() ? "true" : "false";
+    return;
+  }
+  if (append_number(out, v)) return;
+  out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 void append_text_value(std::string& out, const nlohmann::json& v) {
   if (v.is_string()) {
     const std::string& s = v.get_ref<const std::string&>();
@@ -44,32 +86,55 @@ void append_text_value(std::string& out, const nlohmann::json& v) {
     bool bare = !s.empty();
     for (char c : s)
       if (c <= ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) >= 0x7f) bare = false;
-    out += bare ? s : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  } else {
-    out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (bare) {
+      out += s;
+      return;
+    }
   }
+  append_json(out, v);
 }
 
-std::string json_line(TimeMs at, spdlog::level::level_enum level, std::string_view message,
-                      const Fields* fields) {
-  // In the order written: time, level, message first, for a person reading.
-  nlohmann::ordered_json line = nlohmann::ordered_json::object();
-  line["time"] = format_rfc3339_ms(at);
-  line["level"] = level_name(level);
-  line["message"] = std::string(message);
-  if (!t_request_id.empty()) line["request_id"] = t_request_id;
+bool reserved(std::string_view key) {
+  return key == "time" || key == "level" || key == "message" || key == "request_id";
+}
+
+// {"time":…,"level":…,"message":…,"request_id":…, then the fields}: keys in
+// this order, for a person reading. Field names are identifiers of ours.
+void append_json_line(std::string& out, TimeMs at, spdlog::level::level_enum level,
+                      std::string_view message, const Fields* fields) {
+  out += "{\"time\":\"";
+  append_rfc3339_ms(out, at);
+  out += "\",\"level\":\"";
+  out += level_name(level);
+  out += "\",\"message\":";
+  append_json_string(out, message);
+  if (!t_request_id.empty()) {
+    out += ",\"request_id\":";
+    append_json_string(out, t_request_id);
+  }
   if (fields)
-    for (const auto& [k, v] : *fields)
-      if (k != "time" && k != "level" && k != "message") line[std::string(k)] = v;
-  return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    for (const auto& [k, v] : *fields) {
+      if (reserved(k)) continue;
+      out += ",\"";
+      out += k;
+      out += "\":";
+      append_json(out, v);
+    }
+  out += '}';
 }
 
-std::string text_line(TimeMs at, spdlog::level::level_enum level, std::string_view message,
-                      const Fields* fields) {
-  std::string out = "[" + format_rfc3339_ms(at) + "] [" + level_name(level) + "] ";
+// [time] [level] message key=value ... request_id=…
+void append_text_line(std::string& out, TimeMs at, spdlog::level::level_enum level,
+                      std::string_view message, const Fields* fields) {
+  out += '[';
+  append_rfc3339_ms(out, at);
+  out += "] [";
+  out += level_name(level);
+  out += "] ";
   out += message;
   if (fields)
     for (const auto& [k, v] : *fields) {
+      if (reserved(k)) continue;
       out += ' ';
       out += k;
       out += '=';
@@ -79,26 +144,31 @@ std::string text_line(TimeMs at, spdlog::level::level_enum level, std::string_vi
     out += " request_id=";
     out += t_request_id;
   }
-  return out;
+}
+
+void append_line(std::string& out, Format format, TimeMs at, spdlog::level::level_enum level,
+                 std::string_view message, const Fields* fields) {
+  if (format == Format::kJson)
+    append_json_line(out, at, level, message, fields);
+  else
+    append_text_line(out, at, level, message, fields);
 }
 
 class LineFormatter final : public spdlog::formatter {
  public:
-  explicit LineFormatter(Format f) : format_(f) {}
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const std::string_view message(msg.payload.data(), msg.payload.size());
-    const std::string line = format_ == Format::kJson
-                                 ? json_line(to_ms(msg.time), msg.level, message, t_fields)
-                                 : text_line(to_ms(msg.time), msg.level, message, t_fields);
-    dest.append(line.data(), line.data() + line.size());
+    const std::string_view payload(msg.payload.data(), msg.payload.size());
+    if (t_preformatted) {
+      dest.append(payload.data(), payload.data() + payload.size());
+    } else {
+      // A plain spdlog::info(...) from anywhere in the tree.
+      std::string line;
+      append_line(line, g_format, to_ms(msg.time), msg.level, payload, nullptr);
+      dest.append(line.data(), line.data() + line.size());
+    }
     dest.push_back('\n');
   }
-  std::unique_ptr<spdlog::formatter> clone() const override {
-    return std::make_unique<LineFormatter>(format_);
-  }
-
- private:
-  Format format_;
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<LineFormatter>(); }
 };
 
 }  // namespace
@@ -112,7 +182,7 @@ std::optional<Format> parse_format(std::string_view name) {
 void configure(Format format, spdlog::level::level_enum level) {
   g_format = format;
   auto logger = spdlog::default_logger();
-  logger->set_formatter(std::make_unique<LineFormatter>(format));
+  logger->set_formatter(std::make_unique<LineFormatter>());
   logger->set_level(level);
   // Warnings and errors reach the file at once; info lines (an access line
   // per request) are buffered and flushed every second, so a busy server
@@ -125,23 +195,37 @@ void configure(Format format, spdlog::level::level_enum level) {
 
 Format format() { return g_format; }
 
+std::string format_line(Format format, TimeMs at, spdlog::level::level_enum level, std::string_view message,
+                        Fields fields) {
+  std::string line;
+  append_line(line, format, at, level, message, &fields);
+  return line;
+}
+
 bool enabled(spdlog::level::level_enum level) { return spdlog::default_logger_raw()->should_log(level); }
 
 void log(spdlog::level::level_enum level, std::string_view message, Fields fields) {
   auto logger = spdlog::default_logger_raw();
   if (!logger->should_log(level)) return;
-  t_fields = &fields;
-  logger->log(level, "{}", message);
-  t_fields = nullptr;
+  // Built here, outside the sink's lock, so threads logging at once only
+  // queue for the copy into the stream.
+  thread_local std::string line;
+  line.clear();
+  append_line(line, g_format, SystemClock().now_ms(), level, message, &fields);
+  t_preformatted = true;
+  logger->log(level, spdlog::string_view_t(line.data(), line.size()));
+  t_preformatted = false;
 }
 
 namespace {
 void bare_line(FILE* to, spdlog::level::level_enum level, std::string_view message, const Fields* fields) {
-  const std::string line = g_format == Format::kJson
-                               ? json_line(SystemClock().now_ms(), level, message, fields)
-                               : std::string(message);
+  std::string line;
+  if (g_format == Format::kJson)
+    append_json_line(line, SystemClock().now_ms(), level, message, fields);
+  else
+    line = message;
+  line += '\n';
   std::fwrite(line.data(), 1, line.size(), to);
-  std::fputc('\n', to);
   std::fflush(to);
 }
 }  // namespace
@@ -169,16 +253,23 @@ std::optional<std::string> accept_request_id(std::string_view sent) {
 }
 
 std::string new_request_id() {
-  unsigned char raw[16];
-  if (RAND_bytes(raw, sizeof raw) != 1) {
-    thread_local std::mt19937_64 fallback{std::random_device{}()};
-    for (auto& b : raw) b = static_cast<unsigned char>(fallback());
-  }
+  // A per-thread generator seeded once from OpenSSL: RAND_bytes itself
+  // costs a getpid(2) per call (its fork check), on every request that
+  // comes without an id. Ids correlate lines; they are not secrets.
+  thread_local std::mt19937_64 gen = [] {
+    uint32_t seed[8];
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(seed), sizeof seed) != 1) {
+      std::random_device rd;
+      for (auto& s : seed) s = rd();
+    }
+    std::seed_seq seq(std::begin(seed), std::end(seed));
+    return std::mt19937_64(seq);
+  }();
   static const char* const kHex = "0123456789abcdef";
   std::string out(32, '0');
-  for (size_t i = 0; i < sizeof raw; ++i) {
-    out[2 * i] = kHex[raw[i] >> 4];
-    out[2 * i + 1] = kHex[raw[i] & 15];
+  for (int half = 0; half < 2; ++half) {
+    uint64_t bits = gen();
+    for (int i = 0; i < 16; ++i, bits >>= 4) out[half * 16 + i] = kHex[bits & 15];
   }
   return out;
 }

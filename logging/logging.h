@@ -18,6 +18,8 @@
 #include <string_view>
 #include <utility>
 
+#include "domain/clock.h"
+
 namespace jobstate::logging {
 
 enum class Format { kText, kJson };
@@ -34,6 +36,11 @@ bool enabled(spdlog::level::level_enum level);
 
 // One line with fields: in text, "message key=value ..."; in JSON, members.
 void log(spdlog::level::level_enum level, std::string_view message, Fields fields = {});
+
+// The line log() would write (without its newline), in `format`, at `at`,
+// with this thread's request id: the formatting alone, for tests.
+std::string format_line(Format format, TimeMs at, spdlog::level::level_enum level, std::string_view message,
+                        Fields fields = {});
 
 // One line on stdout in the configured format (the "serving on" line, which
 // scripts wait for), flushed; in text, the message alone.
@@ -59,7 +66,7 @@ const std::string& current_request_id();
 // characters, printable ASCII without spaces (0x21-0x7E). nullopt otherwise
 // (the server then makes one up).
 std::optional<std::string> accept_request_id(std::string_view sent);
-// A new id: 32 lowercase hex characters, random.
+// A new id: 32 lowercase hex characters, random (not secret: it correlates lines).
 std::string new_request_id();
 
 }  // namespace jobstate::logging

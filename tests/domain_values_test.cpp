@@ -352,10 +352,7 @@ std::vector<std::string> python_json_dumps(const std::vector<double>& values) {
       "    out.write(json.dumps(struct.unpack(\">d\", bytes.fromhex(line.strip()))[0])+\"\\n\")' " +
       dir.sub("bits") + " > " + dir.sub("python");
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  std::vector<std::string> lines;
-  std::ifstream out(dir.sub("python"));
-  for (std::string line; std::getline(out, line);) lines.push_back(line);
-  return lines;
+  return testing::lines_of(testing::read_file(dir.sub("python")));
 }
 
 // Every double the sample holds prints byte for byte as Python prints it:

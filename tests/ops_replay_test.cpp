@@ -15,13 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::stringstream ss(text);
-  for (std::string line; std::getline(ss, line);) lines.push_back(line);
-  return lines;
-}
-
 // The API's JSON of every event (LogReader parses each one; event_json_text
 // re-serialises it), optionally only one job's.
 std::vector<std::string> api_event_json(const std::string& dir,

@@ -43,12 +43,7 @@ struct CommandResult {
   std::string out;
   std::string err;
   // stderr lines, without the empty one after the final newline.
-  std::vector<std::string> err_lines() const {
-    std::vector<std::string> lines;
-    std::stringstream ss(err);
-    for (std::string line; std::getline(ss, line);) lines.push_back(line);
-    return lines;
-  }
+  std::vector<std::string> err_lines() const { return lines_of(err); }
 };
 
 // Runs JOBSTATE_BIN with `args`, collecting stdout and stderr; killed after

@@ -23,14 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(line);
-  return out;
-}
-
 class ServeLogsTest : public ::testing::Test {
  protected:
   std::unique_ptr<ServeProcess> serve(std::vector<std::string> flags) {

@@ -1,5 +1,5 @@
 // Small helpers shared by tests: a temporary directory removed at scope exit,
-// a file's contents, assertions that print a Result's error instead of just
+// a file's contents and its lines, assertions that print a Result's error instead of just
 // "false", and a few store checks (the whole log verified from the genesis
 // hash, a column family's contents).
 #pragma once
@@ -17,6 +17,7 @@
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
+#include <vector>
 
 #include "domain/result.h"
 #include "eventstore/database.h"
@@ -56,6 +57,14 @@ inline std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The lines of a text, without the empty one after the final newline.
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::stringstream ss(text);
+  for (std::string line; std::getline(ss, line);) lines.push_back(line);
+  return lines;
 }
 
 // "kind: message" of a failed Result, for assertion messages.
