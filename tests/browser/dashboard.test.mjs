@@ -1,6 +1,7 @@
 // The dashboard (ui/, served by the binary at /ui) in a real browser: Debian's
 // chromium, headless, driven by playwright-core, against a real
-// `jobstate serve` on 127.0.0.1 with a temporary data directory.
+// `jobstate serve` on 127.0.0.1 with a temporary data directory (or a
+// throwaway PostgreSQL: JOBSTATE_TEST_STORE=postgres).
 //
 //   JOBSTATE_BIN=build/app/jobstate JOBSTATE_SCREENSHOT_DIR=build/screenshots \
 //     node --test tests/browser/dashboard.test.mjs
@@ -22,10 +23,24 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT_MS = 15000;      // the longest any one condition may take
 const TEST_MS = 60000;      // the longest one test may take
 
+// JOBSTATE_TEST_STORE=postgres (ctest: pg.browser.dashboard): each server
+// gets a throwaway PostgreSQL of its own (scripts/pg-test-server, as the C++
+// suites' fixture), instead of a RocksDB directory.
+const POSTGRES = process.env.JOBSTATE_TEST_STORE === 'postgres';
+const PG_TEST_SERVER = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../scripts/pg-test-server');
+
 // A `jobstate serve` on a free loopback port; stop() ends it and removes its data.
 async function startServer(extra = []) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jobstate-ui-test-'));
-  const child = spawn(BIN, ['serve', '--data-dir', path.join(dir, 'data'), '--listen', '127.0.0.1:0',
+  let store = ['--data-dir', path.join(dir, 'data')];
+  if (POSTGRES) {
+    fs.chmodSync(dir, 0o711);  // PostgreSQL runs as an unprivileged user, who must reach dir/pg
+    fs.mkdirSync(path.join(dir, 'pg'));
+    const uri = execFileSync(PG_TEST_SERVER, ['start', path.join(dir, 'pg')], {encoding: 'utf8', timeout: 120000}).trim();
+    assert.match(uri, /^postgresql:\/\//, `pg-test-server start printed ${uri}`);
+    store = ['--store', uri];
+  }
+  const child = spawn(BIN, ['serve', ...store, '--listen', '127.0.0.1:0',
     '--watchdog-interval-ms', '50', ...extra], {stdio: ['ignore', 'pipe', 'pipe']});
   let output = '';
   child.stderr.on('data', (d) => { output += d; });
@@ -49,6 +64,7 @@ async function startServer(extra = []) {
         await exited;
         clearTimeout(timer);
       }
+      if (POSTGRES) execFileSync(PG_TEST_SERVER, ['stop', path.join(dir, 'pg')], {stdio: 'ignore', timeout: 60000});
       fs.rmSync(dir, {recursive: true, force: true});
     },
   };
