@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 #include <spdlog/formatter.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include <charconv>
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <utility>
 
 #include "domain/clock.h"
 
@@ -79,19 +81,23 @@ void append_json(std::string& out, const nlohmann::json& v) {
   out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// A value in a text line: bare when it reads unambiguously, quoted (JSON)
+// otherwise.
+void append_text_string(std::string& out, std::string_view s) {
+  bool bare = !s.empty();
+  for (char c : s)
+    if (c <= ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) >= 0x7f) bare = false;
+  if (bare)
+    out += s;
+  else
+    append_json_string(out, s);
+}
+
 void append_text_value(std::string& out, const nlohmann::json& v) {
-  if (v.is_string()) {
-    const std::string& s = v.get_ref<const std::string&>();
-    // Bare when it reads unambiguously, quoted (JSON) otherwise.
-    bool bare = !s.empty();
-    for (char c : s)
-      if (c <= ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) >= 0x7f) bare = false;
-    if (bare) {
-      out += s;
-      return;
-    }
-  }
-  append_json(out, v);
+  if (v.is_string())
+    append_text_string(out, v.get_ref<const std::string&>());
+  else
+    append_json(out, v);
 }
 
 bool reserved(std::string_view key) {
@@ -123,6 +129,28 @@ void append_json_line(std::string& out, TimeMs at, spdlog::level::level_enum lev
   out += '}';
 }
 
+// A message in a text line: control characters escaped (\n, \r, \t,
+// \xNN), so an exception's text cannot split the line.
+void append_text_message(std::string& out, std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u != 0x7f) {
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      static const char* const kHex = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+}
+
 // [time] [level] message key=value ... request_id=…
 void append_text_line(std::string& out, TimeMs at, spdlog::level::level_enum level,
                       std::string_view message, const Fields* fields) {
@@ -131,7 +159,7 @@ void append_text_line(std::string& out, TimeMs at, spdlog::level::level_enum lev
   out += "] [";
   out += level_name(level);
   out += "] ";
-  out += message;
+  append_text_message(out, message);
   if (fields)
     for (const auto& [k, v] : *fields) {
       if (reserved(k)) continue;
@@ -142,7 +170,7 @@ void append_text_line(std::string& out, TimeMs at, spdlog::level::level_enum lev
     }
   if (!t_request_id.empty()) {
     out += " request_id=";
-    out += t_request_id;
+    append_text_string(out, t_request_id);
   }
 }
 
@@ -171,6 +199,20 @@ class LineFormatter final : public spdlog::formatter {
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<LineFormatter>(); }
 };
 
+// spdlog's stdout sinks fflush after every line (a write(2) per access
+// line, under the sink's lock); this one leaves stdout's buffering alone:
+// line by line on a terminal, blocks otherwise, with the logger's flush_on
+// and the flush thread (configure()) deciding when a block goes out.
+class StdoutLines final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
+  void flush_() override { std::fflush(stdout); }
+};
+
 }  // namespace
 
 std::optional<Format> parse_format(std::string_view name) {
@@ -181,7 +223,8 @@ std::optional<Format> parse_format(std::string_view name) {
 
 void configure(Format format, spdlog::level::level_enum level) {
   g_format = format;
-  auto logger = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("", std::make_shared<StdoutLines>());
+  spdlog::set_default_logger(logger);
   logger->set_formatter(std::make_unique<LineFormatter>());
   logger->set_level(level);
   // Warnings and errors reach the file at once; info lines (an access line
@@ -238,8 +281,9 @@ void stderr_line(spdlog::level::level_enum level, std::string_view message) {
   bare_line(stderr, level, message, nullptr);
 }
 
-RequestScope::RequestScope(std::string_view id) : previous_(std::move(t_request_id)) {
-  t_request_id.assign(id);
+RequestScope::RequestScope(std::string_view id) {
+  std::string next(id);  // before the swap: `id` may be the current one
+  previous_ = std::exchange(t_request_id, std::move(next));
 }
 RequestScope::~RequestScope() { t_request_id = std::move(previous_); }
 

@@ -69,6 +69,13 @@ TEST(LoggingFormat, TextQuotesOnlyWhatWouldBeAmbiguousBare) {
             "note=\"two words\" eq=\"a=b\" empty=\"\" retry_scheduled=true ms=0.5");
 }
 
+TEST(LoggingFormat, ATextLineStaysOneLineAndQuotesAnAmbiguousRequestId) {
+  RequestScope scope("a=\"b\"");
+  const std::string line =
+      format_line(Format::kText, kAt, spdlog::level::err, std::string("what():\n\tat x\r") + '\x01' + "\x7f");
+  EXPECT_EQ(line, R"([2026-12-01T00:00:00.123Z] [error] what():\n\tat x\r\x01\x7f request_id="a=\"b\"")");
+}
+
 TEST(LoggingFormat, TheRequestIdRidesAlongWhileItsScopeLives) {
   EXPECT_EQ(current_request_id(), "");
   {
@@ -82,6 +89,13 @@ TEST(LoggingFormat, TheRequestIdRidesAlongWhileItsScopeLives) {
   }
   EXPECT_EQ(current_request_id(), "");
   EXPECT_EQ(format_line(Format::kText, kAt, spdlog::level::info, "m"), "[2026-12-01T00:00:00.123Z] [info] m");
+  // A scope may be opened with the id already current.
+  RequestScope first("same");
+  {
+    RequestScope again(current_request_id());
+    EXPECT_EQ(current_request_id(), "same");
+  }
+  EXPECT_EQ(current_request_id(), "same");
 }
 
 TEST(LoggingRequestId, OnlyBoundedPrintableIdsAreEchoed) {

@@ -228,6 +228,9 @@ TEST_F(PgMultiNodeTest, WhenTheWatchdogsNodeDiesTheOtherTakesOver) {
   }
   EXPECT_EQ(job["state"], "failed") << job.dump();
   EXPECT_EQ(job["error"]["code"], "heartbeat_timeout") << job.dump();
+  // An info line: out within the second (docs/operations.md, "Logs").
+  for (int i = 0; i < 100 && b->output().find("this node leads the sweep") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_NE(b->output().find("this node leads the sweep"), std::string::npos) << b->output();
 }
 
