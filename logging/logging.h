@@ -25,7 +25,10 @@ namespace jobstate::logging {
 enum class Format { kText, kJson };
 std::optional<Format> parse_format(std::string_view name);  // "text", "json"
 
-// Installs the format on spdlog's default logger (stdout, where spdlog puts it) at `level`.
+// Makes spdlog's default logger ours, at `level`: lines in `format` to stdout
+// through a sink that keeps stdio's buffering (blocks flushed every second
+// and at each warning; line by line on a terminal). Call once, before any
+// other thread logs.
 void configure(Format format, spdlog::level::level_enum level);
 Format format();
 
