@@ -236,8 +236,6 @@ void configure(Format format, spdlog::level::level_enum level) {
   std::call_once(every_second, [] { spdlog::flush_every(std::chrono::seconds(1)); });
 }
 
-Format format() { return g_format; }
-
 std::string format_line(Format format, TimeMs at, spdlog::level::level_enum level, std::string_view message,
                         Fields fields) {
   std::string line;

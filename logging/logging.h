@@ -30,7 +30,6 @@ std::optional<Format> parse_format(std::string_view name);  // "text", "json"
 // and at each warning; line by line on a terminal). Call once, before any
 // other thread logs.
 void configure(Format format, spdlog::level::level_enum level);
-Format format();
 
 using Fields = std::initializer_list<std::pair<std::string_view, nlohmann::json>>;
 
